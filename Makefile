@@ -1,0 +1,38 @@
+# eurelay: `make run` starts the all-in-one server, `make test` runs the whole suite.
+# Both set up what they need (a virtualenv in .venv, and for tests the apt packages).
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint bench setup clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/eurelay serve $(ARGS)
+
+# Tests run inside a private network namespace (unshare -n) so that no packet can leave
+# the machine, even by mistake; only loopback exists in there.
+test: $(STAMP)
+	./scripts/test-deps.sh
+	$(BIN)/ruff check relay signaling regions tests bench
+	$(BIN)/mypy
+	unshare -n sh -c 'ip link set lo up && $(BIN)/pytest -q $(PYTEST_ARGS)'
+
+lint: $(STAMP)
+	$(BIN)/ruff check relay signaling regions tests bench
+	$(BIN)/ruff format --check relay signaling regions tests bench
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	unshare -n sh -c 'ip link set lo up && $(BIN)/python -m bench.run --write docs/BENCHMARKS.md'
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,260 @@
+"""Peer legs: one ICE-lite + DTLS-SRTP transport each, named for the direction media flows.
+
+A participant has a subscriber leg (the relay offers: data channels and the tracks it
+receives) and, once it publishes, a publisher leg (the participant offers its tracks).
+Both share the worker's UDP socket; the mux hands each its datagrams.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any, Protocol
+
+import pylibsrtp
+
+from . import rtcp
+from .dtls_adapter import DtlsRole, DtlsSession
+from .forwarder import forward_rtp, read_seq_ts_ssrc
+from .ice_lite import IceCredentials
+from .room import Participant
+from .sdp_negotiation import SubscriberSlot
+from .stats import RelayStats
+from .track import DownTrack, UpTrack, random_ssrc
+
+if TYPE_CHECKING:
+    from aiortc.rtp import RtcpSrPacket
+
+logger = logging.getLogger(__name__)
+
+
+class LegHost(Protocol):
+    """What a leg needs from its worker."""
+
+    stats: RelayStats
+
+    def sendto(self, data: bytes, addr: tuple[str, int]) -> None: ...
+
+    def request_keyframe(self, up: UpTrack) -> None: ...
+
+    def data_received(self, participant: Participant, lossy: bool, message: bytes | str) -> None: ...
+
+    def leg_failed(self, leg: Leg) -> None: ...
+
+
+class Leg:
+    direction = "none"
+
+    def __init__(
+        self, host: LegHost, participant: Participant, certificate: Any, role: DtlsRole, now: float
+    ) -> None:
+        self.host = host
+        self.participant = participant
+        self.credentials = IceCredentials.generate()
+        self.dtls = DtlsSession(certificate, self._send_dtls, role)
+        self.addr: tuple[str, int] | None = None
+        self.last_seen = now
+        self.remote_fingerprints: list[tuple[str, str]] = []
+        self.dtls_started = False
+        self.closed = False
+        self.tx_srtp: Any = None
+        self.rx_srtp: Any = None
+        self.rtcp_ssrc = random_ssrc()
+
+    def _send_dtls(self, data: bytes) -> None:
+        if self.addr is not None:
+            self.host.sendto(data, self.addr)
+
+    @property
+    def ready_to_start(self) -> bool:
+        return (
+            self.addr is not None
+            and bool(self.remote_fingerprints)
+            and not self.dtls_started
+            and not self.closed
+        )
+
+    def connected(self) -> None:
+        """DTLS finished: the fast path may now use the SRTP sessions."""
+        self.tx_srtp = self.dtls.tx_srtp
+        self.rx_srtp = self.dtls.rx_srtp
+
+    def send_rtcp(self, data: bytes) -> None:
+        if not data or self.tx_srtp is None or self.addr is None:
+            return
+        try:
+            self.host.sendto(self.tx_srtp.protect_rtcp(data), self.addr)
+        except pylibsrtp.Error:
+            self.host.stats.dropped["send_error"] += 1
+            return
+        self.host.stats.rtcp_packets_out += 1
+
+    def unprotect_rtcp(self, data: bytes) -> list[object] | None:
+        try:
+            plain = self.rx_srtp.unprotect_rtcp(data)
+            packets = rtcp.parse(plain)
+        except (pylibsrtp.Error, ValueError):
+            self.host.stats.dropped["srtp_error"] += 1
+            return None
+        except Exception:  # aiortc's parser can raise more than ValueError on garbage
+            self.host.stats.dropped["malformed"] += 1
+            return None
+        self.host.stats.rtcp_packets_in += 1
+        return packets
+
+    def on_srtp(self, data: bytes, arrival: float) -> None:
+        raise NotImplementedError
+
+
+class PublisherLeg(Leg):
+    """Media flows up from the participant; the relay answers its offers."""
+
+    direction = "publisher"
+
+    def __init__(
+        self, host: LegHost, participant: Participant, certificate: Any, role: DtlsRole, now: float
+    ) -> None:
+        super().__init__(host, participant, certificate, role, now)
+        self.by_ssrc: dict[int, UpTrack] = {}
+        self.unbound: list[UpTrack] = []  # tracks whose offer carried no a=ssrc
+
+    def add_track(self, track: UpTrack) -> None:
+        if track.ssrc is None:
+            self.unbound.append(track)
+        else:
+            self.by_ssrc[track.ssrc] = track
+
+    def remove_track(self, track: UpTrack) -> None:
+        if track.ssrc is not None:
+            self.by_ssrc.pop(track.ssrc, None)
+        if track in self.unbound:
+            self.unbound.remove(track)
+
+    def _bind(self, ssrc: int, payload_type: int) -> UpTrack | None:
+        """First packet of an SSRC the offer did not name: bind it by payload type."""
+        for track in self.unbound:
+            if track.codec.payload_type == payload_type:
+                self.unbound.remove(track)
+                track.ssrc = ssrc
+                self.by_ssrc[ssrc] = track
+                return track
+        return None
+
+    def on_srtp(self, data: bytes, arrival: float) -> None:
+        stats = self.host.stats
+        if self.rx_srtp is None:
+            stats.dropped["not_connected"] += 1
+            return
+        if rtcp.is_rtcp(data):
+            self._on_rtcp(data)
+            return
+        try:
+            rtp = self.rx_srtp.unprotect(data)
+        except pylibsrtp.Error:
+            stats.dropped["srtp_error"] += 1
+            return
+        if len(rtp) < 12:
+            stats.dropped["malformed"] += 1
+            return
+        stats.rtp_packets_in += 1
+        stats.rtp_bytes_in += len(data)
+        seq, timestamp, ssrc = read_seq_ts_ssrc(rtp)
+        up = self.by_ssrc.get(ssrc)
+        if up is None:
+            up = self._bind(ssrc, rtp[1] & 0x7F)
+            if up is None:
+                stats.dropped["unknown_ssrc"] += 1
+                return
+        up.stats.update_jitter(arrival * up.codec.clock_rate, timestamp)
+        forward_rtp(up, rtp, seq, timestamp, self.host.sendto, stats)
+
+    def _on_rtcp(self, data: bytes) -> None:
+        packets = self.unprotect_rtcp(data)
+        if packets is None:
+            return
+        for packet in packets:
+            if type(packet).__name__ == "RtcpSrPacket":
+                self._on_sender_report(packet)  # type: ignore[arg-type]
+
+    def _on_sender_report(self, sr: RtcpSrPacket) -> None:
+        up = self.by_ssrc.get(sr.ssrc)
+        if up is None:
+            return
+        up.stats.last_sr_mid32 = rtcp.ntp_middle32(sr.sender_info.ntp_timestamp)
+        up.stats.last_sr_at = time.monotonic()
+        for down in up.down_tracks:
+            if down.active and down.started:
+                down.sink.send_rtcp(rtcp.sender_report_for(down, sr))
+
+    def send_receiver_reports(self, now: float) -> None:
+        self.send_rtcp(rtcp.receiver_report(self.rtcp_ssrc, list(self.by_ssrc.values()), now))
+
+
+class SubscriberLeg(Leg):
+    """Media flows down to the participant; the relay offers, and carries data channels."""
+
+    direction = "subscriber"
+
+    def __init__(
+        self, host: LegHost, participant: Participant, certificate: Any, role: DtlsRole, now: float
+    ) -> None:
+        super().__init__(host, participant, certificate, role, now)
+        self.slots: list[SubscriberSlot] = []
+        self.by_ssrc: dict[int, DownTrack] = {}
+        self.offer_version = 0
+        self.session_id = random_ssrc()
+        self.offer_pending = False  # an offer is out and its answer not back yet
+        self.needs_offer = True  # state changed since the last offer
+        self.offered_ssrcs: set[int] = set()
+        self.accepted_ssrcs: set[int] = set()
+        self.remote_sctp_port = 5000
+        self.reliable: Any = None
+        self.lossy: Any = None
+
+    def next_mid(self) -> str:
+        return str(len(self.slots))
+
+    def refresh_active(self) -> list[DownTrack]:
+        """Mark down tracks sendable once both DTLS is up and the subscriber accepted them."""
+        newly: list[DownTrack] = []
+        ready = self.tx_srtp is not None
+        for ssrc, down in self.by_ssrc.items():
+            active = ready and ssrc in self.accepted_ssrcs
+            if active and not down.active:
+                down.waiting_keyframe = True
+                newly.append(down)
+            down.active = active
+        return newly
+
+    def on_srtp(self, data: bytes, arrival: float) -> None:
+        if self.rx_srtp is None:
+            self.host.stats.dropped["not_connected"] += 1
+            return
+        if not rtcp.is_rtcp(data):
+            return  # subscribers send no media to the relay
+        packets = self.unprotect_rtcp(data)
+        if packets is None:
+            return
+        stats = self.host.stats
+        for packet in packets:
+            name = type(packet).__name__
+            if name == "RtcpPsfbPacket":
+                fmt = packet.fmt  # type: ignore[attr-defined]
+                if fmt == rtcp.PSFB_PLI:
+                    stats.pli_received += 1
+                elif fmt == rtcp.PSFB_FIR:
+                    stats.fir_received += 1
+                else:
+                    continue  # REMB and others: used by the weak-network work
+                down = self.by_ssrc.get(packet.media_ssrc)  # type: ignore[attr-defined]
+                if down is not None:
+                    self.host.request_keyframe(down.up)
+            elif name == "RtcpRtpfbPacket" and packet.fmt == rtcp.RTPFB_NACK:  # type: ignore[attr-defined]
+                stats.nack_received += 1
+
+    def send_data(self, lossy: bool, message: str) -> bool:
+        channel = self.lossy if lossy else self.reliable
+        if channel is None or channel.readyState != "open":
+            return False
+        channel.send(message)
+        return True

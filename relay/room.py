@@ -1,0 +1,81 @@
+"""Rooms and participants: who is here, what they publish and what they receive. No I/O.
+
+The worker calls into these objects; they never touch sockets, tasks or clocks.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import NotFoundError, RoomFullError
+from .rate_limiter import TokenBucket
+from .track import DownTrack, UpTrack
+
+
+def new_sid(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(6)}"
+
+
+@dataclass(slots=True, frozen=True)
+class Permissions:
+    can_publish: bool = True
+    can_subscribe: bool = True
+    can_publish_data: bool = True
+
+
+@dataclass(slots=True, eq=False)
+class Participant:
+    room: str
+    identity: str
+    permissions: Permissions
+    data_limiter: TokenBucket
+    auto_subscribe: bool = True
+    name: str = ""
+    metadata: str = ""
+    sid: str = field(default_factory=lambda: new_sid("PA"))
+    published: dict[str, UpTrack] = field(default_factory=dict)  # by track sid
+    subscriptions: dict[str, DownTrack] = field(default_factory=dict)  # by up track sid
+    publisher_leg: Any = None
+    subscriber_leg: Any = None
+    joined_at: float = 0.0
+
+
+@dataclass(slots=True, eq=False)
+class Room:
+    name: str
+    max_participants: int
+    created_by_api: bool = False
+    sid: str = field(default_factory=lambda: new_sid("RM"))
+    participants: dict[str, Participant] = field(default_factory=dict)  # by sid
+
+    def by_identity(self, identity: str) -> Participant | None:
+        for p in self.participants.values():
+            if p.identity == identity:
+                return p
+        return None
+
+    def get(self, sid: str) -> Participant:
+        try:
+            return self.participants[sid]
+        except KeyError:
+            raise NotFoundError(f"participant {sid} is not in room {self.name}") from None
+
+    def admit(self, participant: Participant) -> None:
+        if self.max_participants and len(self.participants) >= self.max_participants:
+            raise RoomFullError(f"room {self.name} is full ({self.max_participants} participants)")
+        self.participants[participant.sid] = participant
+
+    def others(self, participant: Participant) -> list[Participant]:
+        return [p for p in self.participants.values() if p is not participant]
+
+    def tracks(self) -> list[UpTrack]:
+        return [t for p in self.participants.values() for t in p.published.values()]
+
+    def find_track(self, track_sid: str) -> UpTrack:
+        for p in self.participants.values():
+            track = p.published.get(track_sid)
+            if track is not None:
+                return track
+        raise NotFoundError(f"track {track_sid} is not in room {self.name}")

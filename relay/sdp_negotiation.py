@@ -1,0 +1,244 @@
+"""SDP for the relay's two kinds of leg: answers to publisher offers, offers to subscribers.
+
+Parsing goes through ``aiortc.sdp``; every failure of it becomes ``SdpError``. Answers and
+offers are written line by line, since the relay is ICE-lite, always BUNDLEs and rtcp-muxes,
+and offers exactly the codec each forwarded track carries.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+
+from aiortc import sdp as aiortc_sdp
+
+from .codecs import SUPPORTED, VIDEO_FEEDBACK, Codec, accepts
+from .errors import SdpError
+from .ice_lite import IceCredentials
+
+MAX_SDP_BYTES = 64 * 1024
+SCTP_PORT = 5000
+MAX_MESSAGE_SIZE = 65536
+
+
+@dataclass(slots=True)
+class OfferedMedia:
+    mid: str
+    kind: str  # audio, video, application
+    port: int
+    direction: str
+    codecs: list[Codec]
+    ssrc: int | None
+    track_id: str | None
+    sctp_port: int | None = None
+
+
+@dataclass(slots=True)
+class RemoteDescription:
+    ice_ufrag: str
+    ice_pwd: str
+    fingerprints: list[tuple[str, str]]
+    setup: str  # actpass, active, passive
+    media: list[OfferedMedia] = field(default_factory=list)
+
+
+def _codec_from(params: object) -> Codec:
+    mime = str(getattr(params, "mimeType", ""))
+    fmtp = dict(getattr(params, "parameters", {}) or {})
+    return Codec(
+        mime=mime,
+        clock_rate=int(getattr(params, "clockRate", 0)),
+        payload_type=int(getattr(params, "payloadType", 0)),
+        channels=getattr(params, "channels", None),
+        fmtp={str(k): v for k, v in fmtp.items()},
+    )
+
+
+def _primary_ssrc(media: object) -> int | None:
+    ssrcs = [s.ssrc for s in getattr(media, "ssrc", [])]
+    for group in getattr(media, "ssrc_group", []):
+        if group.semantic == "FID" and group.items:
+            return int(group.items[0])
+    return int(ssrcs[0]) if ssrcs else None
+
+
+def parse_description(text: str) -> RemoteDescription:
+    """Parse an offer or answer; raises SdpError naming what is wrong."""
+    if not text or not text.strip():
+        raise SdpError("empty SDP")
+    if len(text) > MAX_SDP_BYTES:
+        raise SdpError(f"SDP larger than {MAX_SDP_BYTES} bytes")
+    if not text.lstrip().startswith("v="):
+        raise SdpError("SDP must start with v=")
+    try:
+        session = aiortc_sdp.SessionDescription.parse(text)
+    except Exception as exc:  # aiortc raises assertions, ValueError, KeyError...
+        raise SdpError(f"unparseable SDP: {type(exc).__name__}") from None
+    if not session.media:
+        raise SdpError("SDP has no media sections")
+    first = session.media[0]
+    ice = first.ice
+    if ice is None or not ice.usernameFragment or not ice.password:
+        raise SdpError("SDP lacks a=ice-ufrag / a=ice-pwd")
+    if first.dtls is None or not first.dtls.fingerprints:
+        raise SdpError("SDP lacks a=fingerprint")
+    role = first.dtls.role
+    setup = {"auto": "actpass", "client": "active", "server": "passive"}.get(str(role), "actpass")
+    result = RemoteDescription(
+        ice_ufrag=ice.usernameFragment,
+        ice_pwd=ice.password,
+        fingerprints=[(f.algorithm.lower(), f.value) for f in first.dtls.fingerprints],
+        setup=setup,
+    )
+    for index, media in enumerate(session.media):
+        mid = media.rtp.muxId or str(index)
+        result.media.append(
+            OfferedMedia(
+                mid=mid,
+                kind=media.kind,
+                port=media.port,
+                direction=media.direction or "sendrecv",
+                codecs=[_codec_from(c) for c in media.rtp.codecs],
+                ssrc=_primary_ssrc(media),
+                track_id=session.webrtc_track_id(media),
+                sctp_port=media.sctp_port,
+            )
+        )
+    return result
+
+
+def choose_codec(media: OfferedMedia) -> Codec | None:
+    """The first offered codec the relay forwards, in the publisher's preference order."""
+    for codec in media.codecs:
+        if accepts(codec.mime, dict(codec.fmtp)):
+            return codec
+    return None
+
+
+def answer_role(offer_setup: str) -> tuple[str, str]:
+    """(our a=setup, our DTLS role) for an offer's a=setup."""
+    if offer_setup == "passive":
+        return "active", "client"
+    return "passive", "server"
+
+
+@dataclass(slots=True)
+class LocalTransport:
+    credentials: IceCredentials
+    fingerprint: tuple[str, str]
+    candidates: list[tuple[str, int]]  # announced (address, port)
+
+
+def _session_header(version: int, session_id: int, mids: list[str]) -> list[str]:
+    return [
+        "v=0",
+        f"o=- {session_id} {version} IN IP4 0.0.0.0",
+        "s=eurelay",
+        "t=0 0",
+        "a=ice-lite",
+        f"a=group:BUNDLE {' '.join(mids)}",
+        "a=msid-semantic: WMS *",
+    ]
+
+
+def _transport_lines(local: LocalTransport, setup: str) -> list[str]:
+    lines = [
+        f"a=ice-ufrag:{local.credentials.ufrag}",
+        f"a=ice-pwd:{local.credentials.pwd}",
+        "a=ice-options:trickle",
+        f"a=fingerprint:{local.fingerprint[0]} {local.fingerprint[1]}",
+        f"a=setup:{setup}",
+    ]
+    for i, (address, port) in enumerate(local.candidates, start=1):
+        lines.append(f"a=candidate:{i} 1 udp {2130706431 - i} {address} {port} typ host")
+    lines.append("a=end-of-candidates")
+    return lines
+
+
+def _codec_lines(codec: Codec, payload_type: int) -> list[str]:
+    encoding = f"{codec.name}/{codec.clock_rate}"
+    if codec.channels:
+        encoding += f"/{codec.channels}"
+    lines = [f"a=rtpmap:{payload_type} {encoding}"]
+    if codec.kind == "video":
+        for fb_type, fb_param in VIDEO_FEEDBACK:
+            lines.append(f"a=rtcp-fb:{payload_type} {fb_type}{' ' + fb_param if fb_param else ''}")
+    if codec.fmtp:
+        params = ";".join(f"{k}={v}" for k, v in codec.fmtp.items())
+        lines.append(f"a=fmtp:{payload_type} {params}")
+    return lines
+
+
+def _m_line(kind: str, port: int, formats: list[int]) -> str:
+    return f"m={kind} {port} UDP/TLS/RTP/SAVPF {' '.join(map(str, formats))}"
+
+
+def publisher_answer(
+    offer: RemoteDescription, local: LocalTransport, accepted: dict[str, Codec]
+) -> str:
+    """Answer a publisher's offer: receive the accepted m-lines, reject the rest (port 0)."""
+    setup, _ = answer_role(offer.setup)
+    mids = [m.mid for m in offer.media if m.mid in accepted]
+    lines = _session_header(1, secrets.randbits(62), mids)
+    for media in offer.media:
+        codec = accepted.get(media.mid)
+        if media.kind == "application":
+            lines += [f"m=application 0 UDP/DTLS/SCTP webrtc-datachannel", f"a=mid:{media.mid}"]
+            continue
+        if codec is None:
+            formats = [c.payload_type for c in media.codecs] or [0]
+            lines += [_m_line(media.kind, 0, formats[:1]), f"a=mid:{media.mid}", "a=inactive"]
+            continue
+        direction = "recvonly" if media.direction in ("sendonly", "sendrecv") else "inactive"
+        lines += [_m_line(media.kind, 9, [codec.payload_type]), "c=IN IP4 0.0.0.0"]
+        lines += [f"a=mid:{media.mid}", f"a={direction}", "a=rtcp-mux", "a=rtcp-rsize"]
+        lines += _transport_lines(local, setup)
+        lines += _codec_lines(codec, codec.payload_type)
+    return "\r\n".join(lines) + "\r\n"
+
+
+@dataclass(slots=True)
+class SubscriberSlot:
+    """One m-line of a subscriber leg. A slot whose track went away stays, inactive."""
+
+    mid: str
+    kind: str
+    codec: Codec | None = None
+    ssrc: int = 0
+    stream_id: str = ""
+    track_sid: str = ""
+
+    @property
+    def live(self) -> bool:
+        return self.codec is not None
+
+
+def subscriber_offer(
+    local: LocalTransport, slots: list[SubscriberSlot], version: int, session_id: int
+) -> str:
+    """The relay's offer to a subscriber: a data channel section, then one m-line per slot."""
+    mids = ["data", *[s.mid for s in slots]]
+    lines = _session_header(version, session_id, mids)
+    lines += [
+        "m=application 9 UDP/DTLS/SCTP webrtc-datachannel",
+        "c=IN IP4 0.0.0.0",
+        "a=mid:data",
+        f"a=sctp-port:{SCTP_PORT}",
+        f"a=max-message-size:{MAX_MESSAGE_SIZE}",
+    ]
+    lines += _transport_lines(local, "actpass")
+    for slot in slots:
+        codec = slot.codec or SUPPORTED["audio/opus" if slot.kind == "audio" else "video/vp8"]
+        lines += [_m_line(slot.kind, 9, [codec.payload_type]), "c=IN IP4 0.0.0.0"]
+        lines += [f"a=mid:{slot.mid}", "a=sendonly" if slot.live else "a=inactive"]
+        if slot.live:
+            lines.append(f"a=msid:{slot.stream_id} {slot.track_sid}")
+        lines += ["a=rtcp-mux", "a=rtcp-rsize"]
+        lines += _transport_lines(local, "actpass")
+        lines += _codec_lines(codec, codec.payload_type)
+        if slot.live:
+            lines += [
+                f"a=ssrc:{slot.ssrc} cname:{slot.stream_id}",
+                f"a=ssrc:{slot.ssrc} msid:{slot.stream_id} {slot.track_sid}",
+            ]
+    return "\r\n".join(lines) + "\r\n"

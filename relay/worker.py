@@ -1,0 +1,544 @@
+"""One relay worker: a UDP socket, its rooms, and the periodic RTCP/consent tick.
+
+The control plane calls the coroutine/methods here; the worker tells it what happened
+through a ``RoomObserver``. Rooms and tracks stay plain state; the worker does the I/O.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import pydantic
+
+from . import rtcp
+from .codecs import SUPPORTED, Codec
+from .data_message import DeliveredData, OutgoingData
+from .dtls_adapter import generate_certificate, local_fingerprint
+from .errors import NodeFullError, NotFoundError, PermissionDeniedError, SdpError, StateError
+from .leg import Leg, PublisherLeg, SubscriberLeg
+from .rate_limiter import TokenBucket
+from .room import Participant, Permissions, Room, new_sid
+from .sdp_negotiation import (
+    MAX_MESSAGE_SIZE,
+    LocalTransport,
+    RemoteDescription,
+    SubscriberSlot,
+    answer_role,
+    choose_codec,
+    parse_description,
+    publisher_answer,
+    subscriber_offer,
+)
+from .stats import RelayStats
+from .track import DownTrack, UpTrack
+from .udp_mux import UdpMux
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class WorkerConfig:
+    bind: str = "127.0.0.1"
+    port: int = 7882
+    announce: list[str] = field(default_factory=lambda: ["127.0.0.1"])
+    consent_timeout: float = 15.0
+    max_participants_per_room: int = 100
+    max_participants: int = 1000
+    data_max_bytes: int = 16384
+    data_rate: float = 50.0
+    data_burst: float = 100.0
+    keyframe_interval: float = 0.5
+    tick_interval: float = 0.1
+    report_interval: float = 1.0
+
+
+class RoomObserver(Protocol):
+    """Events the control plane forwards to clients."""
+
+    def participant_joined(self, room: Room, participant: Participant) -> None: ...
+    def participant_left(self, room: Room, participant: Participant, reason: str) -> None: ...
+    def track_published(self, room: Room, participant: Participant, track: UpTrack) -> None: ...
+    def track_unpublished(self, room: Room, participant: Participant, track: UpTrack) -> None: ...
+    def track_muted(self, room: Room, participant: Participant, track: UpTrack) -> None: ...
+    def negotiation_needed(self, participant: Participant) -> None: ...
+    def data_rejected(self, participant: Participant, code: str, message: str) -> None: ...
+
+
+@dataclass(slots=True)
+class PublishedTrackInfo:
+    """What a publisher says about an m-line of its offer (name and source are informative)."""
+
+    name: str = ""
+
+
+class RelayWorker:
+    def __init__(self, config: WorkerConfig, observer: RoomObserver) -> None:
+        self.config = config
+        self.observer = observer
+        self.stats = RelayStats()
+        self.rooms: dict[str, Room] = {}
+        self.certificate = generate_certificate()
+        self.fingerprint = local_fingerprint(self.certificate)
+        self.mux = UdpMux(self.stats, self._on_latch)
+        self._transport: asyncio.DatagramTransport | None = None
+        self._tick_task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.port = config.port
+
+    # lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(
+            lambda: self.mux, local_addr=(self.config.bind, self.config.port)
+        )
+        self._transport = transport
+        self.port = transport.get_extra_info("sockname")[1]
+        self._tick_task = asyncio.create_task(self._tick_loop())
+        logger.info("relay worker on udp %s:%s", self.config.bind, self.port)
+
+    async def stop(self) -> None:
+        for room in list(self.rooms.values()):
+            await self.delete_room(room.name, reason="server_shutdown")
+        if self._tick_task is not None:
+            self._tick_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._tick_task
+        for task in list(self._tasks):
+            task.cancel()
+        if self._transport is not None:
+            self._transport.close()
+
+    @property
+    def participant_count(self) -> int:
+        return sum(len(r.participants) for r in self.rooms.values())
+
+    @property
+    def track_count(self) -> int:
+        return sum(len(r.tracks()) for r in self.rooms.values())
+
+    # rooms and participants ------------------------------------------------------------
+
+    def create_room(self, name: str, max_participants: int | None = None, by_api: bool = False) -> Room:
+        room = self.rooms.get(name)
+        if room is None:
+            limit = self.config.max_participants_per_room if max_participants is None else max_participants
+            room = Room(name=name, max_participants=limit, created_by_api=by_api)
+            self.rooms[name] = room
+        return room
+
+    def get_room(self, name: str) -> Room:
+        room = self.rooms.get(name)
+        if room is None:
+            raise NotFoundError(f"room {name} does not exist")
+        return room
+
+    async def delete_room(self, name: str, reason: str = "room_deleted") -> None:
+        room = self.get_room(name)
+        for participant in list(room.participants.values()):
+            await self.leave(participant, reason)
+        self.rooms.pop(name, None)
+
+    async def join(
+        self,
+        room_name: str,
+        identity: str,
+        permissions: Permissions,
+        auto_subscribe: bool = True,
+        name: str = "",
+        metadata: str = "",
+    ) -> Participant:
+        room = self.rooms.get(room_name)
+        previous = room.by_identity(identity) if room else None
+        if previous is not None:
+            await self.leave(previous, "duplicate_identity")
+        if self.config.max_participants and self.participant_count >= self.config.max_participants:
+            raise NodeFullError("this node has reached its participant capacity")
+        room = self.create_room(room_name)
+        participant = Participant(
+            room=room_name,
+            identity=identity,
+            permissions=permissions,
+            data_limiter=TokenBucket(self.config.data_rate, self.config.data_burst),
+            auto_subscribe=auto_subscribe,
+            name=name,
+            metadata=metadata,
+            joined_at=time.time(),
+        )
+        try:
+            room.admit(participant)
+        except Exception:
+            if not room.participants and not room.created_by_api:
+                self.rooms.pop(room_name, None)
+            raise
+        leg = SubscriberLeg(self, participant, self.certificate, "server", time.perf_counter())
+        leg.dtls.on_closed(lambda: self.leg_failed(leg))
+        participant.subscriber_leg = leg
+        self.mux.responder.add(leg.credentials, leg)
+        if permissions.can_subscribe and auto_subscribe:
+            for track in room.tracks():
+                self._subscribe(participant, track)
+        self.observer.participant_joined(room, participant)
+        return participant
+
+    async def leave(self, participant: Participant, reason: str = "left") -> None:
+        room = self.rooms.get(participant.room)
+        if room is None or room.participants.get(participant.sid) is not participant:
+            return
+        del room.participants[participant.sid]
+        for track in list(participant.published.values()):
+            self._unpublish(room, participant, track)
+        for down in list(participant.subscriptions.values()):
+            down.up.remove_down(down)
+        participant.subscriptions.clear()
+        for leg in (participant.publisher_leg, participant.subscriber_leg):
+            if leg is not None:
+                await self._close_leg(leg)
+        logger.info("participant %s left room %s (%s)", participant.sid, room.name, reason)
+        self.observer.participant_left(room, participant, reason)
+        if not room.participants:
+            self.rooms.pop(room.name, None)
+
+    async def _close_leg(self, leg: Leg) -> None:
+        leg.closed = True
+        self.mux.forget(leg)
+        await leg.dtls.close()
+
+    # publishing -----------------------------------------------------------------------
+
+    async def publish(
+        self, participant: Participant, offer_sdp: str, info: dict[str, PublishedTrackInfo] | None = None
+    ) -> str:
+        """Answer a publisher offer; new m-lines become tracks, dropped ones are unpublished."""
+        if not participant.permissions.can_publish:
+            raise PermissionDeniedError("this token does not allow publishing")
+        room = self.get_room(participant.room)
+        offer = parse_description(offer_sdp)
+        leg = participant.publisher_leg
+        if leg is None:
+            _, role = answer_role(offer.setup)
+            leg = PublisherLeg(
+                self, participant, self.certificate, "client" if role == "client" else "server",
+                time.perf_counter(),
+            )
+            leg.dtls.on_closed(lambda: self.leg_failed(leg))
+            leg.remote_fingerprints = offer.fingerprints
+            participant.publisher_leg = leg
+            self.mux.responder.add(leg.credentials, leg)
+        elif offer.fingerprints != leg.remote_fingerprints:
+            raise SdpError("the DTLS fingerprint changed; start a new session instead")
+        accepted = self._accept_publisher_media(room, participant, leg, offer, info or {})
+        setup = "passive" if leg.dtls.role == "server" else "active"
+        offer.setup = "passive" if setup == "active" else "actpass"
+        answer = publisher_answer(offer, self._local_transport(leg), accepted)
+        self._maybe_start_dtls(leg)
+        return answer
+
+    def _accept_publisher_media(
+        self,
+        room: Room,
+        participant: Participant,
+        leg: PublisherLeg,
+        offer: RemoteDescription,
+        info: dict[str, PublishedTrackInfo],
+    ) -> dict[str, Codec]:
+        by_mid = {t.mid: t for t in participant.published.values()}
+        accepted: dict[str, Codec] = {}
+        for media in offer.media:
+            existing = by_mid.pop(media.mid, None)
+            sending = media.port != 0 and media.direction in ("sendonly", "sendrecv")
+            if media.kind not in ("audio", "video") or not sending:
+                if existing is not None:
+                    self._unpublish(room, participant, existing)
+                continue
+            if existing is not None:
+                accepted[media.mid] = existing.codec
+                continue
+            codec = choose_codec(media)
+            if codec is None:
+                continue
+            accepted[media.mid] = codec
+            track = UpTrack(
+                sid=new_sid("TR"),
+                kind=media.kind,
+                codec=codec,
+                mid=media.mid,
+                publisher_sid=participant.sid,
+                ssrc=media.ssrc,
+                name=info.get(media.mid, PublishedTrackInfo()).name,
+            )
+            track.keyframes.interval = self.config.keyframe_interval
+            participant.published[track.sid] = track
+            leg.add_track(track)
+            self.observer.track_published(room, participant, track)
+            for other in room.others(participant):
+                if other.permissions.can_subscribe and other.auto_subscribe:
+                    self._subscribe(other, track)
+        for gone in by_mid.values():  # m-lines missing from the new offer
+            self._unpublish(room, participant, gone)
+        return accepted
+
+    def _unpublish(self, room: Room, participant: Participant, track: UpTrack) -> None:
+        participant.published.pop(track.sid, None)
+        if participant.publisher_leg is not None:
+            participant.publisher_leg.remove_track(track)
+        for down in list(track.down_tracks):
+            subscriber = room.participants.get(down.subscriber_sid)
+            if subscriber is not None:
+                self._drop_down(subscriber, down)
+        track.down_tracks = []
+        self.observer.track_unpublished(room, participant, track)
+
+    def set_muted(self, participant: Participant, track_sid: str, muted: bool) -> None:
+        track = participant.published.get(track_sid)
+        if track is None:
+            raise NotFoundError(f"track {track_sid} is not published by this participant")
+        if track.muted != muted:
+            track.muted = muted
+            if not muted:
+                for down in track.down_tracks:
+                    down.waiting_keyframe = True
+                self.request_keyframe(track)
+            self.observer.track_muted(self.get_room(participant.room), participant, track)
+
+    # subscribing ------------------------------------------------------------------------
+
+    def subscribe(self, participant: Participant, track_sid: str) -> None:
+        if not participant.permissions.can_subscribe:
+            raise PermissionDeniedError("this token does not allow subscribing")
+        track = self.get_room(participant.room).find_track(track_sid)
+        if track.publisher_sid == participant.sid:
+            raise StateError("a participant cannot subscribe to its own track")
+        self._subscribe(participant, track)
+
+    def unsubscribe(self, participant: Participant, track_sid: str) -> None:
+        down = participant.subscriptions.get(track_sid)
+        if down is None:
+            raise NotFoundError(f"not subscribed to {track_sid}")
+        self._drop_down(participant, down)
+
+    def _subscribe(self, participant: Participant, track: UpTrack) -> None:
+        if track.sid in participant.subscriptions:
+            return
+        leg: SubscriberLeg = participant.subscriber_leg
+        base = SUPPORTED[track.codec.mime.lower()]
+        codec = Codec(track.codec.mime, base.clock_rate, base.payload_type, base.channels,
+                      dict(track.codec.fmtp) or dict(base.fmtp))
+        slot = SubscriberSlot(mid=leg.next_mid(), kind=track.kind, codec=codec,
+                              stream_id=track.publisher_sid, track_sid=track.sid)
+        down = DownTrack(up=track, subscriber_sid=participant.sid, mid=slot.mid,
+                         payload_type=codec.payload_type, sink=leg)
+        slot.ssrc = down.ssrc
+        leg.slots.append(slot)
+        leg.by_ssrc[down.ssrc] = down
+        participant.subscriptions[track.sid] = down
+        track.add_down(down)
+        self._renegotiate(leg)
+
+    def _drop_down(self, participant: Participant, down: DownTrack) -> None:
+        leg: SubscriberLeg = participant.subscriber_leg
+        down.active = False
+        down.up.remove_down(down)
+        participant.subscriptions.pop(down.up.sid, None)
+        leg.by_ssrc.pop(down.ssrc, None)
+        for slot in leg.slots:
+            if slot.ssrc == down.ssrc:
+                slot.codec = None  # the m-line stays, inactive
+        self._renegotiate(leg)
+
+    def _renegotiate(self, leg: SubscriberLeg) -> None:
+        leg.needs_offer = True
+        if not leg.offer_pending:
+            self.observer.negotiation_needed(leg.participant)
+
+    def subscriber_offer(self, participant: Participant) -> tuple[str, dict[str, str]] | None:
+        """The next offer for the subscriber leg, or None while one is awaiting its answer."""
+        leg: SubscriberLeg = participant.subscriber_leg
+        if leg is None or leg.closed or leg.offer_pending or not leg.needs_offer:
+            return None
+        leg.offer_pending = True
+        leg.needs_offer = False
+        leg.offer_version += 1
+        leg.offered_ssrcs = {s.ssrc for s in leg.slots if s.live}
+        sdp = subscriber_offer(self._local_transport(leg), leg.slots, leg.offer_version, leg.session_id)
+        return sdp, {s.mid: s.track_sid for s in leg.slots if s.live}
+
+    async def subscriber_answer(self, participant: Participant, answer_sdp: str) -> None:
+        leg: SubscriberLeg = participant.subscriber_leg
+        if leg is None or not leg.offer_pending:
+            raise StateError("no subscriber offer is awaiting an answer")
+        answer = parse_description(answer_sdp)
+        leg.offer_pending = False
+        if not leg.dtls_started:
+            leg.remote_fingerprints = answer.fingerprints
+            leg.dtls.set_role("client" if answer.setup == "passive" else "server")
+        accepted: set[int] = set()
+        by_mid = {s.mid: s for s in leg.slots}
+        for media in answer.media:
+            if media.kind == "application" and media.sctp_port:
+                leg.remote_sctp_port = media.sctp_port
+            slot = by_mid.get(media.mid)
+            if slot is not None and slot.live and media.port != 0 and media.direction in ("recvonly", "sendrecv"):
+                accepted.add(slot.ssrc)
+        leg.accepted_ssrcs = accepted & leg.offered_ssrcs
+        self._maybe_start_dtls(leg)
+        self._activate(leg)
+        if leg.needs_offer:
+            self.observer.negotiation_needed(participant)
+
+    def _activate(self, leg: SubscriberLeg) -> None:
+        for down in leg.refresh_active():
+            self.request_keyframe(down.up)
+
+    # transport ---------------------------------------------------------------------------
+
+    def _local_transport(self, leg: Leg) -> LocalTransport:
+        return LocalTransport(
+            credentials=leg.credentials,
+            fingerprint=self.fingerprint,
+            candidates=[(address, self.port) for address in self.config.announce],
+        )
+
+    def _on_latch(self, leg: Leg) -> None:
+        self._maybe_start_dtls(leg)
+
+    def _maybe_start_dtls(self, leg: Leg) -> None:
+        if leg.ready_to_start:
+            leg.dtls_started = True
+            self._spawn(self._run_dtls(leg))
+
+    async def _run_dtls(self, leg: Leg) -> None:
+        ok = await leg.dtls.start(leg.remote_fingerprints)
+        if leg.closed:
+            return
+        if not ok:
+            logger.info("DTLS handshake failed for %s leg of %s", leg.direction, leg.participant.sid)
+            self.leg_failed(leg)
+            return
+        if leg.dtls.handshake_seconds is not None:
+            self.stats.dtls_handshake_seconds.observe(leg.dtls.handshake_seconds)
+        leg.connected()
+        if isinstance(leg, SubscriberLeg):
+            self._open_data(leg)
+            self._activate(leg)
+        else:
+            for track in leg.participant.published.values():
+                self.request_keyframe(track)
+
+    def _open_data(self, leg: SubscriberLeg) -> None:
+        reliable, lossy, task = leg.dtls.open_data_channels(leg.remote_sctp_port, MAX_MESSAGE_SIZE)
+        leg.reliable, leg.lossy = reliable, lossy
+        participant = leg.participant
+        reliable.on("message", lambda m: self.data_received(participant, False, m))
+        lossy.on("message", lambda m: self.data_received(participant, True, m))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _spawn(self, coro: object) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # LegHost -----------------------------------------------------------------------------
+
+    def sendto(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.mux.sendto(data, addr)
+
+    def request_keyframe(self, up: UpTrack) -> None:
+        if up.kind == "video" and up.keyframes.request(time.monotonic()):
+            self._send_pli(up)
+
+    def _send_pli(self, up: UpTrack) -> None:
+        room = self.rooms.get(self._room_of(up))
+        publisher = room.participants.get(up.publisher_sid) if room else None
+        leg = publisher.publisher_leg if publisher else None
+        if leg is not None and up.ssrc is not None:
+            leg.send_rtcp(rtcp.pli(leg.rtcp_ssrc, up.ssrc))
+            self.stats.keyframe_requests_sent += 1
+
+    def _room_of(self, up: UpTrack) -> str:
+        for room in self.rooms.values():
+            if up.publisher_sid in room.participants:
+                return room.name
+        return ""
+
+    def leg_failed(self, leg: Leg) -> None:
+        if not leg.closed:
+            reason = "transport_closed" if leg.tx_srtp is not None else "transport_failed"
+            self._spawn(self.leave(leg.participant, reason))
+
+    def data_received(self, participant: Participant, lossy: bool, message: bytes | str) -> None:
+        self.stats.data_messages_in += 1
+        raw = message.encode() if isinstance(message, str) else message
+        if not participant.permissions.can_publish_data:
+            return self._reject(participant, "permission_denied", "this token does not allow sending data")
+        if len(raw) > self.config.data_max_bytes:
+            return self._reject(participant, "data_too_large",
+                                f"data message of {len(raw)} bytes exceeds {self.config.data_max_bytes}")
+        if not participant.data_limiter.allow(time.monotonic()):
+            return self._reject(participant, "data_rate_limited", "too many data messages")
+        try:
+            data = OutgoingData.model_validate_json(raw)
+        except pydantic.ValidationError as exc:
+            return self._reject(participant, "invalid_data_message", str(exc.errors()[0]["msg"]))
+        room = self.rooms.get(participant.room)
+        if room is None:
+            return None
+        delivered = DeliveredData(from_identity=participant.identity, from_sid=participant.sid,
+                                  payload=data.payload, topic=data.topic).model_dump_json()
+        targets = set(data.destination_identities)
+        for other in room.others(participant):
+            if targets and other.identity not in targets:
+                continue
+            if other.subscriber_leg is not None and other.subscriber_leg.send_data(lossy, delivered):
+                self.stats.data_messages_out += 1
+        return None
+
+    def _reject(self, participant: Participant, code: str, message: str) -> None:
+        self.stats.data_messages_rejected += 1
+        self.observer.data_rejected(participant, code, message)
+
+    # periodic work -------------------------------------------------------------------------
+
+    async def _tick_loop(self) -> None:
+        last_report = 0.0
+        while True:
+            await asyncio.sleep(self.config.tick_interval)
+            try:
+                now = time.monotonic()
+                self._send_due_keyframe_requests(now)
+                if now - last_report >= self.config.report_interval:
+                    last_report = now
+                    self._send_receiver_reports(now)
+                    self._expire_silent_peers()
+            except Exception:
+                logger.exception("relay tick failed")
+
+    def _send_due_keyframe_requests(self, now: float) -> None:
+        for room in self.rooms.values():
+            for track in room.tracks():
+                if track.keyframes.due(now):
+                    self._send_pli(track)
+
+    def _send_receiver_reports(self, now: float) -> None:
+        for room in self.rooms.values():
+            for participant in room.participants.values():
+                leg = participant.publisher_leg
+                if leg is not None and leg.tx_srtp is not None:
+                    leg.send_receiver_reports(now)
+
+    def _expire_silent_peers(self) -> None:
+        now = time.perf_counter()
+        timeout = self.config.consent_timeout
+        for room in list(self.rooms.values()):
+            for participant in list(room.participants.values()):
+                for leg in (participant.publisher_leg, participant.subscriber_leg):
+                    if leg is not None and not leg.closed and now - leg.last_seen > timeout:
+                        logger.info("consent expired for %s", participant.sid)
+                        self._spawn(self.leave(participant, "consent_timeout"))
+                        break

@@ -1,0 +1,114 @@
+"""REST admin API under ``/v1/rooms``: list, create, delete rooms; list and remove participants.
+
+Every call needs a bearer token with ``room_admin``; a token whose grant names a room is
+limited to that room.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from relay.room import Room
+
+from .app_keys import NODE
+from .errors import ApiError
+from .node import describe_participant
+from .tokens import Claims, TokenError, verify
+
+
+class CreateRoom(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=256)
+    max_participants: int | None = Field(default=None, ge=0)
+
+
+def _admin(request: web.Request, room: str | None = None) -> Claims:
+    header = request.headers.get("Authorization", "")
+    token = header[7:] if header.startswith("Bearer ") else None
+    try:
+        claims = verify(token, request.app[NODE].settings.keys)
+    except TokenError as exc:
+        raise ApiError(401, exc.code, str(exc)) from None
+    if not claims.grant.room_admin:
+        raise ApiError(403, "permission_denied", "room_admin grant required")
+    if room is not None and claims.grant.room and claims.grant.room != room:
+        raise ApiError(403, "permission_denied", f"token limited to room {claims.grant.room!r}")
+    return claims
+
+
+def _room_json(room: Room) -> dict[str, object]:
+    return {
+        "name": room.name,
+        "sid": room.sid,
+        "num_participants": len(room.participants),
+        "num_tracks": len(room.tracks()),
+        "max_participants": room.max_participants,
+    }
+
+
+def _room(request: web.Request) -> Room:
+    name = request.match_info["room"]
+    room = request.app[NODE].worker.rooms.get(name)
+    if room is None:
+        raise ApiError(404, "not_found", f"room {name} does not exist")
+    return room
+
+
+async def list_rooms(request: web.Request) -> web.Response:
+    claims = _admin(request)
+    rooms = request.app[NODE].worker.rooms.values()
+    visible = [r for r in rooms if not claims.grant.room or r.name == claims.grant.room]
+    return web.json_response({"rooms": [_room_json(r) for r in visible]})
+
+
+async def create_room(request: web.Request) -> web.Response:
+    _admin(request)
+    try:
+        body = CreateRoom.model_validate_json(await request.read())
+    except ValueError as exc:
+        raise ApiError(400, "invalid_message", str(exc).splitlines()[0]) from None
+    _admin(request, body.name)
+    room = request.app[NODE].worker.create_room(body.name, body.max_participants, by_api=True)
+    return web.json_response(_room_json(room), status=201)
+
+
+async def get_room(request: web.Request) -> web.Response:
+    _admin(request, request.match_info["room"])
+    return web.json_response(_room_json(_room(request)))
+
+
+async def delete_room(request: web.Request) -> web.Response:
+    _admin(request, request.match_info["room"])
+    room = _room(request)
+    await request.app[NODE].worker.delete_room(room.name)
+    return web.Response(status=204)
+
+
+async def list_participants(request: web.Request) -> web.Response:
+    _admin(request, request.match_info["room"])
+    room = _room(request)
+    return web.json_response(
+        {"participants": [describe_participant(p).model_dump() for p in room.participants.values()]}
+    )
+
+
+async def remove_participant(request: web.Request) -> web.Response:
+    _admin(request, request.match_info["room"])
+    room = _room(request)
+    identity = request.match_info["identity"]
+    participant = room.by_identity(identity)
+    if participant is None:
+        raise ApiError(404, "not_found", f"{identity} is not in room {room.name}")
+    await request.app[NODE].worker.leave(participant, "removed")
+    return web.Response(status=204)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/v1/rooms", list_rooms)
+    app.router.add_post("/v1/rooms", create_room)
+    app.router.add_get("/v1/rooms/{room}", get_room)
+    app.router.add_delete("/v1/rooms/{room}", delete_room)
+    app.router.add_get("/v1/rooms/{room}/participants", list_participants)
+    app.router.add_delete("/v1/rooms/{room}/participants/{identity}", remove_participant)

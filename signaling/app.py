@@ -1,0 +1,74 @@
+"""The aiohttp application factory: routes, the node's lifetime, health and metrics."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from importlib import resources
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from . import admin_api
+from .app_keys import METRICS, NODE
+from .errors import error_middleware
+from .metrics import create_registry
+from .node import Node
+from .rtc_session import RtcSession
+from .settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+async def rtc(request: web.Request) -> web.StreamResponse:
+    node = request.app[NODE]
+    ws = web.WebSocketResponse(
+        heartbeat=20.0, max_msg_size=node.settings.signaling.max_message_bytes + 1
+    )
+    await ws.prepare(request)
+    await RtcSession(node, ws).run(request)
+    return ws
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    node = request.app[NODE]
+    if node.draining:
+        return web.json_response({"status": "draining"}, status=503)
+    return web.json_response({"status": "ready"})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[METRICS])
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def index(request: web.Request) -> web.Response:
+    page = resources.files("signaling").joinpath("static/index.html").read_text()
+    return web.Response(text=page, content_type="text/html")
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(middlewares=[error_middleware], client_max_size=256 * 1024)
+    node = Node(settings)
+    app[NODE] = node
+    app[METRICS] = create_registry(node.worker, node.sessions)  # type: ignore[arg-type]
+
+    async def node_lifetime(app: web.Application) -> AsyncIterator[None]:
+        await node.start()
+        yield
+        with contextlib.suppress(Exception):
+            await node.stop()
+
+    app.cleanup_ctx.append(node_lifetime)
+    app.router.add_get("/", index)
+    app.router.add_get("/v1/rtc", rtc)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    admin_api.add_routes(app)
+    return app

@@ -1,0 +1,134 @@
+"""The ``eurelay`` command: ``serve`` runs a node, ``token`` mints an access token."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from typing import Any
+
+from aiohttp import web
+
+from .settings import ConfigError, Settings, load_settings
+from .tokens import Grant, mint
+
+logger = logging.getLogger("eurelay")
+
+
+def _serve_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    if args.http_port is not None:
+        overrides.setdefault("http", {})["port"] = args.http_port
+    if args.udp_port is not None:
+        overrides.setdefault("rtc", {})["udp_port"] = args.udp_port
+    return overrides
+
+
+async def _run(settings: Settings) -> None:
+    from .app import create_app
+
+    app = create_app(settings)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.http.host, settings.http.port)
+    await site.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    addresses = [f"{s[0]}:{s[1]}" for s in runner.addresses]
+    from .app_keys import NODE
+
+    udp_port = app[NODE].worker.port
+    # One machine-readable line for scripts and tests: where the node listens.
+    print(f"eurelay listening http={','.join(addresses)} udp={udp_port}", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def serve(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings(args.config, _serve_overrides(args))
+    except ConfigError as exc:
+        print(f"eurelay: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if settings.dev_mode:
+        key, secret = next(iter(settings.keys.items()))
+        print("eurelay dev mode: no config file; generated an API key for this run only:")
+        print(f"  api key:    {key}\n  api secret: {secret}")
+        print(f"  mint a token: eurelay token --api-key {key} --api-secret {secret} "
+              "--room demo --identity alice --publish --publish-data", flush=True)
+    try:
+        import uvloop
+
+        runner = uvloop.run
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        runner = asyncio.run
+    runner(_run(settings))
+    return 0
+
+
+def token(args: argparse.Namespace) -> int:
+    if args.api_key and args.api_secret:
+        key, secret = args.api_key, args.api_secret
+    elif args.config:
+        try:
+            settings = load_settings(args.config)
+        except ConfigError as exc:
+            print(f"eurelay: {exc}", file=sys.stderr)
+            return 2
+        key, secret = next(iter(settings.keys.items()))
+    else:
+        print("eurelay token: give --config FILE or --api-key and --api-secret", file=sys.stderr)
+        return 2
+    grant = Grant(
+        room=args.room,
+        can_publish=args.publish,
+        can_subscribe=args.subscribe or not (args.publish or args.publish_data or args.admin),
+        can_publish_data=args.publish_data,
+        room_admin=args.admin,
+    )
+    print(mint(key, secret, args.identity, grant, ttl=args.ttl, name=args.name or ""))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="eurelay", description="eurelay WebRTC media relay")
+    sub = parser.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("serve", help="run a node (all-in-one without --config: dev mode)")
+    s.add_argument("--config", help="YAML config file")
+    s.add_argument("--http-port", type=int)
+    s.add_argument("--udp-port", type=int)
+    s.add_argument("--log-level", default="info")
+    s.set_defaults(func=serve)
+    t = sub.add_parser("token", help="mint an access token (printed alone on stdout)")
+    t.add_argument("--room", required=True)
+    t.add_argument("--identity", required=True)
+    t.add_argument("--name")
+    t.add_argument("--publish", action="store_true")
+    t.add_argument("--subscribe", action="store_true")
+    t.add_argument("--publish-data", action="store_true")
+    t.add_argument("--admin", action="store_true")
+    t.add_argument("--ttl", type=int, default=3600, help="seconds (default 3600)")
+    t.add_argument("--config")
+    t.add_argument("--api-key")
+    t.add_argument("--api-secret")
+    t.set_defaults(func=token)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

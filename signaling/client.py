@@ -1,0 +1,283 @@
+"""Python client for eurelay: join a room, publish aiortc tracks, receive remote tracks,
+events and data messages. Tests, benchmarks and server-side bots use it.
+
+Like LiveKit's SDKs it keeps two peer connections: a subscriber connection the relay offers
+(data channels and the tracks it forwards) and, once something is published, a publisher
+connection the client offers. Every peer connection gets explicit ICE servers (none by
+default): aiortc would otherwise use a public STUN server.
+
+    client = EurelayClient("ws://127.0.0.1:7880/v1/rtc", token)
+    await client.connect()
+    await client.publish(VideoStreamTrack())
+    track_sid, track = await client.next_track()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import aiohttp
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCDataChannel,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
+
+from . import protocol as p
+
+logger = logging.getLogger(__name__)
+
+
+class ClientError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+
+
+def restrict_ice_host_addresses(addresses: Sequence[str]) -> None:
+    """Make aiortc gather host candidates only on ``addresses`` (process-wide).
+
+    aioice skips 127.0.0.1 when it lists interfaces, so on a loopback-only host (tests in
+    a private network namespace) it would gather nothing at all.
+    """
+    import aioice.ice
+
+    chosen = list(addresses)
+    aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: list(chosen)
+
+
+class EurelayClient:
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        *,
+        room: str | None = None,
+        auto_subscribe: bool = True,
+        ice_servers: list[RTCIceServer] | None = None,
+        host_addresses: Sequence[str] | None = None,
+    ) -> None:
+        self.url = url
+        self.token = token
+        self.room = room
+        self.auto_subscribe = auto_subscribe
+        self.ice_servers = list(ice_servers or [])
+        if host_addresses is not None:
+            restrict_ice_host_addresses(host_addresses)
+        self.joined: p.Joined | None = None
+        self.events: asyncio.Queue[Any] = asyncio.Queue()
+        self.errors: asyncio.Queue[p.Error] = asyncio.Queue()
+        self.data: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.tracks: asyncio.Queue[tuple[str, MediaStreamTrack]] = asyncio.Queue()
+        self.published: dict[str, str] = {}  # mid -> track sid
+        self.closed_reason: str | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._sub = self._peer_connection()
+        self._pub: RTCPeerConnection | None = None
+        self._sub_tracks: dict[str, str] = {}  # mid -> track sid from the last offer
+        self._answer: asyncio.Future[p.PublishAnswer] | None = None
+        self._negotiation = asyncio.Lock()
+        self.reliable: RTCDataChannel = self._sub.createDataChannel("_reliable", negotiated=True, id=0)
+        self.lossy: RTCDataChannel = self._sub.createDataChannel(
+            "_lossy", negotiated=True, id=1, ordered=False, maxRetransmits=0
+        )
+        for channel in (self.reliable, self.lossy):
+            channel.on("message", self._on_data)
+        self._sub.on("track", self._on_track)
+
+    def _peer_connection(self) -> RTCPeerConnection:
+        return RTCPeerConnection(RTCConfiguration(iceServers=self.ice_servers))
+
+    # connection ---------------------------------------------------------------------------
+
+    async def connect(self, timeout: float = 10.0) -> p.Joined:
+        self._session = aiohttp.ClientSession()
+        self._ws = await self._session.ws_connect(self.url)
+        # The token goes in the join message, not the URL, so it never lands in access logs.
+        join = p.Join(type="join", token=self.token, room=self.room, auto_subscribe=self.auto_subscribe)
+        await self._send(join)
+        msg = await self._ws.receive(timeout=timeout)
+        if msg.type != aiohttp.WSMsgType.TEXT:
+            await self.close()
+            raise ClientError("connection_closed", f"server closed the connection ({msg.type})")
+        first = p.server_message.validate_json(msg.data)
+        if isinstance(first, p.Error):
+            await self.close()
+            raise ClientError(first.code, first.message)
+        if not isinstance(first, p.Joined):
+            await self.close()
+            raise ClientError("unexpected_message", type(first).__name__)
+        self.joined = first
+        self._reader = asyncio.create_task(self._read())
+        return first
+
+    @property
+    def sid(self) -> str:
+        assert self.joined is not None
+        return self.joined.participant.sid
+
+    async def _send(self, message: p._Message) -> None:
+        assert self._ws is not None
+        await self._ws.send_str(message.model_dump_json(exclude_none=True))
+
+    async def send_raw(self, text: str) -> None:
+        """Send a frame as is (tests use it for malformed input)."""
+        assert self._ws is not None
+        await self._ws.send_str(text)
+
+    async def _read(self) -> None:
+        assert self._ws is not None
+        async for msg in self._ws:
+            if msg.type != aiohttp.WSMsgType.TEXT:
+                continue
+            try:
+                message = p.server_message.validate_json(msg.data)
+            except ValueError:
+                logger.warning("unparseable server message: %.200s", msg.data)
+                continue
+            try:
+                await self._handle(message)
+            except Exception:
+                logger.exception("handling %s failed", type(message).__name__)
+        if self.closed_reason is None:
+            self.closed_reason = "connection_closed"
+        await self.events.put(p.Closed(reason=self.closed_reason))
+
+    async def _handle(self, message: Any) -> None:
+        if isinstance(message, p.SubscriberOffer):
+            await self._answer_subscriber_offer(message)
+        elif isinstance(message, p.PublishAnswer):
+            if self._answer is not None and not self._answer.done():
+                self._answer.set_result(message)
+        elif isinstance(message, p.Error):
+            if self._answer is not None and not self._answer.done():
+                self._answer.set_exception(ClientError(message.code, message.message))
+            await self.errors.put(message)
+            await self.events.put(message)
+        else:
+            if isinstance(message, p.Closed):
+                self.closed_reason = message.reason
+            await self.events.put(message)
+
+    async def _answer_subscriber_offer(self, offer: p.SubscriberOffer) -> None:
+        async with self._negotiation:
+            self._sub_tracks.update(offer.tracks)
+            await self._sub.setRemoteDescription(RTCSessionDescription(offer.sdp, "offer"))
+            answer = await self._sub.createAnswer()
+            await self._sub.setLocalDescription(answer)
+            await self._send(p.SubscriberAnswer(type="subscriber_answer", sdp=self._sub.localDescription.sdp))
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        mid = next((t.mid for t in self._sub.getTransceivers() if t.receiver.track is track), None)
+        track_sid = self._sub_tracks.get(mid or "", track.id)
+        self.tracks.put_nowait((track_sid, track))
+
+    def _on_data(self, message: str | bytes) -> None:
+        with contextlib.suppress(ValueError):
+            self.data.put_nowait(json.loads(message))
+
+    # publishing and subscribing --------------------------------------------------------------
+
+    async def publish(
+        self, *tracks: MediaStreamTrack, names: Sequence[str] | None = None, timeout: float = 10.0
+    ) -> dict[str, str]:
+        """Publish tracks (renegotiating if already publishing); returns mid -> track sid."""
+        if self._pub is None:
+            self._pub = self._peer_connection()
+        pc = self._pub
+        infos: list[p.TrackInfo] = []
+        for i, track in enumerate(tracks):
+            transceiver = pc.addTransceiver(track, direction="sendonly")
+            infos.append(p.TrackInfo(mid="", name=(names[i] if names else track.kind)))
+            infos[-1] = infos[-1].model_copy(update={"mid": str(id(transceiver))})
+        offer = await pc.createOffer()
+        await pc.setLocalDescription(offer)
+        # mids are only known after setLocalDescription
+        mids = {str(id(t)): t.mid for t in pc.getTransceivers()}
+        infos = [i.model_copy(update={"mid": mids.get(i.mid) or ""}) for i in infos]
+        self._answer = asyncio.get_running_loop().create_future()
+        await self._send(p.PublishOffer(type="publish_offer", sdp=pc.localDescription.sdp, tracks=infos))
+        answer = await asyncio.wait_for(self._answer, timeout)
+        await pc.setRemoteDescription(RTCSessionDescription(answer.sdp, "answer"))
+        self.published = dict(answer.tracks)
+        return self.published
+
+    async def subscribe(self, track_sid: str) -> None:
+        await self._send(p.Subscribe(type="subscribe", track_sid=track_sid))
+
+    async def unsubscribe(self, track_sid: str) -> None:
+        await self._send(p.Unsubscribe(type="unsubscribe", track_sid=track_sid))
+
+    async def mute(self, track_sid: str, muted: bool = True) -> None:
+        await self._send(p.Mute(type="mute", track_sid=track_sid, muted=muted))
+
+    async def next_track(self, timeout: float = 10.0) -> tuple[str, MediaStreamTrack]:
+        return await asyncio.wait_for(self.tracks.get(), timeout)
+
+    async def wait_for(
+        self, kind: type[Any], predicate: Callable[[Any], bool] | None = None, timeout: float = 10.0
+    ) -> Any:
+        """Next event of ``kind`` matching ``predicate``; other events are dropped."""
+
+        async def scan() -> Any:
+            while True:
+                event = await self.events.get()
+                if isinstance(event, kind) and (predicate is None or predicate(event)):
+                    return event
+
+        return await asyncio.wait_for(scan(), timeout)
+
+    # data ---------------------------------------------------------------------------------
+
+    async def wait_data_channels(self, timeout: float = 10.0) -> None:
+        async def opened() -> None:
+            while self.reliable.readyState != "open" or self.lossy.readyState != "open":
+                await asyncio.sleep(0.02)
+
+        await asyncio.wait_for(opened(), timeout)
+
+    def send_data(
+        self,
+        payload: str,
+        *,
+        topic: str | None = None,
+        to: Sequence[str] = (),
+        lossy: bool = False,
+    ) -> None:
+        envelope: dict[str, Any] = {"payload": payload}
+        if topic is not None:
+            envelope["topic"] = topic
+        if to:
+            envelope["destination_identities"] = list(to)
+        (self.lossy if lossy else self.reliable).send(json.dumps(envelope))
+
+    # teardown --------------------------------------------------------------------------------
+
+    async def leave(self) -> None:
+        if self._ws is not None and not self._ws.closed:
+            with contextlib.suppress(Exception):
+                await self._send(p.Leave(type="leave"))
+        await self.close()
+
+    async def close(self) -> None:
+        for pc in (self._pub, self._sub):
+            if pc is not None:
+                with contextlib.suppress(Exception):
+                    await pc.close()
+        if self._ws is not None:
+            await self._ws.close()
+        if self._reader is not None:
+            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError, Exception):
+                await asyncio.wait_for(self._reader, 2.0)
+        if self._session is not None:
+            await self._session.close()

@@ -1,0 +1,119 @@
+"""The node: one relay worker plus the WebSocket sessions of its participants.
+
+It is the ``RoomObserver`` of the worker and turns room events into protocol messages for
+the sessions concerned. It is the composition root, so it may import relay (and regions).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from relay.room import Participant, Room
+from relay.track import UpTrack
+from relay.worker import RelayWorker, WorkerConfig
+
+from . import protocol as p
+from .settings import Settings
+
+if TYPE_CHECKING:
+    from .rtc_session import RtcSession
+
+logger = logging.getLogger(__name__)
+
+
+def describe_track(track: UpTrack) -> p.TrackDescription:
+    kind = "audio" if track.kind == "audio" else "video"
+    return p.TrackDescription(
+        sid=track.sid, kind=kind, name=track.name, mime=track.codec.mime, muted=track.muted
+    )
+
+
+def describe_participant(participant: Participant) -> p.ParticipantDescription:
+    return p.ParticipantDescription(
+        sid=participant.sid,
+        identity=participant.identity,
+        name=participant.name,
+        tracks=[describe_track(t) for t in participant.published.values()],
+    )
+
+
+def worker_config(settings: Settings) -> WorkerConfig:
+    return WorkerConfig(
+        bind=settings.rtc.bind,
+        port=settings.rtc.udp_port,
+        announce=list(settings.rtc.announce),
+        consent_timeout=settings.rtc.consent_timeout,
+        max_participants_per_room=settings.rooms.max_participants,
+        max_participants=settings.capacity.max_participants,
+        data_max_bytes=settings.rooms.data_max_bytes,
+        data_rate=settings.rooms.data_rate,
+        data_burst=settings.rooms.data_burst,
+        keyframe_interval=settings.rtc.keyframe_interval,
+    )
+
+
+class Node:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.worker = RelayWorker(worker_config(settings), self)
+        self.sessions: dict[str, RtcSession] = {}  # by participant sid
+        self.draining = False
+
+    async def start(self) -> None:
+        await self.worker.start()
+
+    async def stop(self) -> None:
+        for session in list(self.sessions.values()):
+            session.close("server_shutdown")
+        await self.worker.stop()
+
+    def _room_sessions(self, room: Room, exclude: Participant | None = None) -> list[RtcSession]:
+        return [
+            s
+            for sid, s in self.sessions.items()
+            if sid in room.participants and (exclude is None or sid != exclude.sid)
+        ]
+
+    def _broadcast(self, room: Room, message: p._Message, exclude: Participant | None) -> None:
+        for session in self._room_sessions(room, exclude):
+            session.send(message)
+
+    # RoomObserver ------------------------------------------------------------------------
+
+    def participant_joined(self, room: Room, participant: Participant) -> None:
+        message = p.ParticipantJoined(participant=describe_participant(participant))
+        self._broadcast(room, message, participant)
+
+    def participant_left(self, room: Room, participant: Participant, reason: str) -> None:
+        message = p.ParticipantLeft(sid=participant.sid, identity=participant.identity, reason=reason)
+        for session in list(self.sessions.values()):
+            if session.participant is not None and session.participant.room == room.name:
+                if session.participant is participant:
+                    continue
+                session.send(message)
+        session = self.sessions.pop(participant.sid, None)
+        if session is not None:
+            session.close(reason)
+
+    def track_published(self, room: Room, participant: Participant, track: UpTrack) -> None:
+        message = p.TrackPublished(participant_sid=participant.sid, track=describe_track(track))
+        self._broadcast(room, message, participant)
+
+    def track_unpublished(self, room: Room, participant: Participant, track: UpTrack) -> None:
+        message = p.TrackUnpublished(participant_sid=participant.sid, track_sid=track.sid)
+        self._broadcast(room, message, participant)
+
+    def track_muted(self, room: Room, participant: Participant, track: UpTrack) -> None:
+        message = p.TrackMuted(participant_sid=participant.sid, track_sid=track.sid, muted=track.muted)
+        self._broadcast(room, message, participant)
+
+    def negotiation_needed(self, participant: Participant) -> None:
+        session = self.sessions.get(participant.sid)
+        if session is not None:
+            session.offer_needed()
+
+    def data_rejected(self, participant: Participant, code: str, message: str) -> None:
+        session = self.sessions.get(participant.sid)
+        if session is not None:
+            session.send(p.Error(code=code, message=message))

@@ -1,0 +1,275 @@
+"""One client's WebSocket on ``/v1/rtc``: authenticate, join, then dispatch its messages.
+
+The token is checked before anything else; a refused token creates no room state. Outgoing
+messages go through a bounded queue and one writer task, so room events (which arrive
+synchronously from the relay) never wait on a slow socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+import pydantic
+from aiohttp import WSMsgType, web
+
+from relay.errors import RelayError
+from relay.rate_limiter import TokenBucket
+from relay.room import Participant, Permissions
+from relay.worker import PublishedTrackInfo
+
+from . import protocol as p
+from .node import Node, describe_participant
+from .tokens import Claims, TokenError, verify
+
+logger = logging.getLogger(__name__)
+
+OUTBOX_LIMIT = 1024
+_OFFER = object()  # outbox marker: build a subscriber offer when this is written
+_CLOSE = object()
+
+# WebSocket close codes (4000-4999 are application codes).
+CLOSE_NORMAL = 1000
+CLOSE_PROTOCOL = 1002
+CLOSE_TOO_BIG = 1009
+CLOSE_INTERNAL = 1011
+CLOSE_AUTH = 4401
+CLOSE_FORBIDDEN = 4403
+CLOSE_UNAVAILABLE = 4503
+
+
+def close_code_for(code: str) -> int:
+    """Map an error code to the WebSocket close code sent with it (Galene does the same)."""
+    if code.startswith("token_"):
+        return CLOSE_AUTH
+    if code in ("permission_denied",):
+        return CLOSE_FORBIDDEN
+    if code in ("room_full", "node_full"):
+        return CLOSE_UNAVAILABLE
+    if code == "message_too_large":
+        return CLOSE_TOO_BIG
+    if code == "internal_error":
+        return CLOSE_INTERNAL
+    return CLOSE_PROTOCOL
+
+
+class RtcSession:
+    def __init__(self, node: Node, ws: web.WebSocketResponse) -> None:
+        self.node = node
+        self.ws = ws
+        self.participant: Participant | None = None
+        self._outbox: asyncio.Queue[object] = asyncio.Queue(maxsize=OUTBOX_LIMIT)
+        self._closing: str | None = None
+        cfg = node.settings.signaling
+        self._limiter = TokenBucket(cfg.messages_per_second, cfg.messages_per_second * 2)
+
+    # outgoing ---------------------------------------------------------------------------
+
+    def send(self, message: p._Message) -> None:
+        try:
+            self._outbox.put_nowait(message)
+        except asyncio.QueueFull:
+            logger.warning("session %s too slow to read its events; closing", self._sid)
+            self.close("slow_consumer")
+
+    def offer_needed(self) -> None:
+        self.send_marker(_OFFER)
+
+    def send_marker(self, marker: object) -> None:
+        with contextlib.suppress(asyncio.QueueFull):
+            self._outbox.put_nowait(marker)
+
+    def close(self, reason: str) -> None:
+        if self._closing is None:
+            self._closing = reason
+            self.send_marker(_CLOSE)
+
+    @property
+    def _sid(self) -> str:
+        return self.participant.sid if self.participant else "-"
+
+    async def _writer(self) -> None:
+        while True:
+            item = await self._outbox.get()
+            if item is _CLOSE:
+                reason = self._closing or "closed"
+                with contextlib.suppress(Exception):
+                    await self.ws.send_str(p.Closed(reason=reason).model_dump_json())
+                await self.ws.close(code=CLOSE_NORMAL, message=reason.encode()[:120])
+                return
+            if item is _OFFER:
+                if self.participant is None:
+                    continue
+                offer = self.node.worker.subscriber_offer(self.participant)
+                if offer is None:
+                    continue
+                item = p.SubscriberOffer(sdp=offer[0], tracks=offer[1])
+            assert isinstance(item, p._Message)
+            await self.ws.send_str(item.model_dump_json())
+
+    async def _fail(self, code: str, message: str) -> None:
+        """Send a fatal error and close with the matching close code."""
+        with contextlib.suppress(Exception):
+            await self.ws.send_str(p.Error(code=code, message=message, fatal=True).model_dump_json())
+        await self.ws.close(code=close_code_for(code), message=code.encode())
+
+    # lifecycle --------------------------------------------------------------------------
+
+    async def run(self, request: web.Request) -> None:
+        query_token = request.query.get("access_token")
+        header = request.headers.get("Authorization", "")
+        if not query_token and header.startswith("Bearer "):
+            query_token = header[7:]
+        try:
+            join = await self._await_join()
+            if join is None:
+                return
+            claims = self._authorize(join, query_token)
+            await self._join(join, claims)
+        except TokenError as exc:
+            await self._fail(exc.code, str(exc))
+            return
+        except RelayError as exc:
+            await self._fail(exc.code, str(exc))
+            return
+        writer = asyncio.create_task(self._writer())
+        try:
+            await self._serve()
+        finally:
+            participant = self.participant
+            if participant is not None:
+                self.node.sessions.pop(participant.sid, None)
+                await self.node.worker.leave(participant, self._closing or "disconnected")
+            if not writer.done():
+                self.close(self._closing or "disconnected")
+                with contextlib.suppress(asyncio.TimeoutError, Exception):
+                    await asyncio.wait_for(writer, 2.0)
+                writer.cancel()
+
+    async def _await_join(self) -> p.Join | None:
+        timeout = self.node.settings.signaling.join_timeout
+        try:
+            msg = await self.ws.receive(timeout=timeout)
+        except asyncio.TimeoutError:
+            await self._fail("join_timeout", "no join message received in time")
+            return None
+        if msg.type != WSMsgType.TEXT:
+            return None if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.CLOSING) else (
+                await self._fail("invalid_message", "the first message must be a JSON join")
+            )
+        message = self._parse(msg.data)
+        if isinstance(message, p.Error):
+            await self._fail(message.code, message.message)
+            return None
+        if not isinstance(message, p.Join):
+            await self._fail("not_joined", "the first message must be join")
+            return None
+        if message.version != p.PROTOCOL_VERSION:
+            await self._fail("unsupported_version", f"server speaks version {p.PROTOCOL_VERSION}")
+            return None
+        return message
+
+    def _authorize(self, join: p.Join, query_token: str | None) -> Claims:
+        claims = verify(join.token or query_token, self.node.settings.keys)
+        room = join.room or claims.grant.room
+        if not room:
+            raise TokenError("token_wrong_room", "the token names no room and join names none")
+        if claims.grant.room and claims.grant.room != room:
+            raise TokenError("token_wrong_room", f"the token is for room {claims.grant.room!r}")
+        join.room = room
+        return claims
+
+    async def _join(self, join: p.Join, claims: Claims) -> None:
+        grant = claims.grant
+        assert join.room is not None
+        participant = await self.node.worker.join(
+            join.room,
+            claims.sub,
+            Permissions(
+                can_publish=grant.can_publish,
+                can_subscribe=grant.can_subscribe,
+                can_publish_data=grant.can_publish_data,
+            ),
+            auto_subscribe=join.auto_subscribe,
+            name=claims.name,
+        )
+        self.participant = participant
+        self.node.sessions[participant.sid] = self
+        room = self.node.worker.get_room(join.room)
+        settings = self.node.settings
+        self.send(
+            p.Joined(
+                room=room.name,
+                room_sid=room.sid,
+                participant=describe_participant(participant),
+                others=[describe_participant(o) for o in room.others(participant)],
+                ice_servers=list(settings.rtc.ice_servers),
+                node_id=settings.node_id,
+                region=settings.region,
+            )
+        )
+        self.offer_needed()
+
+    def _parse(self, data: str) -> p._Message | p.Error:
+        if len(data) > self.node.settings.signaling.max_message_bytes:
+            return p.Error(code="message_too_large", message="message exceeds the size limit")
+        try:
+            return p.client_message.validate_json(data)
+        except pydantic.ValidationError as exc:
+            first = exc.errors()[0]
+            if first["type"] == "json_invalid":
+                return p.Error(code="invalid_json", message="the message is not valid JSON")
+            where = ".".join(str(x) for x in first["loc"])
+            return p.Error(code="invalid_message", message=f"{where}: {first['msg']}")
+
+    async def _serve(self) -> None:
+        async for msg in self.ws:
+            if msg.type == WSMsgType.ERROR:
+                return
+            if msg.type != WSMsgType.TEXT:
+                self.send(p.Error(code="invalid_message", message="only text frames are accepted"))
+                continue
+            if not self._limiter.allow(time.monotonic()):
+                self.send(p.Error(code="rate_limited", message="too many messages; slow down"))
+                continue
+            message = self._parse(msg.data)
+            if isinstance(message, p.Error):
+                self.send(message)
+                continue
+            if isinstance(message, p.Leave):
+                self._closing = "left"
+                return
+            try:
+                await self._dispatch(message)
+            except RelayError as exc:
+                self.send(p.Error(code=exc.code, message=str(exc)))
+            except Exception:
+                logger.exception("session %s: handling %s failed", self._sid, type(message).__name__)
+                self.send(p.Error(code="internal_error", message="the server failed to handle this"))
+
+    async def _dispatch(self, message: p._Message) -> None:
+        worker = self.node.worker
+        participant = self.participant
+        assert participant is not None
+        match message:
+            case p.PublishOffer(sdp=sdp, tracks=tracks):
+                info = {t.mid: PublishedTrackInfo(name=t.name) for t in tracks}
+                answer = await worker.publish(participant, sdp, info)
+                mids = {t.mid: t.sid for t in participant.published.values()}
+                self.send(p.PublishAnswer(sdp=answer, tracks=mids))
+            case p.SubscriberAnswer(sdp=sdp):
+                await worker.subscriber_answer(participant, sdp)
+            case p.Subscribe(track_sid=track_sid):
+                worker.subscribe(participant, track_sid)
+            case p.Unsubscribe(track_sid=track_sid):
+                worker.unsubscribe(participant, track_sid)
+            case p.Mute(track_sid=track_sid, muted=muted):
+                worker.set_muted(participant, track_sid, muted)
+            case p.Ping(timestamp=ts):
+                self.send(p.Pong(timestamp=ts))
+            case p.Trickle():
+                pass  # ICE-lite: addresses are learnt from authenticated checks
+            case p.Join():
+                self.send(p.Error(code="already_joined", message="this session already joined"))

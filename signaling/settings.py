@@ -1,0 +1,168 @@
+"""Node configuration: defaults, then a strict YAML file, then ``EURELAY_*`` environment
+variables, then command-line flags. A misspelt key is an error that names it.
+
+Nested keys use ``__`` in the environment: ``EURELAY_HTTP__PORT=8080``,
+``EURELAY_KEYS='{"key": "secret"}'``.
+"""
+
+from __future__ import annotations
+
+import secrets
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic.fields import FieldInfo
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+
+class ConfigError(Exception):
+    """Configuration that cannot start a node; the message names the bad key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class HttpSettings(_Section):
+    host: str = Field(default="127.0.0.1", description="Address the HTTP/WebSocket server binds.")
+    port: int = Field(default=7880, ge=0, le=65535, description="HTTP port (0 picks a free one).")
+
+
+class RtcSettings(_Section):
+    udp_port: int = Field(default=7882, ge=0, le=65535, description="The worker's UDP port.")
+    bind: str = Field(default="127.0.0.1", description="Address the UDP socket binds.")
+    announce: list[str] = Field(
+        default_factory=lambda: ["127.0.0.1"],
+        description="Addresses put in ICE candidates (the public IP behind NAT or Docker).",
+    )
+    consent_timeout: float = Field(
+        default=15.0, gt=0, description="Seconds without traffic before a peer is removed."
+    )
+    ice_servers: list[dict[str, Any]] = Field(
+        default_factory=list, description="STUN/TURN servers handed to clients; none by default."
+    )
+    keyframe_interval: float = Field(
+        default=0.5, gt=0, description="Minimum seconds between keyframe requests per track."
+    )
+
+
+class RoomSettings(_Section):
+    max_participants: int = Field(default=100, ge=0, description="Per room; 0 means no limit.")
+    data_max_bytes: int = Field(default=16384, gt=0, description="Largest data message.")
+    data_rate: float = Field(default=50.0, gt=0, description="Data messages per second each.")
+    data_burst: float = Field(default=100.0, gt=0, description="Data message burst allowance.")
+
+
+class CapacitySettings(_Section):
+    max_participants: int = Field(default=1000, ge=0, description="Per node; 0 means no limit.")
+
+
+class SignalingSettings(_Section):
+    max_message_bytes: int = Field(default=256 * 1024, gt=0, description="Largest WebSocket frame.")
+    messages_per_second: float = Field(default=50.0, gt=0, description="Client messages per second.")
+    join_timeout: float = Field(default=10.0, gt=0, description="Seconds to send the join message.")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="EURELAY_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    node_id: str = Field(default_factory=lambda: "node-" + secrets.token_hex(3))
+    region: str = "local"
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    rtc: RtcSettings = Field(default_factory=RtcSettings)
+    rooms: RoomSettings = Field(default_factory=RoomSettings)
+    capacity: CapacitySettings = Field(default_factory=CapacitySettings)
+    signaling: SignalingSettings = Field(default_factory=SignalingSettings)
+    keys: dict[str, str] = Field(default_factory=dict, description="API key -> secret.")
+    dev_mode: bool = False
+
+    @field_validator("keys")
+    @classmethod
+    def _secrets_long_enough(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, secret in value.items():
+            if len(secret) < 32:
+                raise ValueError(f"secret of API key {key!r} must be at least 32 characters")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Flags (init) > environment > the YAML file > defaults.
+        return (init_settings, env_settings, _YamlLayer(settings_cls))
+
+
+_yaml_layer: ContextVar[dict[str, Any]] = ContextVar("eurelay_yaml_layer", default={})
+
+
+class _YamlLayer(PydanticBaseSettingsSource):
+    """The already-parsed YAML file, as a settings source below the environment."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return _yaml_layer.get().get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(_yaml_layer.get())
+
+
+def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors():
+        key = ".".join(str(p) for p in error["loc"]) or "(root)"
+        lines.append(f"{key}: {error['msg']}")
+    return "invalid configuration: " + "; ".join(lines)
+
+
+def load_settings(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Settings:
+    """Load and validate. With no file, the node runs in dev mode with a generated API key."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text())
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path} must hold a mapping of keys")
+        data = loaded
+    token = _yaml_layer.set(data)
+    try:
+        settings = Settings(**(overrides or {}))
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+    finally:
+        _yaml_layer.reset(token)
+    if path is None:
+        settings.dev_mode = True
+    if not settings.keys:
+        if not settings.dev_mode:
+            raise ConfigError("keys: at least one API key is required outside dev mode")
+        settings.keys = {"dev-" + secrets.token_hex(4): secrets.token_urlsafe(32)}
+    return settings
