@@ -361,6 +361,10 @@ class RelayWorker:
         leg: SubscriberLeg = participant.subscriber_leg
         if leg is None or leg.closed or leg.offer_pending or not leg.needs_offer:
             return None
+        if leg.offer_version > 0 and leg.tx_srtp is None:
+            # Renegotiating before the first negotiation has connected makes aiortc drop the
+            # new receivers; wait for DTLS (``_run_dtls`` asks again when it connects).
+            return None
         leg.offer_pending = True
         leg.needs_offer = False
         leg.offer_version += 1
@@ -426,6 +430,8 @@ class RelayWorker:
         if isinstance(leg, SubscriberLeg):
             self._open_data(leg)
             self._activate(leg)
+            if leg.needs_offer:
+                self.observer.negotiation_needed(leg.participant)
         else:
             for track in leg.participant.published.values():
                 self.request_keyframe(track)
@@ -533,12 +539,16 @@ class RelayWorker:
                     leg.send_receiver_reports(now)
 
     def _expire_silent_peers(self) -> None:
+        """Remove participants none of whose legs has been heard from within the timeout.
+
+        A leg that only receives (a publisher's own data-only subscriber leg) may carry
+        nothing but a consent check every ~5 s, so liveness is judged per participant.
+        """
         now = time.perf_counter()
         timeout = self.config.consent_timeout
         for room in list(self.rooms.values()):
             for participant in list(room.participants.values()):
-                for leg in (participant.publisher_leg, participant.subscriber_leg):
-                    if leg is not None and not leg.closed and now - leg.last_seen > timeout:
-                        logger.info("consent expired for %s", participant.sid)
-                        self._spawn(self.leave(participant, "consent_timeout"))
-                        break
+                legs = [leg for leg in (participant.publisher_leg, participant.subscriber_leg) if leg]
+                if legs and now - max(leg.last_seen for leg in legs) > timeout:
+                    logger.info("consent expired for %s", participant.sid)
+                    self._spawn(self.leave(participant, "consent_timeout"))

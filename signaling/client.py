@@ -23,6 +23,7 @@ from typing import Any
 
 import aiohttp
 from aiortc import (
+    RTCBundlePolicy,
     MediaStreamTrack,
     RTCConfiguration,
     RTCDataChannel,
@@ -96,7 +97,11 @@ class EurelayClient:
         self._sub.on("track", self._on_track)
 
     def _peer_connection(self) -> RTCPeerConnection:
-        return RTCPeerConnection(RTCConfiguration(iceServers=self.ice_servers))
+        # max-bundle: with aiortc's default (balanced), a second video m-line in one offer
+        # stays on a transport aiortc then stops, and its packets reach the first decoder.
+        return RTCPeerConnection(
+            RTCConfiguration(iceServers=self.ice_servers, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+        )
 
     # connection ---------------------------------------------------------------------------
 
@@ -195,6 +200,9 @@ class EurelayClient:
         if self._pub is None:
             self._pub = self._peer_connection()
         pc = self._pub
+        # aiortc loses transceivers added while its first negotiation is still connecting.
+        if pc.connectionState == "connecting":
+            await self._connected(pc, timeout)
         infos: list[p.TrackInfo] = []
         for i, track in enumerate(tracks):
             transceiver = pc.addTransceiver(track, direction="sendonly")
@@ -211,6 +219,14 @@ class EurelayClient:
         await pc.setRemoteDescription(RTCSessionDescription(answer.sdp, "answer"))
         self.published = dict(answer.tracks)
         return self.published
+
+    @staticmethod
+    async def _connected(pc: RTCPeerConnection, timeout: float) -> None:
+        async def wait() -> None:
+            while pc.connectionState == "connecting":
+                await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(wait(), timeout)
 
     async def subscribe(self, track_sid: str) -> None:
         await self._send(p.Subscribe(type="subscribe", track_sid=track_sid))
