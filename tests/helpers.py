@@ -24,7 +24,7 @@ API_SECRET = "test-secret-0123456789-0123456789-abcdef"
 LOOPBACK = ["127.0.0.1"]
 
 
-def test_settings(**overrides: Any) -> Settings:
+def node_settings(**overrides: Any) -> Settings:
     base: dict[str, Any] = {
         "http": {"host": "127.0.0.1", "port": 0},
         "rtc": {"udp_port": 0, "bind": "127.0.0.1", "announce": LOOPBACK},
@@ -85,7 +85,7 @@ class RunningNode:
 
 @contextlib.asynccontextmanager
 async def running_node(settings: Settings | None = None) -> AsyncIterator[RunningNode]:
-    app = create_app(settings or test_settings())
+    app = create_app(settings or node_settings())
     server = TestServer(app, host="127.0.0.1", port=0)
     await server.start_server()
     running = RunningNode(server)
