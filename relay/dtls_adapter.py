@@ -39,7 +39,7 @@ _CIPHERS = (
 )
 
 
-class RelayCertificate(RTCCertificate):  # type: ignore[misc]
+class RelayCertificate(RTCCertificate):
     """aiortc's certificate with a cipher list that also accepts RSA peers."""
 
     def _create_ssl_context(self, srtp_profiles: list[Any]) -> SSL.Context:
@@ -93,7 +93,7 @@ class DtlsSession:
         self, certificate: RTCCertificate, send: Callable[[bytes], None], role: DtlsRole
     ) -> None:
         self._shim = _IceShim(send)
-        self._transport = RTCDtlsTransport(self._shim, [certificate])
+        self._transport = RTCDtlsTransport(self._shim, [certificate])  # type: ignore[arg-type]
         self._transport._set_role(role)
         self.role: DtlsRole = role
         self.handshake_seconds: float | None = None
@@ -184,7 +184,10 @@ def check_aiortc_compat() -> list[str]:
     if not aiortc.__version__.startswith(PINNED_AIORTC + "."):
         missing.append(f"aiortc version {aiortc.__version__} (pinned {PINNED_AIORTC})")
     for name in ("_set_role", "_rx_srtp", "_tx_srtp", "_send_data", "_register_data_receiver"):
-        if not hasattr(RTCDtlsTransport, name) and name not in RTCDtlsTransport.__init__.__code__.co_names:
+        if (
+            not hasattr(RTCDtlsTransport, name)
+            and name not in RTCDtlsTransport.__init__.__code__.co_names
+        ):
             missing.append(f"RTCDtlsTransport.{name}")
     if not hasattr(RTCCertificate, "_create_ssl_context"):
         missing.append("RTCCertificate._create_ssl_context")

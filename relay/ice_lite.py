@@ -62,7 +62,10 @@ class IceLiteResponder(Generic[Owner]):
         Raises ValueError for datagrams that are not valid STUN.
         """
         message = stun.parse_message(data)
-        if message.message_class != stun.Class.REQUEST or message.message_method != stun.Method.BINDING:
+        if (
+            message.message_class != stun.Class.REQUEST
+            or message.message_method != stun.Method.BINDING
+        ):
             return None, None
         username = message.attributes.get("USERNAME")
         if not isinstance(username, str) or ":" not in username:

@@ -183,7 +183,7 @@ def publisher_answer(
     for media in offer.media:
         codec = accepted.get(media.mid)
         if media.kind == "application":
-            lines += [f"m=application 0 UDP/DTLS/SCTP webrtc-datachannel", f"a=mid:{media.mid}"]
+            lines += ["m=application 0 UDP/DTLS/SCTP webrtc-datachannel", f"a=mid:{media.mid}"]
             continue
         if codec is None:
             formats = [c.payload_type for c in media.codecs] or [0]

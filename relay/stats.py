@@ -9,7 +9,18 @@ from bisect import bisect_left
 from dataclasses import dataclass, field
 
 FORWARD_BUCKETS = (
-    5e-6, 10e-6, 20e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3,
+    5e-6,
+    10e-6,
+    20e-6,
+    50e-6,
+    100e-6,
+    250e-6,
+    500e-6,
+    1e-3,
+    2.5e-3,
+    5e-3,
+    10e-3,
+    25e-3,
 )
 HANDSHAKE_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -57,9 +68,7 @@ class RelayStats:
     stun_requests: int = 0
     dropped: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DROP_REASONS, 0))
     forward_seconds: Histogram = field(default_factory=lambda: Histogram(FORWARD_BUCKETS))
-    dtls_handshake_seconds: Histogram = field(
-        default_factory=lambda: Histogram(HANDSHAKE_BUCKETS)
-    )
+    dtls_handshake_seconds: Histogram = field(default_factory=lambda: Histogram(HANDSHAKE_BUCKETS))
 
     def drop(self, reason: str) -> None:
         self.dropped[reason] += 1

@@ -58,7 +58,7 @@ class ReceiveStats:
         return self.cycles + self.max_seq
 
     def interval_loss(self) -> tuple[int, int]:
-        """(fraction lost 0-255 since the last report, cumulative lost), then start a new interval."""
+        """(fraction lost 0-255 since the last report, cumulative lost); starts a new interval."""
         expected = self.extended_max - self.base_seq + 1
         lost = max(0, expected - self.received)
         expected_interval = expected - self.expected_prior

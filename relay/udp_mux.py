@@ -42,7 +42,7 @@ class UdpMux(asyncio.DatagramProtocol):
         if leg.addr is not None and self.by_addr.get(leg.addr) is leg:
             del self.by_addr[leg.addr]
 
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:  # type: ignore[override]
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         started = perf_counter()
         try:
             if not data:

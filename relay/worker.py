@@ -10,8 +10,9 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import pydantic
 
@@ -124,10 +125,16 @@ class RelayWorker:
 
     # rooms and participants ------------------------------------------------------------
 
-    def create_room(self, name: str, max_participants: int | None = None, by_api: bool = False) -> Room:
+    def create_room(
+        self, name: str, max_participants: int | None = None, by_api: bool = False
+    ) -> Room:
         room = self.rooms.get(name)
         if room is None:
-            limit = self.config.max_participants_per_room if max_participants is None else max_participants
+            limit = (
+                self.config.max_participants_per_room
+                if max_participants is None
+                else max_participants
+            )
             room = Room(name=name, max_participants=limit, created_by_api=by_api)
             self.rooms[name] = room
         return room
@@ -212,7 +219,10 @@ class RelayWorker:
     # publishing -----------------------------------------------------------------------
 
     async def publish(
-        self, participant: Participant, offer_sdp: str, info: dict[str, PublishedTrackInfo] | None = None
+        self,
+        participant: Participant,
+        offer_sdp: str,
+        info: dict[str, PublishedTrackInfo] | None = None,
     ) -> str:
         """Answer a publisher offer; new m-lines become tracks, dropped ones are unpublished."""
         if not participant.permissions.can_publish:
@@ -223,7 +233,10 @@ class RelayWorker:
         if leg is None:
             _, role = answer_role(offer.setup)
             leg = PublisherLeg(
-                self, participant, self.certificate, "client" if role == "client" else "server",
+                self,
+                participant,
+                self.certificate,
+                "client" if role == "client" else "server",
                 time.perf_counter(),
             )
             leg.dtls.on_closed(lambda: self.leg_failed(leg))
@@ -327,12 +340,27 @@ class RelayWorker:
             return
         leg: SubscriberLeg = participant.subscriber_leg
         base = SUPPORTED[track.codec.mime.lower()]
-        codec = Codec(track.codec.mime, base.clock_rate, base.payload_type, base.channels,
-                      dict(track.codec.fmtp) or dict(base.fmtp))
-        slot = SubscriberSlot(mid=leg.next_mid(), kind=track.kind, codec=codec,
-                              stream_id=track.publisher_sid, track_sid=track.sid)
-        down = DownTrack(up=track, subscriber_sid=participant.sid, mid=slot.mid,
-                         payload_type=codec.payload_type, sink=leg)
+        codec = Codec(
+            track.codec.mime,
+            base.clock_rate,
+            base.payload_type,
+            base.channels,
+            dict(track.codec.fmtp) or dict(base.fmtp),
+        )
+        slot = SubscriberSlot(
+            mid=leg.next_mid(),
+            kind=track.kind,
+            codec=codec,
+            stream_id=track.publisher_sid,
+            track_sid=track.sid,
+        )
+        down = DownTrack(
+            up=track,
+            subscriber_sid=participant.sid,
+            mid=slot.mid,
+            payload_type=codec.payload_type,
+            sink=leg,
+        )
         slot.ssrc = down.ssrc
         leg.slots.append(slot)
         leg.by_ssrc[down.ssrc] = down
@@ -369,7 +397,9 @@ class RelayWorker:
         leg.needs_offer = False
         leg.offer_version += 1
         leg.offered_ssrcs = {s.ssrc for s in leg.slots if s.live}
-        sdp = subscriber_offer(self._local_transport(leg), leg.slots, leg.offer_version, leg.session_id)
+        sdp = subscriber_offer(
+            self._local_transport(leg), leg.slots, leg.offer_version, leg.session_id
+        )
         return sdp, {s.mid: s.track_sid for s in leg.slots if s.live}
 
     async def subscriber_answer(self, participant: Participant, answer_sdp: str) -> None:
@@ -387,7 +417,12 @@ class RelayWorker:
             if media.kind == "application" and media.sctp_port:
                 leg.remote_sctp_port = media.sctp_port
             slot = by_mid.get(media.mid)
-            if slot is not None and slot.live and media.port != 0 and media.direction in ("recvonly", "sendrecv"):
+            if (
+                slot is not None
+                and slot.live
+                and media.port != 0
+                and media.direction in ("recvonly", "sendrecv")
+            ):
                 accepted.add(slot.ssrc)
         leg.accepted_ssrcs = accepted & leg.offered_ssrcs
         self._maybe_start_dtls(leg)
@@ -421,7 +456,9 @@ class RelayWorker:
         if leg.closed:
             return
         if not ok:
-            logger.info("DTLS handshake failed for %s leg of %s", leg.direction, leg.participant.sid)
+            logger.info(
+                "DTLS handshake failed for %s leg of %s", leg.direction, leg.participant.sid
+            )
             self.leg_failed(leg)
             return
         if leg.dtls.handshake_seconds is not None:
@@ -445,8 +482,8 @@ class RelayWorker:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _spawn(self, coro: object) -> None:
-        task: asyncio.Task[None] = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -482,10 +519,15 @@ class RelayWorker:
         self.stats.data_messages_in += 1
         raw = message.encode() if isinstance(message, str) else message
         if not participant.permissions.can_publish_data:
-            return self._reject(participant, "permission_denied", "this token does not allow sending data")
+            return self._reject(
+                participant, "permission_denied", "this token does not allow sending data"
+            )
         if len(raw) > self.config.data_max_bytes:
-            return self._reject(participant, "data_too_large",
-                                f"data message of {len(raw)} bytes exceeds {self.config.data_max_bytes}")
+            return self._reject(
+                participant,
+                "data_too_large",
+                f"data message of {len(raw)} bytes exceeds {self.config.data_max_bytes}",
+            )
         if not participant.data_limiter.allow(time.monotonic()):
             return self._reject(participant, "data_rate_limited", "too many data messages")
         try:
@@ -495,13 +537,19 @@ class RelayWorker:
         room = self.rooms.get(participant.room)
         if room is None:
             return None
-        delivered = DeliveredData(from_identity=participant.identity, from_sid=participant.sid,
-                                  payload=data.payload, topic=data.topic).model_dump_json()
+        delivered = DeliveredData(
+            from_identity=participant.identity,
+            from_sid=participant.sid,
+            payload=data.payload,
+            topic=data.topic,
+        ).model_dump_json()
         targets = set(data.destination_identities)
         for other in room.others(participant):
             if targets and other.identity not in targets:
                 continue
-            if other.subscriber_leg is not None and other.subscriber_leg.send_data(lossy, delivered):
+            if other.subscriber_leg is not None and other.subscriber_leg.send_data(
+                lossy, delivered
+            ):
                 self.stats.data_messages_out += 1
         return None
 
@@ -548,7 +596,9 @@ class RelayWorker:
         timeout = self.config.consent_timeout
         for room in list(self.rooms.values()):
             for participant in list(room.participants.values()):
-                legs = [leg for leg in (participant.publisher_leg, participant.subscriber_leg) if leg]
+                legs = [
+                    leg for leg in (participant.publisher_leg, participant.subscriber_leg) if leg
+                ]
                 if legs and now - max(leg.last_seen for leg in legs) > timeout:
                     logger.info("consent expired for %s", participant.sid)
                     self._spawn(self.leave(participant, "consent_timeout"))

@@ -58,20 +58,24 @@ def serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"eurelay: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
     if settings.dev_mode:
         key, secret = next(iter(settings.keys.items()))
         print("eurelay dev mode: no config file; generated an API key for this run only:")
         print(f"  api key:    {key}\n  api secret: {secret}")
-        print(f"  mint a token: eurelay token --api-key {key} --api-secret {secret} "
-              "--room demo --identity alice --publish --publish-data", flush=True)
+        print(
+            f"  mint a token: eurelay token --api-key {key} --api-secret {secret} "
+            "--room demo --identity alice --publish --publish-data",
+            flush=True,
+        )
     try:
         import uvloop
-
-        runner = uvloop.run
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-        runner = asyncio.run
-    runner(_run(settings))
+        asyncio.run(_run(settings))
+    else:
+        uvloop.run(_run(settings))
     return 0
 
 

@@ -23,8 +23,8 @@ from typing import Any
 
 import aiohttp
 from aiortc import (
-    RTCBundlePolicy,
     MediaStreamTrack,
+    RTCBundlePolicy,
     RTCConfiguration,
     RTCDataChannel,
     RTCIceServer,
@@ -88,7 +88,9 @@ class EurelayClient:
         self._sub_tracks: dict[str, str] = {}  # mid -> track sid from the last offer
         self._answer: asyncio.Future[p.PublishAnswer] | None = None
         self._negotiation = asyncio.Lock()
-        self.reliable: RTCDataChannel = self._sub.createDataChannel("_reliable", negotiated=True, id=0)
+        self.reliable: RTCDataChannel = self._sub.createDataChannel(
+            "_reliable", negotiated=True, id=0
+        )
         self.lossy: RTCDataChannel = self._sub.createDataChannel(
             "_lossy", negotiated=True, id=1, ordered=False, maxRetransmits=0
         )
@@ -109,7 +111,9 @@ class EurelayClient:
         self._session = aiohttp.ClientSession()
         self._ws = await self._session.ws_connect(self.url)
         # The token goes in the join message, not the URL, so it never lands in access logs.
-        join = p.Join(type="join", token=self.token, room=self.room, auto_subscribe=self.auto_subscribe)
+        join = p.Join(
+            type="join", token=self.token, room=self.room, auto_subscribe=self.auto_subscribe
+        )
         await self._send(join)
         msg = await self._ws.receive(timeout=timeout)
         if msg.type != aiohttp.WSMsgType.TEXT:
@@ -180,7 +184,9 @@ class EurelayClient:
             await self._sub.setRemoteDescription(RTCSessionDescription(offer.sdp, "offer"))
             answer = await self._sub.createAnswer()
             await self._sub.setLocalDescription(answer)
-            await self._send(p.SubscriberAnswer(type="subscriber_answer", sdp=self._sub.localDescription.sdp))
+            await self._send(
+                p.SubscriberAnswer(type="subscriber_answer", sdp=self._sub.localDescription.sdp)
+            )
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         mid = next((t.mid for t in self._sub.getTransceivers() if t.receiver.track is track), None)
@@ -214,7 +220,9 @@ class EurelayClient:
         mids = {str(id(t)): t.mid for t in pc.getTransceivers()}
         infos = [i.model_copy(update={"mid": mids.get(i.mid) or ""}) for i in infos]
         self._answer = asyncio.get_running_loop().create_future()
-        await self._send(p.PublishOffer(type="publish_offer", sdp=pc.localDescription.sdp, tracks=infos))
+        await self._send(
+            p.PublishOffer(type="publish_offer", sdp=pc.localDescription.sdp, tracks=infos)
+        )
         answer = await asyncio.wait_for(self._answer, timeout)
         await pc.setRemoteDescription(RTCSessionDescription(answer.sdp, "answer"))
         self.published = dict(answer.tracks)

@@ -26,6 +26,4 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return web.json_response(
-            {"code": "http_error", "message": exc.reason}, status=exc.status
-        )
+        return web.json_response({"code": "http_error", "message": exc.reason}, status=exc.status)

@@ -59,45 +59,68 @@ class RelayCollector(Collector):
         def counter(name: str, doc: str, value: float) -> CounterMetricFamily:
             return CounterMetricFamily(name, doc, value=value)
 
-        yield counter("eurelay_relay_rtp_received_packets", "RTP packets from publishers.",
-                      s.rtp_packets_in)
-        yield counter("eurelay_relay_rtp_received_bytes", "SRTP bytes from publishers.",
-                      s.rtp_bytes_in)
-        yield counter("eurelay_relay_rtp_sent_packets", "RTP packets to subscribers.",
-                      s.rtp_packets_out)
-        yield counter("eurelay_relay_rtp_sent_bytes", "SRTP bytes to subscribers.",
-                      s.rtp_bytes_out)
-        yield counter("eurelay_relay_rtcp_received_packets", "RTCP compound packets received.",
-                      s.rtcp_packets_in)
-        yield counter("eurelay_relay_rtcp_sent_packets", "RTCP compound packets sent.",
-                      s.rtcp_packets_out)
-        kf = CounterMetricFamily("eurelay_relay_keyframe_requests_received",
-                                 "PLI/FIR received from subscribers.", labels=["type"])
+        yield counter(
+            "eurelay_relay_rtp_received_packets", "RTP packets from publishers.", s.rtp_packets_in
+        )
+        yield counter(
+            "eurelay_relay_rtp_received_bytes", "SRTP bytes from publishers.", s.rtp_bytes_in
+        )
+        yield counter(
+            "eurelay_relay_rtp_sent_packets", "RTP packets to subscribers.", s.rtp_packets_out
+        )
+        yield counter("eurelay_relay_rtp_sent_bytes", "SRTP bytes to subscribers.", s.rtp_bytes_out)
+        yield counter(
+            "eurelay_relay_rtcp_received_packets",
+            "RTCP compound packets received.",
+            s.rtcp_packets_in,
+        )
+        yield counter(
+            "eurelay_relay_rtcp_sent_packets", "RTCP compound packets sent.", s.rtcp_packets_out
+        )
+        kf = CounterMetricFamily(
+            "eurelay_relay_keyframe_requests_received",
+            "PLI/FIR received from subscribers.",
+            labels=["type"],
+        )
         kf.add_metric(["pli"], s.pli_received)
         kf.add_metric(["fir"], s.fir_received)
         yield kf
-        yield counter("eurelay_relay_keyframe_requests_sent", "Keyframe requests sent upstream.",
-                      s.keyframe_requests_sent)
-        yield counter("eurelay_relay_nack_received", "NACK packets received from subscribers.",
-                      s.nack_received)
-        yield counter("eurelay_relay_stun_requests", "STUN binding requests handled.",
-                      s.stun_requests)
-        data = CounterMetricFamily("eurelay_relay_data_messages", "Data messages.",
-                                   labels=["direction"])
+        yield counter(
+            "eurelay_relay_keyframe_requests_sent",
+            "Keyframe requests sent upstream.",
+            s.keyframe_requests_sent,
+        )
+        yield counter(
+            "eurelay_relay_nack_received",
+            "NACK packets received from subscribers.",
+            s.nack_received,
+        )
+        yield counter(
+            "eurelay_relay_stun_requests", "STUN binding requests handled.", s.stun_requests
+        )
+        data = CounterMetricFamily(
+            "eurelay_relay_data_messages", "Data messages.", labels=["direction"]
+        )
         data.add_metric(["in"], s.data_messages_in)
         data.add_metric(["out"], s.data_messages_out)
         data.add_metric(["rejected"], s.data_messages_rejected)
         yield data
-        dropped = CounterMetricFamily("eurelay_relay_dropped_packets", "Datagrams dropped.",
-                                      labels=["reason"])
+        dropped = CounterMetricFamily(
+            "eurelay_relay_dropped_packets", "Datagrams dropped.", labels=["reason"]
+        )
         for reason, value in s.dropped.items():
             dropped.add_metric([reason], value)
         yield dropped
-        yield _histogram("eurelay_relay_forward_duration_seconds",
-                         "In-relay time from datagram received to the last sendto.",
-                         s.forward_seconds)
-        yield _histogram("eurelay_relay_dtls_handshake_duration_seconds",
-                         "DTLS handshake duration.", s.dtls_handshake_seconds)
+        yield _histogram(
+            "eurelay_relay_forward_duration_seconds",
+            "In-relay time from datagram received to the last sendto.",
+            s.forward_seconds,
+        )
+        yield _histogram(
+            "eurelay_relay_dtls_handshake_duration_seconds",
+            "DTLS handshake duration.",
+            s.dtls_handshake_seconds,
+        )
 
 
 def create_registry(worker: RelayWorker, connections: dict[str, object]) -> CollectorRegistry:

@@ -7,7 +7,7 @@ the sessions concerned. It is the composition root, so it may import relay (and 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from relay.room import Participant, Room
 from relay.track import UpTrack
@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 
 
 def describe_track(track: UpTrack) -> p.TrackDescription:
-    kind = "audio" if track.kind == "audio" else "video"
+    kind: Literal["audio", "video"] = "audio" if track.kind == "audio" else "video"
     return p.TrackDescription(
         sid=track.sid, kind=kind, name=track.name, mime=track.codec.mime, muted=track.muted
     )
@@ -86,15 +86,17 @@ class Node:
         self._broadcast(room, message, participant)
 
     def participant_left(self, room: Room, participant: Participant, reason: str) -> None:
-        message = p.ParticipantLeft(sid=participant.sid, identity=participant.identity, reason=reason)
+        message = p.ParticipantLeft(
+            sid=participant.sid, identity=participant.identity, reason=reason
+        )
         for session in list(self.sessions.values()):
             if session.participant is not None and session.participant.room == room.name:
                 if session.participant is participant:
                     continue
                 session.send(message)
-        session = self.sessions.pop(participant.sid, None)
-        if session is not None:
-            session.close(reason)
+        own = self.sessions.pop(participant.sid, None)
+        if own is not None:
+            own.close(reason)
 
     def track_published(self, room: Room, participant: Participant, track: UpTrack) -> None:
         message = p.TrackPublished(participant_sid=participant.sid, track=describe_track(track))
@@ -105,7 +107,9 @@ class Node:
         self._broadcast(room, message, participant)
 
     def track_muted(self, room: Room, participant: Participant, track: UpTrack) -> None:
-        message = p.TrackMuted(participant_sid=participant.sid, track_sid=track.sid, muted=track.muted)
+        message = p.TrackMuted(
+            participant_sid=participant.sid, track_sid=track.sid, muted=track.muted
+        )
         self._broadcast(room, message, participant)
 
     def negotiation_needed(self, participant: Participant) -> None:

@@ -87,7 +87,15 @@ class Ping(_Message):
 
 
 ClientMessage = Annotated[
-    Join | PublishOffer | SubscriberAnswer | Trickle | Subscribe | Unsubscribe | Mute | Leave | Ping,
+    Join
+    | PublishOffer
+    | SubscriberAnswer
+    | Trickle
+    | Subscribe
+    | Unsubscribe
+    | Mute
+    | Leave
+    | Ping,
     Field(discriminator="type"),
 ]
 client_message = TypeAdapter(ClientMessage)

@@ -112,7 +112,9 @@ class RtcSession:
     async def _fail(self, code: str, message: str) -> None:
         """Send a fatal error and close with the matching close code."""
         with contextlib.suppress(Exception):
-            await self.ws.send_str(p.Error(code=code, message=message, fatal=True).model_dump_json())
+            await self.ws.send_str(
+                p.Error(code=code, message=message, fatal=True).model_dump_json()
+            )
         await self.ws.close(code=close_code_for(code), message=code.encode())
 
     # lifecycle --------------------------------------------------------------------------
@@ -152,13 +154,13 @@ class RtcSession:
         timeout = self.node.settings.signaling.join_timeout
         try:
             msg = await self.ws.receive(timeout=timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             await self._fail("join_timeout", "no join message received in time")
             return None
         if msg.type != WSMsgType.TEXT:
-            return None if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.CLOSING) else (
+            if msg.type not in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.CLOSING):
                 await self._fail("invalid_message", "the first message must be a JSON join")
-            )
+            return None
         message = self._parse(msg.data)
         if isinstance(message, p.Error):
             await self._fail(message.code, message.message)
@@ -246,8 +248,12 @@ class RtcSession:
             except RelayError as exc:
                 self.send(p.Error(code=exc.code, message=str(exc)))
             except Exception:
-                logger.exception("session %s: handling %s failed", self._sid, type(message).__name__)
-                self.send(p.Error(code="internal_error", message="the server failed to handle this"))
+                logger.exception(
+                    "session %s: handling %s failed", self._sid, type(message).__name__
+                )
+                self.send(
+                    p.Error(code="internal_error", message="the server failed to handle this")
+                )
 
     async def _dispatch(self, message: p._Message) -> None:
         worker = self.node.worker

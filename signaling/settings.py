@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic.fields import FieldInfo
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -66,7 +66,9 @@ class CapacitySettings(_Section):
 
 class SignalingSettings(_Section):
     max_message_bytes: int = Field(default=256 * 1024, gt=0, description="Largest WebSocket frame.")
-    messages_per_second: float = Field(default=50.0, gt=0, description="Client messages per second.")
+    messages_per_second: float = Field(
+        default=50.0, gt=0, description="Client messages per second."
+    )
     join_timeout: float = Field(default=10.0, gt=0, description="Seconds to send the join message.")
 
 
@@ -106,17 +108,17 @@ class Settings(BaseSettings):
         return (init_settings, env_settings, _YamlLayer(settings_cls))
 
 
-_yaml_layer: ContextVar[dict[str, Any]] = ContextVar("eurelay_yaml_layer", default={})
+_yaml_layer: ContextVar[dict[str, Any] | None] = ContextVar("eurelay_yaml_layer", default=None)
 
 
 class _YamlLayer(PydanticBaseSettingsSource):
     """The already-parsed YAML file, as a settings source below the environment."""
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
-        return _yaml_layer.get().get(field_name), field_name, False
+        return (_yaml_layer.get() or {}).get(field_name), field_name, False
 
     def __call__(self) -> dict[str, Any]:
-        return dict(_yaml_layer.get())
+        return dict(_yaml_layer.get() or {})
 
 
 def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -137,7 +139,9 @@ def _describe(exc: ValidationError) -> str:
     return "invalid configuration: " + "; ".join(lines)
 
 
-def load_settings(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Settings:
+def load_settings(
+    path: str | Path | None = None, overrides: dict[str, Any] | None = None
+) -> Settings:
     """Load and validate. With no file, the node runs in dev mode with a generated API key."""
     data: dict[str, Any] = {}
     if path is not None:

@@ -97,4 +97,6 @@ def verify(token: str | None, keys: dict[str, str]) -> Claims:
     try:
         return Claims.model_validate(payload)
     except ValidationError as exc:
-        raise TokenError("token_malformed", f"token claims invalid: {exc.errors()[0]['msg']}") from None
+        raise TokenError(
+            "token_malformed", f"token claims invalid: {exc.errors()[0]['msg']}"
+        ) from None

@@ -51,8 +51,13 @@ def token(
     key: str = API_KEY,
     now: float | None = None,
 ) -> str:
-    grant = Grant(room=room, can_publish=publish, can_subscribe=subscribe,
-                  can_publish_data=data, room_admin=admin)
+    grant = Grant(
+        room=room,
+        can_publish=publish,
+        can_subscribe=subscribe,
+        can_publish_data=data,
+        room_admin=admin,
+    )
     return mint(key, secret, identity, grant, ttl=ttl, now=now)
 
 
@@ -98,7 +103,9 @@ async def running_node(settings: Settings | None = None) -> AsyncIterator[Runnin
         await server.close()
 
 
-async def eventually(check: Callable[[], bool], timeout: float = 10.0, interval: float = 0.05) -> None:
+async def eventually(
+    check: Callable[[], bool], timeout: float = 10.0, interval: float = 0.05
+) -> None:
     """Wait until ``check()`` is true; fail after ``timeout`` seconds."""
     deadline = asyncio.get_running_loop().time() + timeout
     while not check():

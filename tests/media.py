@@ -56,5 +56,7 @@ def use_encoder(monkeypatch: pytest.MonkeyPatch, encoder: PassthroughEncoder) ->
 
     original = sender.get_encoder
     monkeypatch.setattr(
-        sender, "get_encoder", lambda codec: encoder if codec.mimeType == "video/VP8" else original(codec)
+        sender,
+        "get_encoder",
+        lambda codec: encoder if codec.mimeType == "video/VP8" else original(codec),
     )

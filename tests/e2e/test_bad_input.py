@@ -45,7 +45,10 @@ async def test_malformed_signaling_gets_errors(relay_node: RunningNode) -> None:
         ('{"type": "subscribe"}', "invalid_message"),
         ("[1, 2, 3]", "invalid_message"),
         (json.dumps({"type": "publish_offer", "sdp": "garbage"}), "invalid_sdp"),
-        (json.dumps({"type": "publish_offer", "sdp": "v=0\r\nm=video 9 RTP/AVP x\r\n"}), "invalid_sdp"),
+        (
+            json.dumps({"type": "publish_offer", "sdp": "v=0\r\nm=video 9 RTP/AVP x\r\n"}),
+            "invalid_sdp",
+        ),
         (json.dumps({"type": "subscriber_answer", "sdp": "v=0\r\n"}), "invalid_state"),
         (json.dumps({"type": "subscribe", "track_sid": "TR_nope"}), "not_found"),
         (json.dumps({"type": "join", "token": "x"}), "already_joined"),
@@ -66,7 +69,11 @@ async def test_oversized_frame_closes_only_that_session(relay_node: RunningNode)
     async with aiohttp.ClientSession() as http, http.ws_connect(relay_node.url) as ws:
         await ws.send_str("x" * (2 * 1024 * 1024))
         msg = await ws.receive(timeout=5)
-        assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.TEXT)
+        assert msg.type in (
+            aiohttp.WSMsgType.CLOSE,
+            aiohttp.WSMsgType.CLOSED,
+            aiohttp.WSMsgType.TEXT,
+        )
         if msg.type == aiohttp.WSMsgType.TEXT:
             assert json.loads(msg.data)["code"] == "message_too_large"
     await _frames_flowing(track)

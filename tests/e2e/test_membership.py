@@ -14,7 +14,7 @@ from aiortc.mediastreams import AudioStreamTrack
 
 from signaling import protocol as p
 
-from ..helpers import eventually, running_node, node_settings, token
+from ..helpers import eventually, node_settings, running_node, token
 from ..media import FlatColorTrack
 
 pytestmark = pytest.mark.timeout(60)
@@ -48,8 +48,13 @@ async def test_silent_peer_is_removed_after_consent_timeout() -> None:
         # aioice refreshes consent only every 4-6 s; the watcher's own audio keeps it heard.
         await watcher.publish(AudioStreamTrack())
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "tests.e2e.peer_process", rn.url, token("vanish", "ghost"),
-            cwd=ROOT, stdout=asyncio.subprocess.PIPE,
+            sys.executable,
+            "-m",
+            "tests.e2e.peer_process",
+            rn.url,
+            token("vanish", "ghost"),
+            cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE,
         )
         try:
             line = await asyncio.wait_for(proc.stdout.readline(), 20)  # type: ignore[union-attr]

@@ -59,7 +59,10 @@ async def test_metrics_move_with_traffic(relay_node: RunningNode) -> None:
     assert busy["eurelay_relay_stun_requests_total"] >= 3
 
     later = await _scrape(relay_node)
-    assert later["eurelay_relay_rtp_sent_packets_total"] >= busy["eurelay_relay_rtp_sent_packets_total"]
+    assert (
+        later["eurelay_relay_rtp_sent_packets_total"]
+        >= busy["eurelay_relay_rtp_sent_packets_total"]
+    )
     del track
 
 

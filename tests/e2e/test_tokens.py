@@ -18,14 +18,19 @@ REFUSED = [
     ("not a jwt", "not-a-jwt", "token_malformed"),
     ("expired", token("r", "eve", ttl=60, now=time.time() - 3600), "token_expired"),
     ("not yet valid", token("r", "eve", now=time.time() + 3600), "token_not_yet_valid"),
-    ("wrongly signed", token("r", "eve", secret="another-secret-that-is-long-enough-000"),
-     "token_bad_signature"),
+    (
+        "wrongly signed",
+        token("r", "eve", secret="another-secret-that-is-long-enough-000"),
+        "token_bad_signature",
+    ),
     ("unknown key", token("r", "eve", key="who-is-this"), "token_unknown_key"),
 ]
 
 
 @pytest.mark.parametrize(("case", "tok", "code"), REFUSED, ids=[c[0] for c in REFUSED])
-async def test_bad_tokens_are_refused(relay_node: RunningNode, case: str, tok: str, code: str) -> None:
+async def test_bad_tokens_are_refused(
+    relay_node: RunningNode, case: str, tok: str, code: str
+) -> None:
     client = relay_node.client(tok, room="r")
     with pytest.raises(ClientError) as refused:
         await client.connect()

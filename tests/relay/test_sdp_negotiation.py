@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+import pytest
+
+from relay.codecs import OPUS, VP8
+from relay.errors import SdpError
+from relay.ice_lite import IceCredentials
+from relay.sdp_negotiation import (
+    LocalTransport,
+    SubscriberSlot,
+    parse_description,
+    publisher_answer,
+    subscriber_offer,
+)
+
+OFFER = "\r\n".join(
+    [
+        "v=0",
+        "o=- 1 1 IN IP4 0.0.0.0",
+        "s=-",
+        "t=0 0",
+        "a=group:BUNDLE 0 1",
+        "a=msid-semantic:WMS *",
+        "m=video 9 UDP/TLS/RTP/SAVPF 97 96 98",
+        "c=IN IP4 0.0.0.0",
+        "a=mid:0",
+        "a=sendonly",
+        "a=rtcp-mux",
+        "a=ice-ufrag:abcd",
+        "a=ice-pwd:0123456789abcdefghijkl",
+        "a=fingerprint:sha-256 " + ":".join(["AB"] * 32),
+        "a=setup:actpass",
+        "a=rtpmap:97 H264/90000",
+        "a=fmtp:97 packetization-mode=0",
+        "a=rtpmap:96 VP8/90000",
+        "a=rtpmap:98 H264/90000",
+        "a=fmtp:98 packetization-mode=1",
+        "a=ssrc:1111 cname:x",
+        "m=audio 9 UDP/TLS/RTP/SAVPF 0",
+        "c=IN IP4 0.0.0.0",
+        "a=mid:1",
+        "a=sendonly",
+        "a=rtpmap:0 PCMU/8000",
+        "",
+    ]
+)
+LOCAL = LocalTransport(IceCredentials.generate(), ("sha-256", "CD:EF"), [("192.0.2.1", 7882)])
+
+
+def test_offer_is_parsed_and_answered_with_the_first_forwardable_codec() -> None:
+    offer = parse_description(OFFER)
+    assert offer.ice_ufrag == "abcd" and offer.setup == "actpass"
+    video, audio = offer.media
+    assert video.ssrc == 1111
+    from relay.sdp_negotiation import choose_codec
+
+    chosen = choose_codec(video)
+    assert chosen is not None and chosen.mime == "video/VP8" and chosen.payload_type == 96
+    assert choose_codec(audio) is None  # PCMU is not forwarded
+    answer = publisher_answer(offer, LOCAL, {"0": chosen})
+    assert "a=ice-lite" in answer
+    assert "a=group:BUNDLE 0\r\n" in answer
+    assert "m=video 9 UDP/TLS/RTP/SAVPF 96" in answer and "a=recvonly" in answer
+    assert "m=audio 0 " in answer  # rejected
+    assert "a=setup:passive" in answer
+    assert "a=candidate:1 1 udp 2130706430 192.0.2.1 7882 typ host" in answer
+    assert parse_description(answer).media[0].codecs[0].mime == "video/VP8"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "   ",
+        "hello",
+        "v=0\r\nm=video x\r\n",
+        "v=0\r\n",
+        OFFER.replace("a=ice-ufrag:abcd\r\n", ""),
+        OFFER.replace("a=fingerprint", "a=fingerprintx"),
+        "v=0\r\n" + "a=x\r\n" * 20000,
+    ],
+)
+def test_bad_sdp_raises_sdp_error(text: str) -> None:
+    with pytest.raises(SdpError):
+        parse_description(text)
+
+
+def test_subscriber_offer_keeps_dead_slots_inactive() -> None:
+    slots = [
+        SubscriberSlot(
+            mid="0", kind="video", codec=VP8, ssrc=42, stream_id="PA_1", track_sid="TR_1"
+        ),
+        SubscriberSlot(mid="1", kind="audio", codec=None),
+        SubscriberSlot(
+            mid="2", kind="audio", codec=OPUS, ssrc=43, stream_id="PA_1", track_sid="TR_2"
+        ),
+    ]
+    text = subscriber_offer(LOCAL, slots, version=3, session_id=9)
+    parsed = parse_description(text)
+    assert [m.mid for m in parsed.media] == ["data", "0", "1", "2"]
+    assert [m.direction for m in parsed.media[1:]] == ["sendonly", "inactive", "sendonly"]
+    assert parsed.media[1].ssrc == 42 and parsed.media[2].ssrc is None
+    assert "a=msid:PA_1 TR_2" in text and "a=setup:actpass" in text

@@ -1,0 +1,110 @@
+"""The ``eurelay`` command as operators run it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from signaling.cli import main
+from signaling.tokens import verify
+
+pytestmark = pytest.mark.timeout(30)
+SECRET = "z" * 40
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_token_prints_only_the_jwt(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(
+        [
+            "token",
+            "--room",
+            "demo",
+            "--identity",
+            "alice",
+            "--publish",
+            "--publish-data",
+            "--ttl",
+            "120",
+            "--api-key",
+            "k",
+            "--api-secret",
+            SECRET,
+        ]
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1
+    claims = verify(out.strip(), {"k": SECRET})
+    assert claims.sub == "alice" and claims.grant.room == "demo"
+    assert claims.grant.can_publish and claims.grant.can_publish_data
+    assert not claims.grant.room_admin
+    assert claims.exp - (claims.nbf or 0) == 120
+
+
+def test_token_from_config_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "node.yaml"
+    config.write_text(f"keys: {{ops: {SECRET}}}\n")
+    assert (
+        main(["token", "--room", "r", "--identity", "bot", "--admin", "--config", str(config)]) == 0
+    )
+    claims = verify(capsys.readouterr().out.strip(), {"ops": SECRET})
+    assert claims.grant.room_admin
+
+
+def test_serve_rejects_a_bad_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text("rtc: {udp_prot: 1}\n")
+    assert main(["serve", "--config", str(config)]) == 2
+    assert "rtc.udp_prot" in capsys.readouterr().err
+
+
+async def test_serve_entrypoint_runs_and_stops_on_sigterm(tmp_path: Path) -> None:
+    """The exact console entry point, as a container would run it."""
+    config = tmp_path / "node.yaml"
+    config.write_text(f"keys: {{ops: {SECRET}}}\nregion: eu-west\n")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "signaling.cli",
+        "serve",
+        "--config",
+        str(config),
+        "--http-port",
+        "0",
+        "--udp-port",
+        "0",
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "EURELAY_NODE_ID": "cli-test"},
+    )
+    try:
+        line = b""
+        while b"eurelay listening" not in line:
+            line = await asyncio.wait_for(proc.stdout.readline(), 15)  # type: ignore[union-attr]
+            assert line, "server exited before listening"
+        address = line.decode().split("http=")[1].split()[0]
+        async with aiohttp.ClientSession() as http, http.get(f"http://{address}/healthz") as resp:
+            assert resp.status == 200
+            assert json.loads(await resp.text())["status"] == "ok"
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 10) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+def test_console_script_is_installed() -> None:
+    exe = Path(sys.executable).with_name("eurelay")
+    assert exe.exists()
+    result = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=20)
+    assert result.returncode == 0 and "serve" in result.stdout
