@@ -470,8 +470,11 @@ class RelayWorker:
             if leg.needs_offer:
                 self.observer.negotiation_needed(leg.participant)
         else:
+            # Subscribers that activated before the publisher connected still wait for a
+            # keyframe; a publisher with nobody waiting sends its first keyframe anyway.
             for track in leg.participant.published.values():
-                self.request_keyframe(track)
+                if any(d.active and d.waiting_keyframe for d in track.down_tracks):
+                    self.request_keyframe(track)
 
     def _open_data(self, leg: SubscriberLeg) -> None:
         reliable, lossy, task = leg.dtls.open_data_channels(leg.remote_sctp_port, MAX_MESSAGE_SIZE)

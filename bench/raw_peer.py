@@ -1,0 +1,242 @@
+"""A non-decoding WebRTC peer for load tests: STUN + DTLS-SRTP on one UDP socket, RTP by hand.
+
+The relay is ICE-lite, so a full ICE agent is not needed: one authenticated binding request
+latches the address. Publishers send synthetic VP8-framed RTP whose payload carries a send
+timestamp; subscribers count packets, check sequence continuity and read that timestamp.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import struct
+import time
+from dataclasses import dataclass, field
+
+from aioice import stun
+
+from relay.dtls_adapter import DtlsSession, generate_certificate, local_fingerprint
+from relay.ice_lite import IceCredentials
+from relay.sdp_negotiation import parse_description
+
+_CERT = generate_certificate()
+STAMP = struct.Struct("!QI")  # send time (monotonic ns), frame number
+
+
+def _transport_lines(creds: IceCredentials, setup: str) -> list[str]:
+    algorithm, value = local_fingerprint(_CERT)
+    return [
+        f"a=ice-ufrag:{creds.ufrag}",
+        f"a=ice-pwd:{creds.pwd}",
+        f"a=fingerprint:{algorithm} {value}",
+        f"a=setup:{setup}",
+        "a=rtcp-mux",
+    ]
+
+
+def _server_address(sdp: str) -> tuple[str, int]:
+    for line in sdp.splitlines():
+        if line.startswith("a=candidate:"):
+            bits = line.split()
+            return bits[4], int(bits[5])
+    raise ValueError("answer has no candidate")
+
+
+@dataclass
+class ReceiveCounters:
+    packets: int = 0
+    lost: int = 0
+    latencies_ns: list[int] = field(default_factory=list)
+    first_packet_at: float | None = None
+    last_seq: dict[int, int] = field(default_factory=dict)
+
+
+class RawPeer(asyncio.DatagramProtocol):
+    def __init__(self) -> None:
+        self.creds = IceCredentials.generate()
+        self.transport: asyncio.DatagramTransport | None = None
+        self.server: tuple[str, int] | None = None
+        self.dtls: DtlsSession | None = None
+        self.connected = asyncio.Event()
+        self.stun_ok = asyncio.Event()
+        self.counters = ReceiveCounters()
+        self.remote_creds: tuple[str, str] = ("", "")
+        self.keyframe_requested = False
+        self._consent: asyncio.Task[None] | None = None
+
+    async def open(self) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.create_datagram_endpoint(lambda: self, local_addr=("127.0.0.1", 0))
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        if not data:
+            return
+        b0 = data[0]
+        if b0 < 4:
+            self.stun_ok.set()
+        elif 19 < b0 < 64 and self.dtls is not None:
+            self.dtls.feed(data)
+        elif 127 < b0 < 192 and self.dtls is not None and self.dtls.connected:
+            if 191 < data[1] < 224:
+                self.on_rtcp(self.dtls.rx_srtp.unprotect_rtcp(data))
+            else:
+                self.on_rtp(self.dtls.rx_srtp.unprotect(data))
+
+    def on_rtcp(self, data: bytes) -> None:
+        """Notice keyframe requests (PLI, FIR); sender reports are not needed here."""
+        offset = 0
+        while offset + 4 <= len(data):
+            fmt, packet_type = data[offset] & 0x1F, data[offset + 1]
+            if packet_type == 206 and fmt in (1, 4):
+                self.keyframe_requested = True
+            offset += 4 + 4 * struct.unpack_from("!H", data, offset + 2)[0]
+
+    def on_rtp(self, rtp: bytes) -> None:
+        c = self.counters
+        now = time.monotonic_ns()
+        if c.first_packet_at is None:
+            c.first_packet_at = time.perf_counter()
+        c.packets += 1
+        seq, ssrc = struct.unpack_from("!H", rtp, 2)[0], struct.unpack_from("!I", rtp, 8)[0]
+        last = c.last_seq.get(ssrc)
+        if last is not None:
+            gap = (seq - last) & 0xFFFF
+            if 1 < gap < 0x8000:
+                c.lost += gap - 1
+        c.last_seq[ssrc] = seq
+        if len(rtp) >= 12 + 2 + STAMP.size:
+            sent, _ = STAMP.unpack_from(rtp, 14)
+            c.latencies_ns.append(now - sent)
+
+    async def connect(self, answer_sdp: str) -> None:
+        parsed = parse_description(answer_sdp)
+        self.server = _server_address(answer_sdp)
+        self.remote_creds = (parsed.ice_ufrag, parsed.ice_pwd)
+        # We offer actpass (the relay answers passive) or answer active: we are the DTLS client.
+        if parsed.setup == "active":
+            raise RuntimeError("the relay unexpectedly asked to be the DTLS client")
+        self.dtls = DtlsSession(_CERT, self._send, "client")
+        for _ in range(50):
+            self._binding()
+            try:
+                await asyncio.wait_for(self.stun_ok.wait(), 0.2)
+                break
+            except TimeoutError:
+                continue
+        if not await self.dtls.start(parsed.fingerprints):
+            raise RuntimeError("DTLS failed")
+        self.connected.set()
+        self._consent = asyncio.create_task(self._keep_consent())
+
+    def _send(self, data: bytes) -> None:
+        if self.transport is not None and self.server is not None:
+            self.transport.sendto(data, self.server)
+
+    def _binding(self) -> None:
+        request = stun.Message(stun.Method.BINDING, stun.Class.REQUEST)
+        request.attributes["USERNAME"] = f"{self.remote_creds[0]}:{self.creds.ufrag}"
+        request.attributes["PRIORITY"] = 0x6E0001FF
+        request.attributes["ICE-CONTROLLING"] = secrets.randbits(64)
+        request.attributes["USE-CANDIDATE"] = None
+        request.add_message_integrity(self.remote_creds[1].encode())
+        self._send(bytes(request))
+
+    async def _keep_consent(self) -> None:
+        while True:
+            await asyncio.sleep(2)
+            self._binding()
+
+    async def close(self) -> None:
+        if self._consent is not None:
+            self._consent.cancel()
+        if self.dtls is not None:
+            await self.dtls.close()
+        if self.transport is not None:
+            self.transport.close()
+
+    # SDP ---------------------------------------------------------------------------------
+
+    def publisher_offer(self, ssrc: int) -> str:
+        lines = [
+            "v=0", f"o=- {secrets.randbits(32)} 1 IN IP4 127.0.0.1", "s=bench", "t=0 0",
+            "a=group:BUNDLE 0", "a=msid-semantic: WMS *",
+            "m=video 9 UDP/TLS/RTP/SAVPF 96", "c=IN IP4 0.0.0.0", "a=mid:0", "a=sendonly",
+            *_transport_lines(self.creds, "actpass"),
+            "a=rtpmap:96 VP8/90000", "a=rtcp-fb:96 nack pli",
+            f"a=ssrc:{ssrc} cname:bench", f"a=msid:bench video{ssrc}",
+        ]
+        return "\r\n".join(lines) + "\r\n"
+
+    def subscriber_answer(self, offer_sdp: str) -> str:
+        offer = parse_description(offer_sdp)
+        mids = [m.mid for m in offer.media]
+        lines = [
+            "v=0", f"o=- {secrets.randbits(32)} 1 IN IP4 127.0.0.1", "s=bench", "t=0 0",
+            f"a=group:BUNDLE {' '.join(mids)}",
+        ]
+        for media in offer.media:
+            if media.kind == "application":
+                lines += ["m=application 9 UDP/DTLS/SCTP webrtc-datachannel", "c=IN IP4 0.0.0.0",
+                          f"a=mid:{media.mid}", "a=sctp-port:5000"]
+            else:
+                codec = media.codecs[0]
+                direction = "recvonly" if media.direction == "sendonly" else "inactive"
+                lines += [f"m={media.kind} 9 UDP/TLS/RTP/SAVPF {codec.payload_type}",
+                          "c=IN IP4 0.0.0.0", f"a=mid:{media.mid}", f"a={direction}",
+                          f"a=rtpmap:{codec.payload_type} {codec.name}/{codec.clock_rate}"
+                          + (f"/{codec.channels}" if codec.channels else "")]
+            lines += _transport_lines(self.creds, "active")
+        return "\r\n".join(lines) + "\r\n"
+
+
+class VideoSender:
+    """~bitrate of VP8-framed RTP at 30 fps, a keyframe every 2 s, timestamps in the payload."""
+
+    def __init__(self, peer: RawPeer, ssrc: int, bitrate: int = 1_000_000, mtu: int = 1100) -> None:
+        self.peer = peer
+        self.ssrc = ssrc
+        self.frame_bytes = bitrate // 8 // 30
+        self.mtu = mtu
+        self.seq = secrets.randbits(16)
+        self.sent = 0
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        assert self.peer.dtls is not None
+        protect = self.peer.dtls.tx_srtp.protect
+        frame = 0
+        started = time.perf_counter()
+        filler = os.urandom(self.mtu)
+        while True:
+            keyframe = frame % 60 == 0 or self.peer.keyframe_requested
+            self.peer.keyframe_requested = False
+            timestamp = (frame * 3000) & 0xFFFFFFFF
+            remaining = self.frame_bytes * (3 if keyframe else 1)
+            first = True
+            while remaining > 0:
+                size = min(self.mtu, remaining)
+                remaining -= size
+                descriptor = b"\x10" if first else b"\x00"
+                tag = b"\x00" if keyframe else b"\x01"
+                marker = 0x80 if remaining <= 0 else 0
+                header = struct.pack("!BBHII", 0x80, marker | 96, self.seq, timestamp, self.ssrc)
+                stamp = STAMP.pack(time.monotonic_ns(), frame)
+                payload = descriptor + tag + stamp + filler[: max(0, size - 2 - STAMP.size)]
+                self.peer._send(protect(header + payload))
+                self.seq = (self.seq + 1) & 0xFFFF
+                self.sent += 1
+                first = False
+            frame += 1
+            delay = started + frame / 30 - time.perf_counter()
+            await asyncio.sleep(max(0.0, delay))
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()

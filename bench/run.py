@@ -1,0 +1,288 @@
+"""``make bench``: one ~1 Mbit/s video publisher, N non-decoding subscribers, a real server.
+
+The server runs as its own process (``eurelay serve``, uvloop) so its CPU time can be read
+from /proc; the load client runs in this process. Results go to stdout (table and JSON) and,
+with ``--write``, to docs/BENCHMARKS.md.
+
+    python -m bench.run --subscribers 1 10 50 --duration 5 --write docs/BENCHMARKS.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
+
+from signaling.tokens import Grant, mint
+
+from .raw_peer import RawPeer, VideoSender
+
+KEY, SECRET = "bench", "bench-secret-" + "0" * 32
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Result:
+    subscribers: int
+    forwarded_packets: int
+    cpu_us_per_forwarded_packet: float
+    relay_forward_p50_us: float
+    relay_forward_p99_us: float
+    one_way_latency_p50_ms: float
+    one_way_latency_p99_ms: float
+    loss_percent: float
+    join_time_p50_ms: float
+    join_time_p95_ms: float
+    server_cpu_percent: float
+
+
+@contextlib.asynccontextmanager
+async def server_process() -> AsyncIterator[tuple[int, str, str]]:
+    config = Path(tempfile.mkdtemp()) / "bench.yaml"
+    config.write_text(
+        f"keys: {{{KEY}: {SECRET}}}\nrooms: {{max_participants: 0}}\n"
+        "capacity: {max_participants: 0}\nsignaling: {messages_per_second: 1000}\n"
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "signaling.cli", "serve", "--config", str(config),
+        "--http-port", "0", "--udp-port", "0", "--log-level", "warning",
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        line = b""
+        while b"eurelay listening" not in line:
+            line = await asyncio.wait_for(proc.stdout.readline(), 20)  # type: ignore[union-attr]
+            if not line:
+                raise RuntimeError("server exited")
+        address = line.decode().split("http=")[1].split()[0]
+        yield proc.pid, f"ws://{address}/v1/rtc", f"http://{address}"
+    finally:
+        proc.terminate()
+        await asyncio.wait_for(proc.wait(), 10)
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+async def scrape(http: aiohttp.ClientSession, base: str) -> dict[str, Any]:
+    async with http.get(base + "/metrics") as resp:
+        text = await resp.text()
+    values: dict[str, Any] = {"buckets": {}}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == "eurelay_relay_rtp_sent_packets_total":
+                values["sent"] = s.value
+            elif s.name == "eurelay_relay_forward_duration_seconds_bucket":
+                values["buckets"][float(s.labels["le"])] = s.value
+    return values
+
+
+def bucket_quantile(before: dict[float, float], after: dict[float, float], q: float) -> float:
+    bounds = sorted(after)
+    total = after[bounds[-1]] - before.get(bounds[-1], 0)
+    if total <= 0:
+        return float("nan")
+    for bound in bounds:
+        if after[bound] - before.get(bound, 0) >= q * total:
+            return bound
+    return bounds[-1]
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+class Signaling:
+    def __init__(self, http: aiohttp.ClientSession, url: str) -> None:
+        self.http = http
+        self.url = url
+        self.ws: aiohttp.ClientWebSocketResponse | None = None
+
+    async def join(self, room: str, identity: str, publish: bool) -> None:
+        grant = Grant(room=room, can_publish=publish, can_subscribe=not publish)
+        self.ws = await self.http.ws_connect(self.url)
+        await self.ws.send_json({"type": "join", "token": mint(KEY, SECRET, identity, grant)})
+
+    async def expect(self, kind: str) -> dict[str, Any]:
+        assert self.ws is not None
+        while True:
+            message: dict[str, Any] = json.loads((await self.ws.receive(timeout=10)).data)
+            if message["type"] == kind:
+                return message
+            if message["type"] == "error":
+                raise RuntimeError(message)
+
+
+async def run_scenario(subscribers: int, duration: float) -> Result:
+    async with server_process() as (pid, url, base), aiohttp.ClientSession() as http:
+        room = "bench-" + secrets.token_hex(3)
+        pub_sig = Signaling(http, url)
+        await pub_sig.join(room, "publisher", publish=True)
+        publisher = RawPeer()
+        await publisher.open()
+        ssrc = secrets.randbits(32)
+        assert pub_sig.ws is not None
+        await pub_sig.ws.send_json({"type": "publish_offer", "sdp": publisher.publisher_offer(ssrc)})
+        answer = await pub_sig.expect("publish_answer")
+        await publisher.connect(answer["sdp"])
+        sender = VideoSender(publisher, ssrc)
+        sender.start()
+
+        peers: list[RawPeer] = []
+        sigs: list[Signaling] = []
+        join_ms: list[float] = []
+        for i in range(subscribers):
+            started = time.perf_counter()
+            sig = Signaling(http, url)
+            await sig.join(room, f"viewer{i}", publish=False)
+            peer = RawPeer()
+            await peer.open()
+            offer = await sig.expect("subscriber_offer")
+            assert sig.ws is not None
+            await sig.ws.send_json({"type": "subscriber_answer", "sdp": peer.subscriber_answer(offer["sdp"])})
+            await peer.connect(offer["sdp"])
+            while peer.counters.first_packet_at is None:
+                await asyncio.sleep(0.002)
+            join_ms.append((peer.counters.first_packet_at - started) * 1000)
+            peers.append(peer)
+            sigs.append(sig)
+
+        await asyncio.sleep(1.0)  # settle
+        for peer in peers:
+            peer.counters.latencies_ns.clear()
+            peer.counters.packets = peer.counters.lost = 0
+        before = await scrape(http, base)
+        cpu_before, wall_before = cpu_seconds(pid), time.perf_counter()
+        await asyncio.sleep(duration)
+        cpu_after, wall_after = cpu_seconds(pid), time.perf_counter()
+        after = await scrape(http, base)
+
+        await sender.stop()
+        latencies = [ns / 1e6 for p in peers for ns in p.counters.latencies_ns]
+        received = sum(p.counters.packets for p in peers)
+        lost = sum(p.counters.lost for p in peers)
+        forwarded = int(after["sent"] - before["sent"])
+        cpu = cpu_after - cpu_before
+        for peer in peers + [publisher]:
+            await peer.close()
+        for sig in [*sigs, pub_sig]:
+            if sig.ws is not None:
+                await sig.ws.close()
+        return Result(
+            subscribers=subscribers,
+            forwarded_packets=forwarded,
+            cpu_us_per_forwarded_packet=cpu * 1e6 / max(1, forwarded),
+            relay_forward_p50_us=bucket_quantile(before["buckets"], after["buckets"], 0.5) * 1e6,
+            relay_forward_p99_us=bucket_quantile(before["buckets"], after["buckets"], 0.99) * 1e6,
+            one_way_latency_p50_ms=pct(latencies, 0.5),
+            one_way_latency_p99_ms=pct(latencies, 0.99),
+            loss_percent=100.0 * lost / max(1, received + lost),
+            join_time_p50_ms=statistics.median(join_ms) if join_ms else float("nan"),
+            join_time_p95_ms=pct(join_ms, 0.95),
+            server_cpu_percent=100.0 * cpu / (wall_after - wall_before),
+        )
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()}"
+
+
+def render(results: list[Result], duration: float) -> str:
+    date = datetime.now(UTC).strftime("%Y-%m-%d")
+    rows = [
+        "| subscribers | forwarded pkts | CPU µs / fwd pkt | relay fwd p50 / p99 (µs, bucket) "
+        "| one-way p50 / p99 (ms) | loss % | join p50 / p95 (ms) | server CPU % |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        rows.append(
+            f"| {r.subscribers} | {r.forwarded_packets} | {r.cpu_us_per_forwarded_packet:.1f} "
+            f"| ≤{r.relay_forward_p50_us:.0f} / ≤{r.relay_forward_p99_us:.0f} "
+            f"| {r.one_way_latency_p50_ms:.2f} / {r.one_way_latency_p99_ms:.2f} "
+            f"| {r.loss_percent:.2f} | {r.join_time_p50_ms:.0f} / {r.join_time_p95_ms:.0f} "
+            f"| {r.server_cpu_percent:.0f} |"
+        )
+    return "\n".join([
+        "# Benchmarks",
+        "",
+        "Written by `make bench` (`python -m bench.run`); rerun it to refresh. Numbers from a",
+        "noisy shared machine: compare rows of one run, not runs of different days.",
+        "",
+        f"## Forwarding: one ~1 Mbit/s VP8 publisher, N subscribers ({date})",
+        "",
+        f"Machine: {machine()}. Server: `eurelay serve` (uvloop) in its own process; load client",
+        "(publisher and non-decoding subscribers, `bench/raw_peer.py`) in another, on loopback",
+        f"inside a private network namespace. Measured over {duration:.0f} s of steady state.",
+        "",
+        "- *CPU µs / fwd pkt*: server process CPU time (user+system, /proc) divided by RTP packets",
+        "  it sent in the window; it includes receiving the publisher's packets, RTCP and STUN.",
+        "- *relay fwd*: the relay's own histogram, datagram received to last `sendto`",
+        "  (`eurelay_relay_forward_duration_seconds`), as the bucket bound holding the quantile.",
+        "- *one-way*: publisher send time (in the payload) to subscriber receive, same clock.",
+        "- *join*: WebSocket connect to the first RTP packet at the subscriber. A subscriber",
+        "  starts at a keyframe, and keyframe requests per track are throttled to one per",
+        "  `rtc.keyframe_interval` (0.5 s, like LiveKit's PLI throttle): subscribers that join",
+        "  in quick succession wait for the next allowed request, hence ~0.5 s at 10 and 50.",
+        "",
+        *rows,
+        "",
+        "```json",
+        json.dumps([asdict(r) for r in results], indent=1),
+        "```",
+        "",
+    ])
+
+
+async def main_async(args: argparse.Namespace) -> list[Result]:
+    results = []
+    for n in args.subscribers:
+        result = await run_scenario(n, args.duration)
+        print(json.dumps(asdict(result)), flush=True)
+        results.append(result)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--subscribers", type=int, nargs="+", default=[1, 10, 50])
+    parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--write", type=Path)
+    args = parser.parse_args()
+    import uvloop
+
+    results = uvloop.run(main_async(args))
+    text = render(results, args.duration)
+    print(text)
+    if args.write:
+        args.write.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
