@@ -162,12 +162,21 @@ class RawPeer(asyncio.DatagramProtocol):
 
     def publisher_offer(self, ssrc: int) -> str:
         lines = [
-            "v=0", f"o=- {secrets.randbits(32)} 1 IN IP4 127.0.0.1", "s=bench", "t=0 0",
-            "a=group:BUNDLE 0", "a=msid-semantic: WMS *",
-            "m=video 9 UDP/TLS/RTP/SAVPF 96", "c=IN IP4 0.0.0.0", "a=mid:0", "a=sendonly",
+            "v=0",
+            f"o=- {secrets.randbits(32)} 1 IN IP4 127.0.0.1",
+            "s=bench",
+            "t=0 0",
+            "a=group:BUNDLE 0",
+            "a=msid-semantic: WMS *",
+            "m=video 9 UDP/TLS/RTP/SAVPF 96",
+            "c=IN IP4 0.0.0.0",
+            "a=mid:0",
+            "a=sendonly",
             *_transport_lines(self.creds, "actpass"),
-            "a=rtpmap:96 VP8/90000", "a=rtcp-fb:96 nack pli",
-            f"a=ssrc:{ssrc} cname:bench", f"a=msid:bench video{ssrc}",
+            "a=rtpmap:96 VP8/90000",
+            "a=rtcp-fb:96 nack pli",
+            f"a=ssrc:{ssrc} cname:bench",
+            f"a=msid:bench video{ssrc}",
         ]
         return "\r\n".join(lines) + "\r\n"
 
@@ -175,20 +184,31 @@ class RawPeer(asyncio.DatagramProtocol):
         offer = parse_description(offer_sdp)
         mids = [m.mid for m in offer.media]
         lines = [
-            "v=0", f"o=- {secrets.randbits(32)} 1 IN IP4 127.0.0.1", "s=bench", "t=0 0",
+            "v=0",
+            f"o=- {secrets.randbits(32)} 1 IN IP4 127.0.0.1",
+            "s=bench",
+            "t=0 0",
             f"a=group:BUNDLE {' '.join(mids)}",
         ]
         for media in offer.media:
             if media.kind == "application":
-                lines += ["m=application 9 UDP/DTLS/SCTP webrtc-datachannel", "c=IN IP4 0.0.0.0",
-                          f"a=mid:{media.mid}", "a=sctp-port:5000"]
+                lines += [
+                    "m=application 9 UDP/DTLS/SCTP webrtc-datachannel",
+                    "c=IN IP4 0.0.0.0",
+                    f"a=mid:{media.mid}",
+                    "a=sctp-port:5000",
+                ]
             else:
                 codec = media.codecs[0]
                 direction = "recvonly" if media.direction == "sendonly" else "inactive"
-                lines += [f"m={media.kind} 9 UDP/TLS/RTP/SAVPF {codec.payload_type}",
-                          "c=IN IP4 0.0.0.0", f"a=mid:{media.mid}", f"a={direction}",
-                          f"a=rtpmap:{codec.payload_type} {codec.name}/{codec.clock_rate}"
-                          + (f"/{codec.channels}" if codec.channels else "")]
+                lines += [
+                    f"m={media.kind} 9 UDP/TLS/RTP/SAVPF {codec.payload_type}",
+                    "c=IN IP4 0.0.0.0",
+                    f"a=mid:{media.mid}",
+                    f"a={direction}",
+                    f"a=rtpmap:{codec.payload_type} {codec.name}/{codec.clock_rate}"
+                    + (f"/{codec.channels}" if codec.channels else ""),
+                ]
             lines += _transport_lines(self.creds, "active")
         return "\r\n".join(lines) + "\r\n"
 

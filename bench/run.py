@@ -60,8 +60,18 @@ async def server_process() -> AsyncIterator[tuple[int, str, str]]:
         "capacity: {max_participants: 0}\nsignaling: {messages_per_second: 1000}\n"
     )
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "signaling.cli", "serve", "--config", str(config),
-        "--http-port", "0", "--udp-port", "0", "--log-level", "warning",
+        sys.executable,
+        "-m",
+        "signaling.cli",
+        "serve",
+        "--config",
+        str(config),
+        "--http-port",
+        "0",
+        "--udp-port",
+        "0",
+        "--log-level",
+        "warning",
         stdout=asyncio.subprocess.PIPE,
     )
     try:
@@ -143,7 +153,9 @@ async def run_scenario(subscribers: int, duration: float) -> Result:
         await publisher.open()
         ssrc = secrets.randbits(32)
         assert pub_sig.ws is not None
-        await pub_sig.ws.send_json({"type": "publish_offer", "sdp": publisher.publisher_offer(ssrc)})
+        await pub_sig.ws.send_json(
+            {"type": "publish_offer", "sdp": publisher.publisher_offer(ssrc)}
+        )
         answer = await pub_sig.expect("publish_answer")
         await publisher.connect(answer["sdp"])
         sender = VideoSender(publisher, ssrc)
@@ -160,7 +172,9 @@ async def run_scenario(subscribers: int, duration: float) -> Result:
             await peer.open()
             offer = await sig.expect("subscriber_offer")
             assert sig.ws is not None
-            await sig.ws.send_json({"type": "subscriber_answer", "sdp": peer.subscriber_answer(offer["sdp"])})
+            await sig.ws.send_json(
+                {"type": "subscriber_answer", "sdp": peer.subscriber_answer(offer["sdp"])}
+            )
             await peer.connect(offer["sdp"])
             while peer.counters.first_packet_at is None:
                 await asyncio.sleep(0.002)
@@ -184,7 +198,7 @@ async def run_scenario(subscribers: int, duration: float) -> Result:
         lost = sum(p.counters.lost for p in peers)
         forwarded = int(after["sent"] - before["sent"])
         cpu = cpu_after - cpu_before
-        for peer in peers + [publisher]:
+        for peer in [*peers, publisher]:
             await peer.close()
         for sig in [*sigs, pub_sig]:
             if sig.ws is not None:
@@ -211,7 +225,38 @@ def machine() -> str:
             if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
                 break
-    return f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()}"
+    return (
+        f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()}"
+    )
+
+
+DOC = """# Benchmarks
+
+Written by `make bench` (`python -m bench.run`); rerun it to refresh. Numbers from a
+noisy shared machine: compare rows of one run, not runs of different days.
+
+## Forwarding: one ~1 Mbit/s VP8 publisher, N subscribers ({date})
+
+Machine: {machine}. Server: `eurelay serve` (uvloop) in its own process; load
+client (publisher and non-decoding subscribers, `bench/raw_peer.py`) in another, on
+loopback inside a private network namespace. Measured over {duration} s of steady state.
+
+- *CPU µs / fwd pkt*: server process CPU time (user+system, /proc) divided by RTP
+  packets it sent in the window; it includes receiving the publisher's packets, RTCP, STUN.
+- *relay fwd*: the relay's own histogram, datagram received to last `sendto`
+  (`eurelay_relay_forward_duration_seconds`), as the bucket bound holding the quantile.
+- *one-way*: publisher send time (in the payload) to subscriber receive, same clock.
+- *join*: WebSocket connect to the first RTP packet at the subscriber. A subscriber
+  starts at a keyframe, and keyframe requests per track are throttled to one per
+  `rtc.keyframe_interval` (0.5 s, like LiveKit's PLI throttle): subscribers that join
+  in quick succession wait for the next allowed request, hence ~0.5 s at 10 and 50.
+
+{table}
+
+```json
+{json}
+```
+"""
 
 
 def render(results: list[Result], duration: float) -> str:
@@ -229,35 +274,13 @@ def render(results: list[Result], duration: float) -> str:
             f"| {r.loss_percent:.2f} | {r.join_time_p50_ms:.0f} / {r.join_time_p95_ms:.0f} "
             f"| {r.server_cpu_percent:.0f} |"
         )
-    return "\n".join([
-        "# Benchmarks",
-        "",
-        "Written by `make bench` (`python -m bench.run`); rerun it to refresh. Numbers from a",
-        "noisy shared machine: compare rows of one run, not runs of different days.",
-        "",
-        f"## Forwarding: one ~1 Mbit/s VP8 publisher, N subscribers ({date})",
-        "",
-        f"Machine: {machine()}. Server: `eurelay serve` (uvloop) in its own process; load client",
-        "(publisher and non-decoding subscribers, `bench/raw_peer.py`) in another, on loopback",
-        f"inside a private network namespace. Measured over {duration:.0f} s of steady state.",
-        "",
-        "- *CPU µs / fwd pkt*: server process CPU time (user+system, /proc) divided by RTP packets",
-        "  it sent in the window; it includes receiving the publisher's packets, RTCP and STUN.",
-        "- *relay fwd*: the relay's own histogram, datagram received to last `sendto`",
-        "  (`eurelay_relay_forward_duration_seconds`), as the bucket bound holding the quantile.",
-        "- *one-way*: publisher send time (in the payload) to subscriber receive, same clock.",
-        "- *join*: WebSocket connect to the first RTP packet at the subscriber. A subscriber",
-        "  starts at a keyframe, and keyframe requests per track are throttled to one per",
-        "  `rtc.keyframe_interval` (0.5 s, like LiveKit's PLI throttle): subscribers that join",
-        "  in quick succession wait for the next allowed request, hence ~0.5 s at 10 and 50.",
-        "",
-        *rows,
-        "",
-        "```json",
-        json.dumps([asdict(r) for r in results], indent=1),
-        "```",
-        "",
-    ])
+    return DOC.format(
+        date=date,
+        machine=machine(),
+        duration=f"{duration:.0f}",
+        table="\n".join(rows),
+        json=json.dumps([asdict(r) for r in results], indent=1),
+    )
 
 
 async def main_async(args: argparse.Namespace) -> list[Result]:
