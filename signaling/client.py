@@ -29,6 +29,7 @@ from aiortc import (
     RTCDataChannel,
     RTCIceServer,
     RTCPeerConnection,
+    RTCRtpSender,
     RTCSessionDescription,
 )
 
@@ -200,9 +201,16 @@ class EurelayClient:
     # publishing and subscribing --------------------------------------------------------------
 
     async def publish(
-        self, *tracks: MediaStreamTrack, names: Sequence[str] | None = None, timeout: float = 10.0
+        self,
+        *tracks: MediaStreamTrack,
+        names: Sequence[str] | None = None,
+        video_codec: str | None = None,
+        timeout: float = 10.0,
     ) -> dict[str, str]:
-        """Publish tracks (renegotiating if already publishing); returns mid -> track sid."""
+        """Publish tracks (renegotiating if already publishing); returns mid -> track sid.
+
+        ``video_codec`` ("video/VP8" or "video/H264") restricts what video tracks offer.
+        """
         if self._pub is None:
             self._pub = self._peer_connection()
         pc = self._pub
@@ -212,6 +220,11 @@ class EurelayClient:
         infos: list[p.TrackInfo] = []
         for i, track in enumerate(tracks):
             transceiver = pc.addTransceiver(track, direction="sendonly")
+            if video_codec and track.kind == "video":
+                capabilities = RTCRtpSender.getCapabilities("video").codecs
+                transceiver.setCodecPreferences(
+                    [c for c in capabilities if c.mimeType.lower() == video_codec.lower()]
+                )
             infos.append(p.TrackInfo(mid="", name=(names[i] if names else track.kind)))
             infos[-1] = infos[-1].model_copy(update={"mid": str(id(transceiver))})
         offer = await pc.createOffer()
