@@ -17,7 +17,6 @@ import os
 import platform
 import secrets
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator
@@ -29,6 +28,7 @@ from typing import Any
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
+from signaling.node_process import NodeProcess, spawn_node
 from signaling.tokens import Grant, mint
 
 from .raw_peer import RawPeer, VideoSender
@@ -53,38 +53,14 @@ class Result:
 
 
 @contextlib.asynccontextmanager
-async def server_process() -> AsyncIterator[tuple[int, str, str]]:
+async def server_process() -> AsyncIterator[NodeProcess]:
     config = Path(tempfile.mkdtemp()) / "bench.yaml"
     config.write_text(
         f"keys: {{{KEY}: {SECRET}}}\nrooms: {{max_participants: 0}}\n"
         "capacity: {max_participants: 0}\nsignaling: {messages_per_second: 1000}\n"
     )
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "signaling.cli",
-        "serve",
-        "--config",
-        str(config),
-        "--http-port",
-        "0",
-        "--udp-port",
-        "0",
-        "--log-level",
-        "warning",
-        stdout=asyncio.subprocess.PIPE,
-    )
-    try:
-        line = b""
-        while b"eurelay listening" not in line:
-            line = await asyncio.wait_for(proc.stdout.readline(), 20)  # type: ignore[union-attr]
-            if not line:
-                raise RuntimeError("server exited")
-        address = line.decode().split("http=")[1].split()[0]
-        yield proc.pid, f"ws://{address}/v1/rtc", f"http://{address}"
-    finally:
-        proc.terminate()
-        await asyncio.wait_for(proc.wait(), 10)
+    async with spawn_node(config, "--log-level", "warning") as node:
+        yield node
 
 
 def cpu_seconds(pid: int) -> float:
@@ -145,7 +121,8 @@ class Signaling:
 
 
 async def run_scenario(subscribers: int, duration: float) -> Result:
-    async with server_process() as (pid, url, base), aiohttp.ClientSession() as http:
+    async with server_process() as node, aiohttp.ClientSession() as http:
+        pid, url, base = node.pid, node.ws_url, node.http_url
         room = "bench-" + secrets.token_hex(3)
         pub_sig = Signaling(http, url)
         await pub_sig.join(room, "publisher", publish=True)

@@ -14,6 +14,7 @@ import aiohttp
 import pytest
 
 from signaling.cli import main
+from signaling.node_process import spawn_node
 from signaling.tokens import verify
 
 pytestmark = pytest.mark.timeout(30)
@@ -67,40 +68,17 @@ def test_serve_rejects_a_bad_config(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 
 async def test_serve_entrypoint_runs_and_stops_on_sigterm(tmp_path: Path) -> None:
-    """The exact console entry point, as a container would run it."""
+    """The installed console script, as a container runs it."""
     config = tmp_path / "node.yaml"
     config.write_text(f"keys: {{ops: {SECRET}}}\nregion: eu-west\n")
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "signaling.cli",
-        "serve",
-        "--config",
-        str(config),
-        "--http-port",
-        "0",
-        "--udp-port",
-        "0",
-        cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        env={**os.environ, "EURELAY_NODE_ID": "cli-test"},
-    )
-    try:
-        line = b""
-        while b"eurelay listening" not in line:
-            line = await asyncio.wait_for(proc.stdout.readline(), 15)  # type: ignore[union-attr]
-            assert line, "server exited before listening"
-        address = line.decode().split("http=")[1].split()[0]
-        async with aiohttp.ClientSession() as http, http.get(f"http://{address}/healthz") as resp:
+    exe = Path(sys.executable).with_name("eurelay")
+    env = {**os.environ, "EURELAY_NODE_ID": "cli-test"}
+    async with spawn_node(config, command=[str(exe)], env=env, cwd=tmp_path) as node:
+        async with aiohttp.ClientSession() as http, http.get(node.http_url + "/healthz") as resp:
             assert resp.status == 200
             assert json.loads(await resp.text())["status"] == "ok"
-        proc.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(proc.wait(), 10) == 0
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        node.process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(node.process.wait(), 10) == 0
 
 
 def test_console_script_is_installed() -> None:
