@@ -3,8 +3,6 @@ sender reports to subscribers. Built with aiortc's RTCP classes (slow path only)
 
 from __future__ import annotations
 
-import time
-
 from aiortc.rtp import (
     RtcpPacket,
     RtcpPsfbPacket,
@@ -80,7 +78,3 @@ def sender_report_for(down: DownTrack, sr: RtcpSrPacket) -> bytes:
 
 def ntp_middle32(ntp_timestamp: int) -> int:
     return (ntp_timestamp >> 16) & 0xFFFFFFFF
-
-
-def monotonic() -> float:
-    return time.monotonic()

@@ -79,6 +79,7 @@ class UpTrack:
     codec: Codec  # as the publisher sends it (its payload type)
     mid: str
     publisher_sid: str
+    room: str
     ssrc: int | None  # None until the first packet binds it (offers without a=ssrc)
     name: str = ""
     muted: bool = False

@@ -282,6 +282,7 @@ class RelayWorker:
                 codec=codec,
                 mid=media.mid,
                 publisher_sid=participant.sid,
+                room=participant.room,
                 ssrc=media.ssrc,
                 name=info.get(media.mid, PublishedTrackInfo()).name,
             )
@@ -500,18 +501,12 @@ class RelayWorker:
             self._send_pli(up)
 
     def _send_pli(self, up: UpTrack) -> None:
-        room = self.rooms.get(self._room_of(up))
+        room = self.rooms.get(up.room)
         publisher = room.participants.get(up.publisher_sid) if room else None
         leg = publisher.publisher_leg if publisher else None
         if leg is not None and up.ssrc is not None:
             leg.send_rtcp(rtcp.pli(leg.rtcp_ssrc, up.ssrc))
             self.stats.keyframe_requests_sent += 1
-
-    def _room_of(self, up: UpTrack) -> str:
-        for room in self.rooms.values():
-            if up.publisher_sid in room.participants:
-                return room.name
-        return ""
 
     def leg_failed(self, leg: Leg) -> None:
         if not leg.closed:

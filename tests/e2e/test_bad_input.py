@@ -15,7 +15,7 @@ from aiortc.mediastreams import AudioStreamTrack
 
 from signaling import protocol as p
 
-from ..helpers import RunningNode
+from ..helpers import RunningNode, node_settings, running_node
 from ..media import FlatColorTrack
 
 pytestmark = pytest.mark.timeout(60)
@@ -137,3 +137,27 @@ async def test_audio_publisher_unaffected_by_bad_sdp_in_same_room(relay_node: Ru
     assert error.code == "invalid_sdp"
     for _ in range(5):
         await asyncio.wait_for(audio.recv(), 5)
+
+
+async def test_message_floods_are_rate_limited() -> None:
+    settings = node_settings(signaling={"messages_per_second": 10.0})
+    async with running_node(settings) as rn:
+        client = await rn.join("flood", "spammer")
+        for i in range(100):
+            await client.send_raw(json.dumps({"type": "ping", "timestamp": i}))
+        error = await client.wait_for(p.Error, lambda e: e.code == "rate_limited", timeout=5)
+        assert not error.fatal
+        await asyncio.sleep(1.0)
+        await client.send_raw(json.dumps({"type": "ping", "timestamp": 1000}))
+        pong = await client.wait_for(p.Pong, lambda e: e.timestamp == 1000, timeout=5)
+        assert pong.timestamp == 1000  # served again once the flood stops
+
+
+async def test_a_silent_websocket_is_closed_after_the_join_timeout() -> None:
+    async with running_node(node_settings(signaling={"join_timeout": 0.5})) as rn:
+        async with aiohttp.ClientSession() as http, http.ws_connect(rn.url) as ws:
+            msg = await ws.receive(timeout=5)
+            assert json.loads(msg.data)["code"] == "join_timeout"
+            closing = await ws.receive(timeout=5)
+            assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+        assert rn.node.worker.rooms == {}

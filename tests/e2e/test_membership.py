@@ -77,3 +77,13 @@ async def test_silent_peer_is_removed_after_consent_timeout() -> None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(proc.pid, signal.SIGKILL)
             await proc.wait()
+
+
+async def test_same_identity_replaces_the_older_session() -> None:
+    async with running_node() as rn:
+        first = await rn.join("dup", "alice")
+        second = await rn.join("dup", "alice")
+        closed = await first.wait_for(p.Closed, timeout=5)
+        assert closed.reason == "duplicate_identity"
+        room = rn.node.worker.rooms["dup"]
+        assert [x.sid for x in room.participants.values()] == [second.sid]

@@ -106,3 +106,17 @@ async def test_node_capacity_is_enforced() -> None:
             await rn.join("c", "three")
         assert refused.value.code == "node_full"
         assert "c" not in rn.node.worker.rooms
+
+
+async def test_publishing_more_tracks_later_renegotiates(relay_node: RunningNode) -> None:
+    host = await relay_node.join("grow", "host")
+    viewer = await relay_node.join("grow", "viewer", publish=False)
+    await host.publish(FlatColorTrack(160, 120))
+    _, video = await viewer.next_track(10)
+    await host.publish(AudioStreamTrack())
+    published = await viewer.wait_for(p.TrackPublished, lambda e: e.track.kind == "audio")
+    sid, audio = await viewer.next_track(10)
+    assert sid == published.track.sid and audio.kind == "audio"
+    await asyncio.wait_for(audio.recv(), 10)
+    await asyncio.wait_for(video.recv(), 10)
+    assert len(relay_node.node.worker.rooms["grow"].tracks()) == 2

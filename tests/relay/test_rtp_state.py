@@ -73,7 +73,7 @@ def test_keyframe_requests_collapse_per_interval() -> None:
 
 
 def test_down_track_numbering_continues_across_publisher_switch() -> None:
-    up = UpTrack(sid="T", kind="video", codec=VP8, mid="0", publisher_sid="P", ssrc=1)
+    up = UpTrack(sid="T", kind="video", codec=VP8, mid="0", publisher_sid="P", room="R", ssrc=1)
     down = DownTrack(up=up, subscriber_sid="S", mid="0", payload_type=96, sink=None)
     first_out = down.last_seq
     down.start_at(seq=1000, timestamp=5000)
