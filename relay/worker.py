@@ -159,7 +159,10 @@ class RelayWorker:
         auto_subscribe: bool = True,
         name: str = "",
         metadata: str = "",
+        signaling_leg: bool = True,
     ) -> Participant:
+        """Admit a participant. ``signaling_leg=False`` (WHIP) skips the subscriber leg that
+        carries data channels and relay-offered tracks."""
         room = self.rooms.get(room_name)
         previous = room.by_identity(identity) if room else None
         if previous is not None:
@@ -183,11 +186,12 @@ class RelayWorker:
             if not room.participants and not room.created_by_api:
                 self.rooms.pop(room_name, None)
             raise
-        leg = SubscriberLeg(self, participant, self.certificate, "server", time.perf_counter())
-        leg.dtls.on_closed(lambda: self.leg_failed(leg))
-        participant.subscriber_leg = leg
-        self.mux.responder.add(leg.credentials, leg)
-        if permissions.can_subscribe and auto_subscribe:
+        if signaling_leg:
+            leg = SubscriberLeg(self, participant, self.certificate, "server", time.perf_counter())
+            leg.dtls.on_closed(lambda: self.leg_failed(leg))
+            participant.subscriber_leg = leg
+            self.mux.responder.add(leg.credentials, leg)
+        if permissions.can_subscribe and auto_subscribe and signaling_leg:
             for track in room.tracks():
                 self._subscribe(participant, track)
         self.observer.participant_joined(room, participant)
@@ -453,7 +457,11 @@ class RelayWorker:
             self._spawn(self._run_dtls(leg))
 
     async def _run_dtls(self, leg: Leg) -> None:
-        ok = await leg.dtls.start(leg.remote_fingerprints)
+        try:
+            ok = await leg.dtls.start(leg.remote_fingerprints)
+        except Exception:  # a peer must never leave a leg half-open
+            logger.exception("DTLS start crashed for %s", leg.participant.sid)
+            ok = False
         if leg.closed:
             return
         if not ok:

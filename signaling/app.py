@@ -10,13 +10,14 @@ from importlib import resources
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from . import admin_api
+from . import admin_api, whip
 from .app_keys import METRICS, NODE
 from .errors import error_middleware
 from .metrics import create_registry
 from .node import Node
 from .rtc_session import RtcSession
 from .settings import Settings
+from .whip import cors_middleware
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +54,9 @@ async def index(request: web.Request) -> web.Response:
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[error_middleware], client_max_size=256 * 1024)
+    app = web.Application(
+        middlewares=[cors_middleware, error_middleware], client_max_size=256 * 1024
+    )
     node = Node(settings)
     app[NODE] = node
     app[METRICS] = create_registry(node.worker, node.sessions)  # type: ignore[arg-type]
@@ -71,4 +74,5 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     admin_api.add_routes(app)
+    whip.add_routes(app)
     return app
