@@ -18,7 +18,7 @@ from .dtls_adapter import DtlsRole, DtlsSession
 from .forwarder import forward_rtp, read_seq_ts_ssrc
 from .ice_lite import IceCredentials
 from .room import Participant
-from .sdp_negotiation import SubscriberSlot
+from .sdp_negotiation import SubscriberSlot, ViewerSlot
 from .stats import RelayStats
 from .track import DownTrack, UpTrack, random_ssrc
 
@@ -210,6 +210,9 @@ class SubscriberLeg(Leg):
         self.offered_ssrcs: set[int] = set()
         self.accepted_ssrcs: set[int] = set()
         self.remote_sctp_port = 5000
+        self.has_data = True  # False for WHEP viewers: no SCTP
+        self.viewer_slots: list[ViewerSlot] = []  # WHEP: the m-lines the viewer offered
+        self.viewer_history: dict[int, DownTrack] = {}  # WHEP: last source per m-line SSRC
         self.reliable: Any = None
         self.lossy: Any = None
 

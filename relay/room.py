@@ -40,6 +40,7 @@ class Participant:
     publisher_leg: Any = None
     subscriber_leg: Any = None
     joined_at: float = 0.0
+    follow: str | None = None  # WHEP viewers: "" follows the room's publisher, else an identity
 
 
 @dataclass(slots=True, eq=False)
@@ -47,6 +48,7 @@ class Room:
     name: str
     max_participants: int
     created_by_api: bool = False
+    public_viewing: bool = False  # WHEP viewers need no token
     sid: str = field(default_factory=lambda: new_sid("RM"))
     participants: dict[str, Participant] = field(default_factory=dict)  # by sid
 

@@ -242,3 +242,66 @@ def subscriber_offer(
                 f"a=ssrc:{slot.ssrc} msid:{slot.stream_id} {slot.track_sid}",
             ]
     return "\r\n".join(lines) + "\r\n"
+
+
+@dataclass(slots=True)
+class ViewerSlot:
+    """One m-line of a WHEP viewer's offer: the codecs it can take, under its payload types."""
+
+    mid: str
+    kind: str
+    codecs: list[Codec]  # forwardable codecs the viewer offered, in its payload types
+    ssrc: int = 0
+    stream_id: str = "eurelay"
+    track_id: str = ""
+
+    def payload_type_for(self, mime: str) -> int | None:
+        for codec in self.codecs:
+            if codec.mime.lower() == mime.lower():
+                return codec.payload_type
+        return None
+
+
+def viewer_slots(offer: RemoteDescription) -> list[ViewerSlot]:
+    """The m-lines a viewer (WHEP) can receive on, each with every codec the relay forwards."""
+    slots = []
+    for media in offer.media:
+        if media.kind not in ("audio", "video") or media.port == 0:
+            continue
+        if media.direction not in ("recvonly", "sendrecv"):
+            continue
+        codecs: list[Codec] = []
+        for codec in media.codecs:
+            if accepts(codec.mime, dict(codec.fmtp)) and all(c.mime != codec.mime for c in codecs):
+                codecs.append(codec)
+        if codecs:
+            slots.append(ViewerSlot(mid=media.mid, kind=media.kind, codecs=codecs))
+    return slots
+
+
+def viewer_answer(offer: RemoteDescription, local: LocalTransport, slots: list[ViewerSlot]) -> str:
+    """Answer a viewer's recvonly offer: send on the accepted m-lines, reject the rest."""
+    setup, _ = answer_role(offer.setup)
+    by_mid = {s.mid: s for s in slots}
+    lines = _session_header(1, secrets.randbits(62), [s.mid for s in slots])
+    for media in offer.media:
+        slot = by_mid.get(media.mid)
+        if slot is None:
+            formats = [c.payload_type for c in media.codecs] or [0]
+            kind = media.kind if media.kind in ("audio", "video") else "application"
+            if kind == "application":
+                lines += ["m=application 0 UDP/DTLS/SCTP webrtc-datachannel", f"a=mid:{media.mid}"]
+            else:
+                lines += [_m_line(kind, 0, formats[:1]), f"a=mid:{media.mid}", "a=inactive"]
+            continue
+        lines += [_m_line(slot.kind, 9, [c.payload_type for c in slot.codecs]), "c=IN IP4 0.0.0.0"]
+        lines += [f"a=mid:{slot.mid}", "a=sendonly", f"a=msid:{slot.stream_id} {slot.track_id}"]
+        lines += ["a=rtcp-mux", "a=rtcp-rsize"]
+        lines += _transport_lines(local, setup)
+        for codec in slot.codecs:
+            lines += _codec_lines(codec, codec.payload_type)
+        lines += [
+            f"a=ssrc:{slot.ssrc} cname:{slot.stream_id}",
+            f"a=ssrc:{slot.ssrc} msid:{slot.stream_id} {slot.track_id}",
+        ]
+    return "\r\n".join(lines) + "\r\n"

@@ -116,6 +116,15 @@ class DownTrack:
     packets_sent: int = 0
     octets_sent: int = 0
 
+    def continue_from(self, previous: DownTrack) -> None:
+        """Take over a previous source's numbering on the same m-line (publisher switch)."""
+        self.ssrc = previous.ssrc
+        self.last_seq = previous.last_seq
+        self.last_ts = previous.last_ts
+        self.started = previous.started
+        self.packets_sent = previous.packets_sent
+        self.octets_sent = previous.octets_sent
+
     def start_at(self, seq: int, timestamp: int) -> None:
         """Continue this leg's numbering from the incoming packet (seq, timestamp)."""
         self.seq_offset = (self.last_seq + 1 - seq) & 0xFFFF

@@ -34,9 +34,11 @@ from .sdp_negotiation import (
     parse_description,
     publisher_answer,
     subscriber_offer,
+    viewer_answer,
+    viewer_slots,
 )
 from .stats import RelayStats
-from .track import DownTrack, UpTrack
+from .track import DownTrack, UpTrack, random_ssrc
 from .udp_mux import UdpMux
 
 logger = logging.getLogger(__name__)
@@ -297,6 +299,7 @@ class RelayWorker:
             for other in room.others(participant):
                 if other.permissions.can_subscribe and other.auto_subscribe:
                     self._subscribe(other, track)
+            self._rewire_viewers(room)
         for gone in by_mid.values():  # m-lines missing from the new offer
             self._unpublish(room, participant, gone)
         return accepted
@@ -307,10 +310,11 @@ class RelayWorker:
             participant.publisher_leg.remove_track(track)
         for down in list(track.down_tracks):
             subscriber = room.participants.get(down.subscriber_sid)
-            if subscriber is not None:
+            if subscriber is not None and subscriber.follow is None:  # viewers are rewired
                 self._drop_down(subscriber, down)
         track.down_tracks = []
         self.observer.track_unpublished(room, participant, track)
+        self._rewire_viewers(room)
 
     def set_muted(self, participant: Participant, track_sid: str, muted: bool) -> None:
         track = participant.published.get(track_sid)
@@ -439,6 +443,111 @@ class RelayWorker:
         for down in leg.refresh_active():
             self.request_keyframe(down.up)
 
+    # viewers (WHEP) --------------------------------------------------------------------------
+
+    async def view(self, participant: Participant, offer_sdp: str) -> str:
+        """Answer a viewer's recvonly offer; it receives the room's publisher, whoever that is."""
+        if not participant.permissions.can_subscribe:
+            raise PermissionDeniedError("this token does not allow subscribing")
+        offer = parse_description(offer_sdp)
+        slots = viewer_slots(offer)
+        if not slots:
+            raise SdpError("the offer has no receiving audio or video in a codec the relay sends")
+        _, role = answer_role(offer.setup)
+        leg = SubscriberLeg(
+            self,
+            participant,
+            self.certificate,
+            "client" if role == "client" else "server",
+            time.perf_counter(),
+        )
+        leg.has_data = False
+        leg.remote_fingerprints = offer.fingerprints
+        leg.dtls.on_closed(lambda: self.leg_failed(leg))
+        for slot in slots:
+            slot.ssrc = random_ssrc()
+            slot.stream_id = participant.sid
+            slot.track_id = f"{participant.sid}-{slot.mid}"
+        leg.viewer_slots = slots
+        leg.offer_pending = False
+        leg.needs_offer = False
+        participant.subscriber_leg = leg
+        if participant.follow is None:
+            participant.follow = ""
+        self.mux.responder.add(leg.credentials, leg)
+        answer = viewer_answer(offer, self._local_transport(leg), slots)
+        self._rewire_viewer(self.get_room(participant.room), participant)
+        self._maybe_start_dtls(leg)
+        return answer
+
+    def _rewire_viewers(self, room: Room) -> None:
+        for participant in list(room.participants.values()):
+            if participant.follow is not None and participant.subscriber_leg is not None:
+                self._rewire_viewer(room, participant)
+
+    @staticmethod
+    def _viewer_source(room: Room, viewer: Participant) -> Participant | None:
+        """The publisher a viewer receives: the named one, else the earliest publishing."""
+        candidates = [
+            p
+            for p in room.participants.values()
+            if p is not viewer
+            and p.follow is None
+            and p.published
+            and (not viewer.follow or p.identity == viewer.follow)
+        ]
+        return min(candidates, key=lambda p: p.joined_at, default=None)
+
+    def _rewire_viewer(self, room: Room, viewer: Participant) -> None:
+        """Point each of the viewer's m-lines at the current source's track of that kind.
+
+        A new source continues the same SSRC and numbering and starts at a keyframe, so the
+        viewer's player sees one uninterrupted stream (a host reconnecting mid-livestream).
+        """
+        leg: SubscriberLeg = viewer.subscriber_leg
+        source = self._viewer_source(room, viewer)
+        for slot in leg.viewer_slots:
+            current = leg.by_ssrc.get(slot.ssrc)
+            previous = current or leg.viewer_history.get(slot.ssrc)
+            wanted = None
+            if source is not None:
+                wanted = next(
+                    (
+                        t
+                        for t in source.published.values()
+                        if t.kind == slot.kind and slot.payload_type_for(t.codec.mime) is not None
+                    ),
+                    None,
+                )
+            if current is not None and current.up is wanted:
+                continue
+            if current is not None:
+                current.active = False
+                current.up.remove_down(current)
+                viewer.subscriptions.pop(current.up.sid, None)
+                del leg.by_ssrc[slot.ssrc]
+                leg.viewer_history[slot.ssrc] = current
+            if wanted is None:
+                continue
+            payload_type = slot.payload_type_for(wanted.codec.mime)
+            assert payload_type is not None
+            down = DownTrack(
+                up=wanted,
+                subscriber_sid=viewer.sid,
+                mid=slot.mid,
+                payload_type=payload_type,
+                sink=leg,
+            )
+            if previous is not None:
+                down.continue_from(previous)
+            else:
+                down.ssrc = slot.ssrc
+            leg.by_ssrc[slot.ssrc] = down
+            viewer.subscriptions[wanted.sid] = down
+            wanted.add_down(down)
+        leg.accepted_ssrcs = {s.ssrc for s in leg.viewer_slots}
+        self._activate(leg)
+
     # transport ---------------------------------------------------------------------------
 
     def _local_transport(self, leg: Leg) -> LocalTransport:
@@ -474,7 +583,8 @@ class RelayWorker:
             self.stats.dtls_handshake_seconds.observe(leg.dtls.handshake_seconds)
         leg.connected()
         if isinstance(leg, SubscriberLeg):
-            self._open_data(leg)
+            if leg.has_data:
+                self._open_data(leg)
             self._activate(leg)
             if leg.needs_offer:
                 self.observer.negotiation_needed(leg.participant)

@@ -22,6 +22,7 @@ class CreateRoom(BaseModel):
 
     name: str = Field(min_length=1, max_length=256)
     max_participants: int | None = Field(default=None, ge=0)
+    public_viewing: bool = False  # WHEP playback without a token
 
 
 def _admin(request: web.Request, room: str | None = None) -> Claims:
@@ -45,6 +46,7 @@ def _room_json(room: Room) -> dict[str, object]:
         "num_participants": len(room.participants),
         "num_tracks": len(room.tracks()),
         "max_participants": room.max_participants,
+        "public_viewing": room.public_viewing,
     }
 
 
@@ -71,6 +73,7 @@ async def create_room(request: web.Request) -> web.Response:
         raise ApiError(400, "invalid_message", str(exc).splitlines()[0]) from None
     _admin(request, body.name)
     room = request.app[NODE].worker.create_room(body.name, body.max_participants, by_api=True)
+    room.public_viewing = body.public_viewing
     return web.json_response(_room_json(room), status=201)
 
 

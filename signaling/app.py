@@ -10,7 +10,7 @@ from importlib import resources
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from . import admin_api, whip
+from . import admin_api, whep, whip
 from .app_keys import METRICS, NODE
 from .errors import error_middleware
 from .metrics import create_registry
@@ -75,4 +75,5 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/metrics", metrics)
     admin_api.add_routes(app)
     whip.add_routes(app)
+    whep.add_routes(app)
     return app

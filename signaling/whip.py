@@ -83,10 +83,16 @@ def etag(participant: Participant) -> str:
 
 
 def session_participant(request: web.Request) -> Participant:
+    """The session's participant, once the caller may act on it (401/403 before 404)."""
     room = request.app[NODE].worker.rooms.get(request.match_info["room"])
     participant = room.participants.get(request.match_info["session"]) if room else None
+    if participant is not None and anonymous_viewer(request, participant):
+        return participant
+    claims = bearer_claims(request)
     if participant is None:
         raise ApiError(404, "not_found", "no such session")
+    if claims.sub != participant.identity and not claims.grant.room_admin:
+        raise ApiError(403, "permission_denied", "not your session")
     return participant
 
 
@@ -140,20 +146,25 @@ async def whip_post(request: web.Request) -> web.Response:
     return created(request, "whip", participant, answer)
 
 
+def anonymous_viewer(request: web.Request, participant: Participant) -> bool:
+    """A tokenless WHEP viewer of a public room: its session URL is its only credential."""
+    room = request.app[NODE].worker.rooms.get(request.match_info["room"])
+    return (
+        "Authorization" not in request.headers
+        and room is not None
+        and room.public_viewing
+        and participant.follow is not None
+    )
+
+
 async def session_delete(request: web.Request) -> web.Response:
-    claims = bearer_claims(request)
     participant = session_participant(request)
-    if claims.sub != participant.identity and not claims.grant.room_admin:
-        raise ApiError(403, "permission_denied", "not your session")
     await request.app[NODE].worker.leave(participant, "left")
     return web.Response(status=200)
 
 
 async def session_patch(request: web.Request) -> web.Response:
-    claims = bearer_claims(request)
     participant = session_participant(request)
-    if claims.sub != participant.identity and not claims.grant.room_admin:
-        raise ApiError(403, "permission_denied", "not your session")
     if request.content_type != TRICKLE:
         raise ApiError(415, "unsupported_media_type", f"Content-Type must be {TRICKLE}")
     if_match = request.headers.get("If-Match")

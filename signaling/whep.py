@@ -1,0 +1,67 @@
+"""WHEP playback (IETF WHEP draft): ``POST /whep/{room}`` with a recvonly offer.
+
+The viewer receives the room's current publisher, or the one named by ``?participant=``;
+when that publisher goes away it stays connected and receives the next one, on the same
+m-lines and SSRCs. A room created with ``public_viewing`` needs no token.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from aiohttp import web
+
+from relay.errors import RelayError, SdpError
+from relay.room import Permissions
+
+from .app_keys import NODE
+from .errors import ApiError
+from .whip import (
+    created,
+    options,
+    read_sdp,
+    refuse_when_draining,
+    relay_status,
+    room_claims,
+    session_delete,
+    session_patch,
+)
+
+
+async def whep_post(request: web.Request) -> web.Response:
+    node = request.app[NODE]
+    room_name = request.match_info["room"]
+    room = node.worker.rooms.get(room_name)
+    if room is not None and room.public_viewing and "Authorization" not in request.headers:
+        identity, name = "viewer-" + secrets.token_hex(4), ""
+    else:
+        claims = room_claims(request, lambda c: c.grant.can_subscribe, "subscribing")
+        identity, name = claims.sub, claims.name
+    refuse_when_draining(request)
+    offer = await read_sdp(request)
+    try:
+        participant = await node.worker.join(
+            room_name,
+            identity,
+            Permissions(can_publish=False, can_subscribe=True, can_publish_data=False),
+            auto_subscribe=False,
+            name=name,
+            signaling_leg=False,
+        )
+    except RelayError as exc:
+        raise ApiError(relay_status(exc), exc.code, str(exc)) from None
+    participant.follow = request.query.get("participant", "")
+    try:
+        answer = await node.worker.view(participant, offer)
+    except (RelayError, SdpError) as exc:
+        await node.worker.leave(participant, "rejected")
+        raise ApiError(relay_status(exc), exc.code, str(exc)) from None
+    return created(request, "whep", participant, answer)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/whep/{room}", whep_post)
+    app.router.add_route("OPTIONS", "/whep/{room}", options)
+    app.router.add_delete("/whep/{room}/{session}", session_delete)
+    app.router.add_patch("/whep/{room}/{session}", session_patch)
+    app.router.add_route("OPTIONS", "/whep/{room}/{session}", options)
