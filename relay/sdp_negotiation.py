@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from aiortc import sdp as aiortc_sdp
 
 from .codecs import SUPPORTED, VIDEO_FEEDBACK, Codec, accepts
+from .dtls_adapter import DtlsRole
 from .errors import SdpError
 from .ice_lite import IceCredentials
 
@@ -115,7 +116,7 @@ def choose_codec(media: OfferedMedia) -> Codec | None:
     return None
 
 
-def answer_role(offer_setup: str) -> tuple[str, str]:
+def answer_role(offer_setup: str) -> tuple[str, DtlsRole]:
     """(our a=setup, our DTLS role) for an offer's a=setup."""
     if offer_setup == "passive":
         return "active", "client"

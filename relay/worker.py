@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import pydantic
 
@@ -42,6 +42,7 @@ from .track import DownTrack, UpTrack, random_ssrc
 from .udp_mux import UdpMux
 
 logger = logging.getLogger(__name__)
+AnyLeg = TypeVar("AnyLeg", PublisherLeg, SubscriberLeg)
 
 
 @dataclass(slots=True)
@@ -237,18 +238,8 @@ class RelayWorker:
         offer = parse_description(offer_sdp)
         leg = participant.publisher_leg
         if leg is None:
-            _, role = answer_role(offer.setup)
-            leg = PublisherLeg(
-                self,
-                participant,
-                self.certificate,
-                "client" if role == "client" else "server",
-                time.perf_counter(),
-            )
-            leg.dtls.on_closed(lambda: self.leg_failed(leg))
-            leg.remote_fingerprints = offer.fingerprints
+            leg = self._answering_leg(PublisherLeg, participant, offer)
             participant.publisher_leg = leg
-            self.mux.responder.add(leg.credentials, leg)
         elif offer.fingerprints != leg.remote_fingerprints:
             raise SdpError("the DTLS fingerprint changed; start a new session instead")
         accepted = self._accept_publisher_media(room, participant, leg, offer, info or {})
@@ -453,17 +444,8 @@ class RelayWorker:
         slots = viewer_slots(offer)
         if not slots:
             raise SdpError("the offer has no receiving audio or video in a codec the relay sends")
-        _, role = answer_role(offer.setup)
-        leg = SubscriberLeg(
-            self,
-            participant,
-            self.certificate,
-            "client" if role == "client" else "server",
-            time.perf_counter(),
-        )
+        leg = self._answering_leg(SubscriberLeg, participant, offer)
         leg.has_data = False
-        leg.remote_fingerprints = offer.fingerprints
-        leg.dtls.on_closed(lambda: self.leg_failed(leg))
         for slot in slots:
             slot.ssrc = random_ssrc()
             slot.stream_id = participant.sid
@@ -474,7 +456,6 @@ class RelayWorker:
         participant.subscriber_leg = leg
         if participant.follow is None:
             participant.follow = ""
-        self.mux.responder.add(leg.credentials, leg)
         answer = viewer_answer(offer, self._local_transport(leg), slots)
         self._rewire_viewer(self.get_room(participant.room), participant)
         self._maybe_start_dtls(leg)
@@ -549,6 +530,17 @@ class RelayWorker:
         self._activate(leg)
 
     # transport ---------------------------------------------------------------------------
+
+    def _answering_leg(
+        self, kind: type[AnyLeg], participant: Participant, offer: RemoteDescription
+    ) -> AnyLeg:
+        """A leg for which the peer offered: DTLS role and fingerprints come from its offer."""
+        _, role = answer_role(offer.setup)
+        leg = kind(self, participant, self.certificate, role, time.perf_counter())
+        leg.remote_fingerprints = offer.fingerprints
+        leg.dtls.on_closed(lambda: self.leg_failed(leg))
+        self.mux.responder.add(leg.credentials, leg)
+        return leg
 
     def _local_transport(self, leg: Leg) -> LocalTransport:
         return LocalTransport(

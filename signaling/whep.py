@@ -17,14 +17,12 @@ from relay.room import Permissions
 from .app_keys import NODE
 from .errors import ApiError
 from .whip import (
+    add_session_routes,
     created,
-    options,
     read_sdp,
     refuse_when_draining,
     relay_status,
     room_claims,
-    session_delete,
-    session_patch,
 )
 
 
@@ -60,8 +58,4 @@ async def whep_post(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_post("/whep/{room}", whep_post)
-    app.router.add_route("OPTIONS", "/whep/{room}", options)
-    app.router.add_delete("/whep/{room}/{session}", session_delete)
-    app.router.add_patch("/whep/{room}/{session}", session_patch)
-    app.router.add_route("OPTIONS", "/whep/{room}/{session}", options)
+    add_session_routes(app, "whep", whep_post)

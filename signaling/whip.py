@@ -197,9 +197,14 @@ async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamR
     return response
 
 
+def add_session_routes(app: web.Application, kind: str, post: Handler) -> None:
+    """The resource routes WHIP and WHEP share: offer, session delete/patch, preflights."""
+    app.router.add_post(f"/{kind}/{{room}}", post)
+    app.router.add_route("OPTIONS", f"/{kind}/{{room}}", options)
+    app.router.add_delete(f"/{kind}/{{room}}/{{session}}", session_delete)
+    app.router.add_patch(f"/{kind}/{{room}}/{{session}}", session_patch)
+    app.router.add_route("OPTIONS", f"/{kind}/{{room}}/{{session}}", options)
+
+
 def add_routes(app: web.Application) -> None:
-    app.router.add_post("/whip/{room}", whip_post)
-    app.router.add_route("OPTIONS", "/whip/{room}", options)
-    app.router.add_delete("/whip/{room}/{session}", session_delete)
-    app.router.add_patch("/whip/{room}/{session}", session_patch)
-    app.router.add_route("OPTIONS", "/whip/{room}/{session}", options)
+    add_session_routes(app, "whip", whip_post)
