@@ -16,6 +16,7 @@ import json
 import os
 import platform
 import secrets
+import shutil
 import statistics
 import tempfile
 import time
@@ -31,6 +32,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from signaling.node_process import NodeProcess, spawn_node
 from signaling.tokens import Grant, mint
 
+from . import whip_latency
 from .raw_peer import RawPeer, VideoSender
 
 KEY, SECRET = "bench", "bench-secret-" + "0" * 32
@@ -233,10 +235,18 @@ loopback inside a private network namespace. Measured over {duration} s of stead
 ```json
 {json}
 ```
+
+## WHIP to first frame: Chromium publishes, an aiortc WHEP viewer decodes ({date})
+
+The viewer is connected and waiting; the clock starts just before Chromium's page POSTs its
+WHIP offer (camera already open) and stops at the viewer's first decoded video frame. It
+covers the HTTP exchange, ICE, DTLS, Chromium's first keyframe, forwarding and decoding.
+
+{whip}
 """
 
 
-def render(results: list[Result], duration: float) -> str:
+def render(results: list[Result], duration: float, whip: dict[str, float] | None = None) -> str:
     date = datetime.now(UTC).strftime("%Y-%m-%d")
     rows = [
         "| subscribers | forwarded pkts | CPU µs / fwd pkt | relay fwd p50 / p99 (µs, bucket) "
@@ -257,16 +267,32 @@ def render(results: list[Result], duration: float) -> str:
         duration=f"{duration:.0f}",
         table="\n".join(rows),
         json=json.dumps([asdict(r) for r in results], indent=1),
+        whip=(
+            f"p50 {whip['p50_ms']:.0f} ms over {whip['runs']:.0f} runs "
+            f"(min {whip['min_ms']:.0f}, max {whip['max_ms']:.0f} ms)."
+            if whip
+            else "Not measured in this run (needs Debian's chromium)."
+        ),
     )
 
 
-async def main_async(args: argparse.Namespace) -> list[Result]:
+async def whip_to_first_frame(runs: int) -> dict[str, float] | None:
+    if shutil.which("chromium") is None:
+        return None
+    async with server_process() as node:
+        values = await whip_latency.measure(node, KEY, SECRET, runs)
+    result = whip_latency.summary(values)
+    print(json.dumps({"whip_to_first_frame": result, "runs_ms": values}), flush=True)
+    return result
+
+
+async def main_async(args: argparse.Namespace) -> tuple[list[Result], dict[str, float] | None]:
     results = []
     for n in args.subscribers:
         result = await run_scenario(n, args.duration)
         print(json.dumps(asdict(result)), flush=True)
         results.append(result)
-    return results
+    return results, await whip_to_first_frame(args.whip_runs)
 
 
 def main() -> None:
@@ -274,11 +300,12 @@ def main() -> None:
     parser.add_argument("--subscribers", type=int, nargs="+", default=[1, 10, 50])
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--write", type=Path)
+    parser.add_argument("--whip-runs", type=int, default=10)
     args = parser.parse_args()
     import uvloop
 
-    results = uvloop.run(main_async(args))
-    text = render(results, args.duration)
+    results, whip = uvloop.run(main_async(args))
+    text = render(results, args.duration, whip)
     print(text)
     if args.write:
         args.write.write_text(text)

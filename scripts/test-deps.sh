@@ -1,10 +1,16 @@
 #!/bin/sh
-# Installs the system packages the test suite needs (real redis-server and chromium come
-# with later issues); a fresh CI machine has none of them.
+# Installs the system packages the test suite needs; a fresh CI machine has none of them.
+# Chromium comes from Debian (Playwright only drives it: no browser download).
 set -e
 need=""
 command -v ip >/dev/null 2>&1 || need="$need iproute2"
 command -v unshare >/dev/null 2>&1 || need="$need util-linux"
+command -v chromium >/dev/null 2>&1 || need="$need chromium"
 if [ -n "$need" ]; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "test-deps: need root to install:$need" >&2
+        exit 1
+    fi
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $need >/dev/null
 fi

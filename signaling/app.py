@@ -6,11 +6,12 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from importlib import resources
+from pathlib import Path
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from . import admin_api, whep, whip
+from . import admin_api, dev_endpoints, whep, whip
 from .app_keys import METRICS, NODE
 from .errors import error_middleware
 from .metrics import create_registry
@@ -76,4 +77,6 @@ def create_app(settings: Settings) -> web.Application:
     admin_api.add_routes(app)
     whip.add_routes(app)
     whep.add_routes(app)
+    dev_endpoints.add_routes(app)
+    app.router.add_static("/static", Path(str(resources.files("signaling").joinpath("static"))))
     return app

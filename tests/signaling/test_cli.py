@@ -86,3 +86,31 @@ def test_console_script_is_installed() -> None:
     assert exe.exists()
     result = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=20)
     assert result.returncode == 0 and "serve" in result.stdout
+
+
+async def test_dev_token_endpoint_exists_only_in_dev_mode(tmp_path: Path) -> None:
+    from aiohttp.test_utils import TestServer
+
+    from signaling.app import create_app
+    from signaling.settings import load_settings
+
+    config = tmp_path / "prod.yaml"
+    config.write_text(f"keys: {{ops: {SECRET}}}\n")
+    free = {"rtc": {"udp_port": 0}}
+    for settings, expected in (
+        (load_settings(config, free), 404),
+        (load_settings(None, free), 200),
+    ):
+        server = TestServer(create_app(settings), host="127.0.0.1", port=0)
+        await server.start_server()
+        try:
+            async with aiohttp.ClientSession() as http:
+                body = {"room": "demo", "identity": "me", "publish": True}
+                async with http.post(server.make_url("/dev/token"), json=body) as resp:
+                    assert resp.status == expected
+                async with http.get(server.make_url("/static/eurelay.js")) as resp:
+                    assert resp.status == 200 and "class EurelayClient" in await resp.text()
+                async with http.get(server.make_url("/")) as resp:
+                    assert "eurelay demo" in await resp.text()
+        finally:
+            await server.close()

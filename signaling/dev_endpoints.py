@@ -1,0 +1,40 @@
+"""Dev mode only: the demo page mints its own tokens. Never registered outside dev mode."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from .app_keys import NODE
+from .errors import ApiError
+from .tokens import Grant, mint
+
+
+class DevTokenRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    room: str = Field(min_length=1, max_length=256)
+    identity: str = Field(min_length=1, max_length=256)
+    publish: bool = False
+    subscribe: bool = True
+    data: bool = False
+
+
+async def dev_token(request: web.Request) -> web.Response:
+    try:
+        body = DevTokenRequest.model_validate_json(await request.read())
+    except ValueError as exc:
+        raise ApiError(400, "invalid_message", str(exc).splitlines()[0]) from None
+    key, secret = next(iter(request.app[NODE].settings.keys.items()))
+    grant = Grant(
+        room=body.room,
+        can_publish=body.publish,
+        can_subscribe=body.subscribe,
+        can_publish_data=body.data,
+    )
+    return web.json_response({"token": mint(key, secret, body.identity, grant, ttl=3600)})
+
+
+def add_routes(app: web.Application) -> None:
+    if app[NODE].settings.dev_mode:
+        app.router.add_post("/dev/token", dev_token)
