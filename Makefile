@@ -22,6 +22,7 @@ run: $(STAMP)
 # the machine, even by mistake; only loopback exists in there.
 test: $(STAMP)
 	./scripts/test-deps.sh
+	./scripts/ffmpeg-venv.sh
 	$(BIN)/ruff check relay signaling regions tests bench
 	$(BIN)/mypy
 	unshare -n sh -c 'ip link set lo up && $(BIN)/pytest -q $(PYTEST_ARGS)'
@@ -35,4 +36,4 @@ bench: $(STAMP)
 	unshare -n sh -c 'ip link set lo up && $(BIN)/python -m bench.run --write docs/BENCHMARKS.md'
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-ffmpeg .pytest_cache .mypy_cache .ruff_cache

@@ -9,8 +9,7 @@ import pytest
 from aiortc.mediastreams import AudioStreamTrack
 
 from ..helpers import RunningNode, token
-from ..interop.test_whep import whep_view
-from ..interop.test_whip import whip_publish
+from ..interop.http_sessions import whep_view, whip_publish
 from ..media import FlatColorTrack
 
 pytestmark = pytest.mark.timeout(90)

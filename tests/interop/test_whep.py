@@ -6,45 +6,14 @@ import asyncio
 
 import aiohttp
 import pytest
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
-from aiortc.mediastreams import AudioStreamTrack, MediaStreamTrack
+from aiortc import RTCConfiguration, RTCPeerConnection
+from aiortc.mediastreams import AudioStreamTrack
 
 from ..helpers import RunningNode, token
 from ..media import FlatColorTrack
+from .http_sessions import frame_of_size, whep_view, whip_publish
 
 pytestmark = pytest.mark.timeout(60)
-
-
-async def whep_view(
-    relay_node: RunningNode, path: str, tok: str | None
-) -> tuple[RTCPeerConnection, dict[str, MediaStreamTrack], str]:
-    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    tracks: dict[str, MediaStreamTrack] = {}
-    pc.on("track", lambda t: tracks.__setitem__(t.kind, t))
-    pc.addTransceiver("video", direction="recvonly")
-    pc.addTransceiver("audio", direction="recvonly")
-    await pc.setLocalDescription(await pc.createOffer())
-    headers = {"Content-Type": "application/sdp"}
-    if tok:
-        headers["Authorization"] = f"Bearer {tok}"
-    async with (
-        aiohttp.ClientSession() as http,
-        http.post(relay_node.http(path), data=pc.localDescription.sdp, headers=headers) as resp,
-    ):
-        assert resp.status == 201, await resp.text()
-        location = resp.headers["Location"]
-        await pc.setRemoteDescription(RTCSessionDescription(await resp.text(), "answer"))
-    return pc, tracks, location
-
-
-async def _frame_size(track: MediaStreamTrack, want: tuple[int, int], timeout: float = 10) -> None:
-    async def wait() -> None:
-        while True:
-            frame = await track.recv()
-            if (frame.width, frame.height) == want:
-                return
-
-    await asyncio.wait_for(wait(), timeout)
 
 
 async def test_viewer_follows_the_publisher_across_a_reconnect(relay_node: RunningNode) -> None:
@@ -54,7 +23,7 @@ async def test_viewer_follows_the_publisher_across_a_reconnect(relay_node: Runni
         relay_node, "/whep/shop", token("shop", "v1", publish=False)
     )
     try:
-        await _frame_size(tracks["video"], (320, 240))
+        await frame_of_size(tracks["video"], (320, 240))
         await asyncio.wait_for(tracks["audio"].recv(), 10)
         viewer = relay_node.node.worker.rooms["shop"].participants[location.rsplit("/", 1)[1]]
         ssrcs = set(viewer.subscriber_leg.by_ssrc)
@@ -65,7 +34,7 @@ async def test_viewer_follows_the_publisher_across_a_reconnect(relay_node: Runni
         again = await relay_node.join("shop", "host-again")
         await again.publish(FlatColorTrack(176, 144), AudioStreamTrack())
         # ... and the viewer, never renegotiated, gets the new host on the same track
-        await _frame_size(tracks["video"], (176, 144), timeout=15)
+        await frame_of_size(tracks["video"], (176, 144), timeout=15)
         assert set(viewer.subscriber_leg.by_ssrc) == ssrcs
 
         async with (
@@ -98,7 +67,7 @@ async def test_named_participant_and_public_viewing(relay_node: RunningNode) -> 
     await second.publish(FlatColorTrack(320, 240))
     pc, tracks, location = await whep_view(relay_node, "/whep/stage?participant=second", None)
     try:
-        await _frame_size(tracks["video"], (320, 240))
+        await frame_of_size(tracks["video"], (320, 240))
         async with aiohttp.ClientSession() as http, http.delete(relay_node.http(location)) as resp:
             assert resp.status == 200  # the session URL is the anonymous viewer's credential
     finally:
@@ -126,14 +95,12 @@ async def test_private_room_needs_a_token(relay_node: RunningNode) -> None:
 
 
 async def test_whip_publisher_to_whep_viewer(relay_node: RunningNode) -> None:
-    from .test_whip import whip_publish
-
     publisher, _ = await whip_publish(
         relay_node, "relay", token("relay", "studio"), FlatColorTrack(320, 240), AudioStreamTrack()
     )
     pc, tracks, _ = await whep_view(relay_node, "/whep/relay", token("relay", "fan", publish=False))
     try:
-        await _frame_size(tracks["video"], (320, 240))
+        await frame_of_size(tracks["video"], (320, 240))
         await asyncio.wait_for(tracks["audio"].recv(), 10)
         room = relay_node.node.worker.rooms["relay"]
         assert sorted(p.identity for p in room.participants.values()) == ["fan", "studio"]

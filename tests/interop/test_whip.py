@@ -3,45 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import sys
+import os
 from pathlib import Path
 
 import aiohttp
 import pytest
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import AudioStreamTrack
 
 from signaling import protocol as p
 
 from ..helpers import RunningNode, token
 from ..media import FlatColorTrack
+from .http_sessions import whep_view, whip_publish
 
 pytestmark = pytest.mark.timeout(60)
 ROOT = Path(__file__).resolve().parents[2]
-
-
-async def whip_publish(
-    relay_node: RunningNode, room: str, tok: str, *tracks: object
-) -> tuple[RTCPeerConnection, str]:
-    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    for track in tracks:
-        pc.addTransceiver(track, direction="sendonly")
-    await pc.setLocalDescription(await pc.createOffer())
-    async with (
-        aiohttp.ClientSession() as http,
-        http.post(
-            relay_node.http(f"/whip/{room}"),
-            data=pc.localDescription.sdp,
-            headers={"Content-Type": "application/sdp", "Authorization": f"Bearer {tok}"},
-        ) as resp,
-    ):
-        assert resp.status == 201, await resp.text()
-        assert resp.content_type == "application/sdp"
-        assert resp.headers["ETag"]
-        location = resp.headers["Location"]
-        assert resp.headers["Access-Control-Allow-Origin"] == "*"
-        await pc.setRemoteDescription(RTCSessionDescription(await resp.text(), "answer"))
-    return pc, location
 
 
 async def test_aiortc_whip_publisher_reaches_websocket_viewers(relay_node: RunningNode) -> None:
@@ -81,37 +57,50 @@ async def test_aiortc_whip_publisher_reaches_websocket_viewers(relay_node: Runni
         await pc.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FFmpeg 8 (PyAV 18.1) signs DTLS with a secp224r1 certificate by default; OpenSSL "
-    "3.5+/4 (aiortc's DTLS via cryptography 50) no longer accepts P-224 in TLS, so the "
-    "handshake fails with 'wrong curve' in either DTLS role",
-)
+def ffmpeg_python() -> str | None:
+    """The interpreter of .venv-ffmpeg (PyAV 19: an FFmpeg whose WHIP muxer works)."""
+    python = ROOT / ".venv-ffmpeg" / "bin" / "python"
+    if python.exists():
+        return str(python)
+    if os.environ.get("CI") == "true":
+        raise RuntimeError(".venv-ffmpeg is missing: make test builds it (scripts/ffmpeg-venv.sh)")
+    return None
+
+
 async def test_ffmpeg_whip_muxer_publishes_h264_and_opus(relay_node: RunningNode) -> None:
-    """FFmpeg runs in its own process: PyAV holds the GIL through the WHIP handshake."""
-    viewer = await relay_node.join("ffmpeg", "viewer", publish=False)
+    """FFmpeg's own ICE/DTLS/SRTP, default options: it offers a=setup:passive, so the relay
+    is the DTLS client. It runs in its own process with its own PyAV."""
+    python = ffmpeg_python()
+    if python is None:
+        pytest.skip("no .venv-ffmpeg (make test builds it)")
     proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "tests.interop.ffmpeg_whip",
+        python,
+        str(ROOT / "tests" / "interop" / "ffmpeg_whip.py"),
         relay_node.http("/whip/ffmpeg"),
         token("ffmpeg", "encoder"),
         "20",
-        cwd=ROOT,
     )
     try:
-        tracks = {}
-        for _ in range(2):
-            _, track = await viewer.next_track(20)
-            tracks[track.kind] = track
-        published = relay_node.node.worker.rooms["ffmpeg"].tracks()
-        assert {t.codec.mime for t in published} == {"video/H264", "audio/opus"}
-        publisher = relay_node.node.worker.rooms["ffmpeg"].by_identity("encoder")
+        room = None
+        for _ in range(200):
+            room = relay_node.node.worker.rooms.get("ffmpeg")
+            if room is not None and len(room.tracks()) == 2:
+                break
+            await asyncio.sleep(0.05)
+        assert room is not None
+        assert {t.codec.mime for t in room.tracks()} == {"video/H264", "audio/opus"}
+        publisher = room.by_identity("encoder")
         assert publisher is not None and publisher.publisher_leg.dtls.role == "client"
-        for _ in range(5):
-            frame = await asyncio.wait_for(tracks["video"].recv(), 15)
-        assert (frame.width, frame.height) == (320, 240)
-        await asyncio.wait_for(tracks["audio"].recv(), 10)
+        pc, tracks, _ = await whep_view(
+            relay_node, "/whep/ffmpeg", token("ffmpeg", "v", publish=False)
+        )
+        try:
+            for _ in range(5):
+                frame = await asyncio.wait_for(tracks["video"].recv(), 15)
+            assert (frame.width, frame.height) == (320, 240)
+            await asyncio.wait_for(tracks["audio"].recv(), 10)
+        finally:
+            await pc.close()
     finally:
         proc.terminate()
         await asyncio.wait_for(proc.wait(), 10)

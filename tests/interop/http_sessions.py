@@ -1,0 +1,69 @@
+"""WHIP and WHEP as a standard client does them: one HTTP POST with an SDP offer."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamTrack
+
+from ..helpers import RunningNode
+
+
+async def whip_publish(
+    relay_node: RunningNode, room: str, tok: str, *tracks: object
+) -> tuple[RTCPeerConnection, str]:
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    for track in tracks:
+        pc.addTransceiver(track, direction="sendonly")
+    await pc.setLocalDescription(await pc.createOffer())
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            relay_node.http(f"/whip/{room}"),
+            data=pc.localDescription.sdp,
+            headers={"Content-Type": "application/sdp", "Authorization": f"Bearer {tok}"},
+        ) as resp,
+    ):
+        assert resp.status == 201, await resp.text()
+        assert resp.content_type == "application/sdp"
+        assert resp.headers["ETag"]
+        location = resp.headers["Location"]
+        assert resp.headers["Access-Control-Allow-Origin"] == "*"
+        await pc.setRemoteDescription(RTCSessionDescription(await resp.text(), "answer"))
+    return pc, location
+
+
+async def whep_view(
+    relay_node: RunningNode, path: str, tok: str | None
+) -> tuple[RTCPeerConnection, dict[str, MediaStreamTrack], str]:
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    tracks: dict[str, MediaStreamTrack] = {}
+    pc.on("track", lambda t: tracks.__setitem__(t.kind, t))
+    pc.addTransceiver("video", direction="recvonly")
+    pc.addTransceiver("audio", direction="recvonly")
+    await pc.setLocalDescription(await pc.createOffer())
+    headers = {"Content-Type": "application/sdp"}
+    if tok:
+        headers["Authorization"] = f"Bearer {tok}"
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(relay_node.http(path), data=pc.localDescription.sdp, headers=headers) as resp,
+    ):
+        assert resp.status == 201, await resp.text()
+        location = resp.headers["Location"]
+        await pc.setRemoteDescription(RTCSessionDescription(await resp.text(), "answer"))
+    return pc, tracks, location
+
+
+async def frame_of_size(
+    track: MediaStreamTrack, want: tuple[int, int], timeout: float = 10
+) -> None:
+    async def wait() -> None:
+        while True:
+            frame = await track.recv()
+            if (frame.width, frame.height) == want:
+                return
+
+    await asyncio.wait_for(wait(), timeout)
