@@ -94,3 +94,44 @@ async def test_draining_and_ice_server_links() -> None:
         ) as resp:
             assert resp.status == 503
         assert rn.node.worker.rooms == {}
+
+
+@pytest.mark.parametrize(
+    "headers, body, status, code",
+    [
+        (
+            {"Content-Type": "text/plain", **bearer(token("w", "v", publish=False))},
+            "v=0\r\n",
+            415,
+            "unsupported_media_type",
+        ),
+        ({**SDP, **bearer(token("w", "v", publish=False))}, "", 400, "invalid_sdp"),
+        ({**SDP, **bearer(token("w", "v", publish=False))}, "garbage\r\n", 400, "invalid_sdp"),
+        (SDP, "v=0\r\n", 401, "token_missing"),
+        (
+            {**SDP, **bearer(token("w", "v", publish=True, subscribe=False))},
+            "v=0\r\n",
+            403,
+            "permission_denied",
+        ),
+    ],
+)
+async def test_whep_post_errors(
+    relay_node: RunningNode, headers: dict[str, str], body: str, status: int, code: str
+) -> None:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(relay_node.http("/whep/w"), data=body, headers=headers) as resp,
+    ):
+        assert resp.status == status
+        assert (await resp.json())["code"] == code
+    assert relay_node.node.worker.rooms == {}
+
+
+async def test_whep_unknown_session(relay_node: RunningNode) -> None:
+    auth = bearer(token("w", "v", publish=False))
+    async with aiohttp.ClientSession() as http:
+        async with http.delete(relay_node.http("/whep/w/PA_unknown"), headers=auth) as resp:
+            assert resp.status == 404
+        async with http.options(relay_node.http("/whep/w")) as resp:
+            assert resp.status == 204
