@@ -1,0 +1,54 @@
+"""What the registry stores: node records, their live load, and rooms' residency policies."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class NodeState(StrEnum):
+    ACTIVE = "active"
+    DRAINING = "draining"
+
+
+class NodeLoad(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    cpu: float = Field(default=0.0, ge=0.0, description="Fraction of one core, 0..N")
+    sessions: int = Field(default=0, ge=0)
+    tracks: int = Field(default=0, ge=0)
+    bitrate_bps: int = Field(default=0, ge=0)
+
+
+class NodeRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1, max_length=128)
+    region: str = Field(min_length=1, max_length=64)
+    jurisdiction: str = Field(default="eu", max_length=32)
+    signaling_url: str  # this node's public base URL (http(s)://host:port)
+    media_address: str = ""  # announced UDP address:port
+    capacity: int = Field(default=1000, ge=0, description="max participants; 0: unlimited")
+    load: NodeLoad = Field(default_factory=NodeLoad)
+    state: NodeState = NodeState.ACTIVE
+    last_heartbeat: float = 0.0  # unix seconds
+
+    def alive(self, now: float, ttl: float) -> bool:
+        return now - self.last_heartbeat <= ttl
+
+
+class RoomPolicy(BaseModel):
+    """Residency: where a room's sessions may be placed. Empty lists mean no restriction."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    allowed_jurisdictions: list[str] = Field(default_factory=list, max_length=32)
+    allowed_regions: list[str] = Field(default_factory=list, max_length=64)
+
+    def allows(self, node: NodeRecord) -> tuple[bool, str]:
+        if self.allowed_jurisdictions and node.jurisdiction not in self.allowed_jurisdictions:
+            return False, f"jurisdiction {node.jurisdiction} not in {self.allowed_jurisdictions}"
+        if self.allowed_regions and node.region not in self.allowed_regions:
+            return False, f"region {node.region} not in {self.allowed_regions}"
+        return True, ""

@@ -1,0 +1,115 @@
+"""One contract, two backends: the in-memory registry and Redis (a real redis-server)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+from regions.models import NodeLoad, NodeRecord, NodeState, RoomPolicy
+from regions.registry import Registry, create_registry
+
+from ..helpers import require_binary
+from ..redis_server import redis_server
+
+pytestmark = pytest.mark.timeout(30)
+TTL = 0.5
+
+Factory = Callable[[], Registry]
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def make_registry(request: pytest.FixtureRequest) -> AsyncIterator[Factory]:
+    """Returns a factory: each call is another signaling instance on the same backend."""
+    made: list[Registry] = []
+    if request.param == "memory":
+        shared = create_registry("memory://", TTL)  # one process, one registry
+        yield lambda: shared
+        return
+    if require_binary("redis-server") is None:
+        pytest.skip("redis-server is not installed (make test installs it)")
+    async with redis_server() as server:
+
+        def make() -> Registry:
+            registry = create_registry(server.url, TTL)
+            made.append(registry)
+            return registry
+
+        yield make
+        for registry in made:
+            await registry.close()
+
+
+def node(node_id: str, region: str = "eu-west", **extra: object) -> NodeRecord:
+    return NodeRecord(id=node_id, region=region, signaling_url=f"http://{node_id}:7880", **extra)
+
+
+async def test_register_heartbeat_and_expiry(make_registry: Factory) -> None:
+    registry = make_registry()
+    await registry.register(node("a"))
+    await registry.register(node("b", "eu-central"))
+    assert sorted(n.id for n in await registry.live_nodes()) == ["a", "b"]
+    deadline = time.monotonic() + 0.9
+    while time.monotonic() < deadline:  # a keeps beating, b goes silent
+        await registry.heartbeat("a", NodeLoad(sessions=3, cpu=0.25))
+        await asyncio.sleep(0.1)
+    live = {n.id: n for n in await registry.live_nodes()}
+    assert list(live) == ["a"]
+    assert live["a"].load.sessions == 3 and live["a"].load.cpu == 0.25
+
+
+async def test_draining_and_deregister(make_registry: Factory) -> None:
+    registry = make_registry()
+    await registry.register(node("a"))
+    await registry.set_state("a", NodeState.DRAINING)
+    [a] = await registry.live_nodes()
+    assert a.state == NodeState.DRAINING
+    await registry.heartbeat("a", NodeLoad())
+    [a] = await registry.live_nodes()
+    assert a.state == NodeState.DRAINING  # heartbeats keep the state
+    await registry.deregister("a")
+    assert await registry.live_nodes() == []
+
+
+async def test_concurrent_room_assignment_agrees(make_registry: Factory) -> None:
+    first, second = make_registry(), make_registry()
+    await first.register(node("a"))
+    await first.register(node("b"))
+    for i in range(20):
+        room = f"race-{i}"
+        owners = await asyncio.gather(first.assign_room(room, "a"), second.assign_room(room, "b"))
+        assert owners[0] == owners[1]
+        assert await second.room_node(room) == owners[0]
+
+
+async def test_dead_owner_loses_the_room_and_release_is_owner_only(make_registry: Factory) -> None:
+    registry = make_registry()
+    await registry.register(node("a"))
+    assert await registry.assign_room("shop", "a") == "a"
+    await registry.release_room("shop", "b")  # not the owner: no effect
+    assert await registry.room_node("shop") == "a"
+    await asyncio.sleep(TTL + 0.2)  # a stops beating and expires
+    await registry.register(node("b"))
+    assert await registry.room_node("shop") is None
+    assert await registry.assign_room("shop", "b") == "b"
+    await registry.release_room("shop", "b")
+    assert await registry.room_node("shop") is None
+
+
+async def test_policies_and_learned_rtts(make_registry: Factory) -> None:
+    registry = make_registry()
+    assert await registry.room_policy("any") == RoomPolicy()
+    policy = RoomPolicy(allowed_jurisdictions=["de"], allowed_regions=["eu-central"])
+    await registry.set_room_policy("clinic", policy)
+    assert await make_registry().room_policy("clinic") == policy
+    await registry.record_rtt("192.0.2.0/24", "eu-west", 40.0)
+    await registry.record_rtt("192.0.2.0/24", "eu-west", 20.0)
+    learned = await make_registry().learned_rtts("192.0.2.0/24")
+    assert learned["eu-west"] == pytest.approx(34.0, abs=0.01)  # moving average
+
+
+def test_unknown_scheme_is_an_error() -> None:
+    with pytest.raises(ValueError, match=r"registry\.url"):
+        create_registry("etcd://somewhere", 1.0)
