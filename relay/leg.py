@@ -62,6 +62,7 @@ class Leg:
         self.tx_srtp: Any = None
         self.rx_srtp: Any = None
         self.rtcp_ssrc = random_ssrc()
+        self.rtt_ms: float | None = None  # measured from RTCP (subscriber legs)
 
     def _send_dtls(self, data: bytes) -> None:
         if self.addr is not None:
@@ -186,7 +187,9 @@ class PublisherLeg(Leg):
         up.stats.last_sr_at = time.monotonic()
         for down in up.down_tracks:
             if down.active and down.started:
-                down.sink.send_rtcp(rtcp.sender_report_for(down, sr))
+                down.sink.send_sender_report(
+                    rtcp.sender_report_for(down, sr), up.stats.last_sr_mid32
+                )
 
     def send_receiver_reports(self, now: float) -> None:
         self.send_rtcp(rtcp.receiver_report(self.rtcp_ssrc, list(self.by_ssrc.values()), now))
@@ -210,6 +213,7 @@ class SubscriberLeg(Leg):
         self.offered_ssrcs: set[int] = set()
         self.accepted_ssrcs: set[int] = set()
         self.remote_sctp_port = 5000
+        self._sr_sent: dict[int, float] = {}  # LSR (NTP middle 32 bits) -> when we sent it
         self.has_data = True  # False for WHEP viewers: no SCTP
         self.viewer_slots: list[ViewerSlot] = []  # WHEP: the m-lines the viewer offered
         self.viewer_history: dict[int, DownTrack] = {}  # WHEP: last source per m-line SSRC
@@ -230,6 +234,25 @@ class SubscriberLeg(Leg):
                 newly.append(down)
             down.active = active
         return newly
+
+    def send_sender_report(self, report: bytes, lsr: int) -> None:
+        """Send an SR and remember when, so the subscriber's RR gives us the round trip."""
+        self._sr_sent[lsr] = time.monotonic()
+        if len(self._sr_sent) > 16:
+            del self._sr_sent[next(iter(self._sr_sent))]
+        self.send_rtcp(report)
+
+    def _on_receiver_report(self, packet: Any) -> None:
+        now = time.monotonic()
+        for report in packet.reports:
+            sent = self._sr_sent.get(report.lsr)
+            if sent is None or not report.lsr:
+                continue
+            rtt = (now - sent - report.dlsr / 65536.0) * 1000.0
+            if rtt >= 0:
+                self.rtt_ms = (
+                    rtt if self.rtt_ms is None else self.rtt_ms + 0.2 * (rtt - self.rtt_ms)
+                )
 
     def on_srtp(self, data: bytes, arrival: float) -> None:
         if self.rx_srtp is None:
@@ -256,6 +279,8 @@ class SubscriberLeg(Leg):
                     self.host.request_keyframe(down.up)
             elif name == "RtcpRtpfbPacket" and packet.fmt == rtcp.RTPFB_NACK:  # type: ignore[attr-defined]
                 stats.nack_received += 1
+            elif name in ("RtcpRrPacket", "RtcpSrPacket"):
+                self._on_receiver_report(packet)
 
     def send_data(self, lossy: bool, message: str) -> bool:
         channel = self.lossy if lossy else self.reliable

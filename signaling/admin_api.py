@@ -9,6 +9,8 @@ from __future__ import annotations
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
+from regions.models import RoomPolicy
+from regions.registry import RegistryError
 from relay.room import Room
 
 from .app_keys import NODE
@@ -23,6 +25,8 @@ class CreateRoom(BaseModel):
     name: str = Field(min_length=1, max_length=256)
     max_participants: int | None = Field(default=None, ge=0)
     public_viewing: bool = False  # WHEP playback without a token
+    allowed_jurisdictions: list[str] = Field(default_factory=list, max_length=32)
+    allowed_regions: list[str] = Field(default_factory=list, max_length=64)
 
 
 def _admin(request: web.Request, room: str | None = None) -> Claims:
@@ -72,7 +76,15 @@ async def create_room(request: web.Request) -> web.Response:
     except ValueError as exc:
         raise ApiError(400, "invalid_message", str(exc).splitlines()[0]) from None
     _admin(request, body.name)
-    room = request.app[NODE].worker.create_room(body.name, body.max_participants, by_api=True)
+    node = request.app[NODE]
+    policy = RoomPolicy(
+        allowed_jurisdictions=body.allowed_jurisdictions, allowed_regions=body.allowed_regions
+    )
+    try:
+        await node.cluster.set_policy(body.name, policy)
+    except RegistryError as exc:
+        raise ApiError(503, "registry_unavailable", str(exc)) from None
+    room = node.worker.create_room(body.name, body.max_participants, by_api=True)
     room.public_viewing = body.public_viewing
     return web.json_response(_room_json(room), status=201)
 

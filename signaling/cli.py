@@ -36,18 +36,30 @@ async def _run(settings: Settings) -> None:
     site = web.TCPSite(runner, settings.http.host, settings.http.port)
     await site.start()
     stop = asyncio.Event()
+    drain = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
+    with contextlib.suppress(NotImplementedError):
+        loop.add_signal_handler(signal.SIGINT, stop.set)
+        loop.add_signal_handler(signal.SIGTERM, drain.set)
     addresses = [f"{s[0]}:{s[1]}" for s in runner.addresses]
     from .app_keys import NODE
 
-    udp_port = app[NODE].worker.port
+    node = app[NODE]
+    host, port = runner.addresses[0][:2]
+    await node.announce(f"http://{host}:{port}")
+    udp_port = node.worker.port
     # One machine-readable line for scripts and tests: where the node listens.
     print(f"eurelay listening http={','.join(addresses)} udp={udp_port}", flush=True)
     try:
-        await stop.wait()
+        # SIGTERM drains: no new sessions, current ones continue up to drain_grace.
+        waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(drain.wait())]
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        if drain.is_set() and not stop.is_set():
+            logger.info("draining: %s participants", node.worker.participant_count)
+            drained = asyncio.ensure_future(node.drain(settings.drain_grace))
+            await asyncio.wait([drained, waiters[0]], return_when=asyncio.FIRST_COMPLETED)
+        for waiter in waiters:
+            waiter.cancel()
     finally:
         await runner.cleanup()
 

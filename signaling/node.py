@@ -6,14 +6,17 @@ the sessions concerned. It is the composition root, so it may import relay (and 
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from typing import TYPE_CHECKING, Literal
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, Literal
 
 from relay.room import Participant, Room
 from relay.track import UpTrack
 from relay.worker import RelayWorker, WorkerConfig
 
 from . import protocol as p
+from .cluster import Cluster
 from .settings import Settings
 
 if TYPE_CHECKING:
@@ -57,16 +60,36 @@ class Node:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.worker = RelayWorker(worker_config(settings), self)
+        self.cluster = Cluster(settings, self.worker)
         self.sessions: dict[str, RtcSession] = {}  # by participant sid
         self.draining = False
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         await self.worker.start()
+
+    async def announce(self, public_url: str) -> None:
+        """Register in the cluster once the HTTP listener's address is known."""
+        await self.cluster.start(public_url)
+
+    async def drain(self, grace: float) -> None:
+        """Stop taking sessions; let the current ones finish, for at most ``grace`` seconds."""
+        self.draining = True
+        await self.cluster.drain()
+        deadline = asyncio.get_running_loop().time() + grace
+        while self.worker.participant_count and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.2)
 
     async def stop(self) -> None:
         for session in list(self.sessions.values()):
             session.close("server_shutdown")
         await self.worker.stop()
+        await self.cluster.stop()
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _room_sessions(self, room: Room, exclude: Participant | None = None) -> list[RtcSession]:
         return [
@@ -97,6 +120,8 @@ class Node:
         own = self.sessions.pop(participant.sid, None)
         if own is not None:
             own.close(reason)
+        if room.name not in self.worker.rooms:  # that was the last one
+            self._spawn(self.cluster.room_closed(room.name))
 
     def track_published(self, room: Room, participant: Participant, track: UpTrack) -> None:
         message = p.TrackPublished(participant_sid=participant.sid, track=describe_track(track))

@@ -33,6 +33,9 @@ class Join(_Message):
     token: str | None = None
     room: str | None = Field(default=None, max_length=256)
     auto_subscribe: bool = True
+    rtts: dict[str, float] = Field(
+        default_factory=dict, max_length=32, description="Probe RTT (ms) per region offered."
+    )
 
 
 class TrackInfo(_Message):
@@ -186,6 +189,16 @@ class Closed(_Message):
     reason: str
 
 
+class Redirect(_Message):
+    """The session belongs on another node: reconnect there and join again."""
+
+    type: Literal["redirect"] = "redirect"
+    url: str  # the /v1/rtc WebSocket URL to use
+    node_id: str
+    region: str
+    reason: str
+
+
 class Error(_Message):
     type: Literal["error"] = "error"
     code: str
@@ -204,6 +217,7 @@ ServerMessage = Annotated[
     | TrackMuted
     | Pong
     | Closed
+    | Redirect
     | Error,
     Field(discriminator="type"),
 ]
@@ -236,6 +250,9 @@ ERROR_CODES = {
     "join_timeout": "no join within signaling.join_timeout",
     "unsupported_version": "protocol version not supported",
     "internal_error": "unexpected server error",
+    "node_draining": "this node takes no new sessions",
+    "registry_unavailable": "the node registry is unreachable past routing.snapshot_grace",
+    "no_eligible_node": "no node may take the session (capacity, draining, residency)",
 }
 
 

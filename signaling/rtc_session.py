@@ -21,6 +21,7 @@ from relay.room import Participant, Permissions
 from relay.worker import PublishedTrackInfo
 
 from . import protocol as p
+from .cluster import PlacementUnavailable
 from .node import Node, describe_participant
 from .tokens import Claims, TokenError, verify
 
@@ -38,6 +39,7 @@ CLOSE_INTERNAL = 1011
 CLOSE_AUTH = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_UNAVAILABLE = 4503
+CLOSE_REDIRECT = 4307
 
 
 def close_code_for(code: str) -> int:
@@ -46,7 +48,13 @@ def close_code_for(code: str) -> int:
         return CLOSE_AUTH
     if code in ("permission_denied",):
         return CLOSE_FORBIDDEN
-    if code in ("room_full", "node_full"):
+    if code in (
+        "room_full",
+        "node_full",
+        "node_draining",
+        "registry_unavailable",
+        "no_eligible_node",
+    ):
         return CLOSE_UNAVAILABLE
     if code == "message_too_large":
         return CLOSE_TOO_BIG
@@ -129,7 +137,12 @@ class RtcSession:
             if join is None:
                 return
             claims = self._authorize(join, query_token)
+            if not await self._placed_here(join, request.remote):
+                return
             await self._join(join, claims)
+        except PlacementUnavailable as exc:
+            await self._fail(exc.code, str(exc))
+            return
         except TokenError as exc:
             await self._fail(exc.code, str(exc))
             return
@@ -182,6 +195,26 @@ class RtcSession:
             raise TokenError("token_wrong_room", f"the token is for room {claims.grant.room!r}")
         join.room = room
         return claims
+
+    async def _placed_here(self, join: p.Join, client_ip: str | None) -> bool:
+        """Place the session; when it belongs elsewhere, redirect the client there."""
+        assert join.room is not None
+        placement = await self.node.cluster.place(join.room, client_ip, join.rtts)
+        if placement.local:
+            return True
+        target = placement.decision.node
+        assert target is not None
+        url = target.signaling_url.replace("http://", "ws://").replace("https://", "wss://")
+        message = p.Redirect(
+            url=url.rstrip("/") + "/v1/rtc",
+            node_id=target.id,
+            region=target.region,
+            reason=placement.decision.reason,
+        )
+        with contextlib.suppress(Exception):
+            await self.ws.send_str(message.model_dump_json())
+        await self.ws.close(code=CLOSE_REDIRECT, message=b"redirect")
+        return False
 
     async def _join(self, join: p.Join, claims: Claims) -> None:
         grant = claims.grant

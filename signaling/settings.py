@@ -72,6 +72,25 @@ class SignalingSettings(_Section):
     join_timeout: float = Field(default=10.0, gt=0, description="Seconds to send the join message.")
 
 
+class RegistrySettings(_Section):
+    url: str = Field(
+        default="memory://", description="memory:// (single process) or redis://host:port/db"
+    )
+
+
+class RoutingSettings(_Section):
+    default_region: str = Field(default="", description="Fallback region; empty: this node's.")
+    prefix_map: dict[str, str] = Field(
+        default_factory=dict, description="Client network prefix (CIDR) -> region."
+    )
+    snapshot_grace: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds to place from the last node list while the "
+        "registry is unreachable; then new sessions get 503.",
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="EURELAY_", env_nested_delimiter="__", extra="forbid"
@@ -85,6 +104,17 @@ class Settings(BaseSettings):
     capacity: CapacitySettings = Field(default_factory=CapacitySettings)
     signaling: SignalingSettings = Field(default_factory=SignalingSettings)
     keys: dict[str, str] = Field(default_factory=dict, description="API key -> secret.")
+    jurisdiction: str = Field(default="eu", description="Residency tag of this node (e.g. de).")
+    public_url: str = Field(
+        default="", description="This node's advertised signaling URL; empty: http://host:port."
+    )
+    heartbeat_interval: float = Field(default=2.0, gt=0, description="Seconds between heartbeats.")
+    node_ttl: float = Field(default=6.0, gt=0, description="Seconds without heartbeat: node down.")
+    drain_grace: float = Field(
+        default=300.0, ge=0, description="On SIGTERM, seconds existing sessions may continue."
+    )
+    registry: RegistrySettings = Field(default_factory=RegistrySettings)
+    routing: RoutingSettings = Field(default_factory=RoutingSettings)
     dev_mode: bool = False
 
     @field_validator("keys")

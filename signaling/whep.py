@@ -19,8 +19,8 @@ from .errors import ApiError
 from .whip import (
     add_session_routes,
     created,
+    place_or_redirect,
     read_sdp,
-    refuse_when_draining,
     relay_status,
     room_claims,
 )
@@ -35,7 +35,9 @@ async def whep_post(request: web.Request) -> web.Response:
     else:
         claims = room_claims(request, lambda c: c.grant.can_subscribe, "subscribing")
         identity, name = claims.sub, claims.name
-    refuse_when_draining(request)
+    redirect = await place_or_redirect(request)
+    if redirect is not None:
+        return redirect
     offer = await read_sdp(request)
     try:
         participant = await node.worker.join(

@@ -18,6 +18,7 @@ from relay.room import Participant, Permissions
 from relay.sdp_negotiation import MAX_SDP_BYTES, parse_description
 
 from .app_keys import NODE
+from .cluster import PlacementUnavailable
 from .errors import ApiError
 from .tokens import Claims, TokenError, verify
 
@@ -115,14 +116,26 @@ def created(request: web.Request, kind: str, participant: Participant, answer: s
     return response
 
 
-def refuse_when_draining(request: web.Request) -> None:
-    if request.app[NODE].draining:
-        raise ApiError(503, "node_draining", "this node accepts no new sessions")
+async def place_or_redirect(request: web.Request) -> web.Response | None:
+    """WHIP/WHEP sessions land on the room's node: elsewhere answers 307 to that node."""
+    try:
+        placement = await request.app[NODE].cluster.place(
+            request.match_info["room"], request.remote
+        )
+    except PlacementUnavailable as exc:
+        raise ApiError(503, exc.code, str(exc)) from None
+    if not placement.local:
+        assert placement.decision.node is not None
+        target = placement.decision.node.signaling_url.rstrip("/") + request.path_qs
+        return web.Response(status=307, headers={"Location": target})
+    return None
 
 
 async def whip_post(request: web.Request) -> web.Response:
     claims = room_claims(request, lambda c: c.grant.can_publish, "publishing")
-    refuse_when_draining(request)
+    redirect = await place_or_redirect(request)
+    if redirect is not None:
+        return redirect
     offer = await read_sdp(request)
     worker = request.app[NODE].worker
     try:

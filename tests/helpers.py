@@ -93,6 +93,7 @@ async def running_node(settings: Settings | None = None) -> AsyncIterator[Runnin
     app = create_app(settings or node_settings())
     server = TestServer(app, host="127.0.0.1", port=0)
     await server.start_server()
+    await app[NODE].announce(str(server.make_url("/")).rstrip("/"))
     running = RunningNode(server)
     try:
         yield running

@@ -88,7 +88,7 @@ async def test_draining_and_ice_server_links() -> None:
         assert any(
             link.startswith("<turn:turn.example.test>") and 'username="u"' in link for link in links
         )
-        rn.node.draining = True
+        await rn.node.drain(grace=0)
         async with http.post(
             rn.http("/whip/w"), data="v=0\r\n", headers={**SDP, **bearer(token("w", "pub"))}
         ) as resp:

@@ -1,0 +1,215 @@
+"""This node in the cluster: registration, heartbeats, the node snapshot, and placement.
+
+Placement runs where a session arrives. When the registry is unreachable the node keeps
+forwarding what it has, places from its last snapshot for ``routing.snapshot_grace``
+seconds, then refuses new sessions with a clear error until the registry is back; it
+re-registers by itself when that happens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+
+from regions.models import NodeLoad, NodeRecord, NodeState, RoomPolicy
+from regions.placement import Decision, PlacementInput, client_prefix, map_region, place
+from regions.registry import Registry, RegistryError, create_registry
+from relay.worker import RelayWorker
+
+from .settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+class PlacementUnavailable(Exception):
+    """No placement can be made now (registry down past the grace, or no eligible node)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(slots=True)
+class Placement:
+    decision: Decision
+    local: bool  # the session belongs here
+
+
+class Cluster:
+    def __init__(self, settings: Settings, worker: RelayWorker) -> None:
+        self.settings = settings
+        self.worker = worker
+        self.registry: Registry = create_registry(settings.registry.url, settings.node_ttl)
+        self.public_url = settings.public_url
+        self.state = NodeState.ACTIVE
+        self.snapshot: list[NodeRecord] = []
+        self.snapshot_at = 0.0  # when the registry last answered
+        self.policies: dict[str, RoomPolicy] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._registered = False
+        self._last_cpu = (time.process_time(), time.monotonic())
+
+    @property
+    def node_id(self) -> str:
+        return self.settings.node_id
+
+    def record(self) -> NodeRecord:
+        return NodeRecord(
+            id=self.node_id,
+            region=self.settings.region,
+            jurisdiction=self.settings.jurisdiction,
+            signaling_url=self.public_url,
+            media_address=",".join(f"{a}:{self.worker.port}" for a in self.settings.rtc.announce),
+            capacity=self.settings.capacity.max_participants,
+            load=self.load(),
+            state=self.state,
+            last_heartbeat=time.time(),
+        )
+
+    def load(self) -> NodeLoad:
+        cpu, wall = time.process_time(), time.monotonic()
+        last_cpu, last_wall = self._last_cpu
+        self._last_cpu = (cpu, wall)
+        return NodeLoad(
+            cpu=round((cpu - last_cpu) / max(1e-3, wall - last_wall), 3),
+            sessions=self.worker.participant_count,
+            tracks=self.worker.track_count,
+        )
+
+    @property
+    def registry_healthy(self) -> bool:
+        return time.monotonic() - self.snapshot_at <= self.settings.routing.snapshot_grace
+
+    async def start(self, public_url: str) -> None:
+        if not self.public_url:
+            self.public_url = public_url
+        await self._beat()
+        self._task = asyncio.create_task(self._loop())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        with contextlib.suppress(RegistryError):
+            await self.registry.deregister(self.node_id)
+        await self.registry.close()
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.heartbeat_interval)
+            await self._beat()
+
+    async def _beat(self) -> None:
+        """Heartbeat and refresh the snapshot; re-register when the record was lost."""
+        try:
+            if not self._registered or not any(n.id == self.node_id for n in self.snapshot):
+                await self.registry.register(self.record())
+                self._registered = True
+            else:
+                await self.registry.heartbeat(self.node_id, self.load())
+            await self._learn_rtts()
+            self.snapshot = await self.registry.live_nodes()
+            if all(n.id != self.node_id for n in self.snapshot):
+                await self.registry.register(self.record())  # expired meanwhile
+                self.snapshot = await self.registry.live_nodes()
+            self.snapshot_at = time.monotonic()
+        except RegistryError as exc:
+            self._registered = False
+            logger.warning("registry unreachable: %s", exc)
+
+    async def _learn_rtts(self) -> None:
+        """RTTs measured on live sessions (RTCP), filed under the client's truncated prefix."""
+        for room in list(self.worker.rooms.values()):
+            for participant in list(room.participants.values()):
+                for leg in (participant.publisher_leg, participant.subscriber_leg):
+                    if leg is not None and leg.addr is not None and leg.rtt_ms is not None:
+                        prefix = client_prefix(leg.addr[0])
+                        await self.registry.record_rtt(prefix, self.settings.region, leg.rtt_ms)
+                        break
+
+    async def drain(self) -> None:
+        self.state = NodeState.DRAINING
+        with contextlib.suppress(RegistryError):
+            await self.registry.set_state(self.node_id, NodeState.DRAINING)
+        self.snapshot = [
+            n.model_copy(update={"state": self.state}) if n.id == self.node_id else n
+            for n in self.snapshot
+        ]
+
+    async def policy(self, room: str) -> RoomPolicy:
+        try:
+            policy = await self.registry.room_policy(room)
+        except RegistryError:
+            return self.policies.get(room, RoomPolicy())
+        self.policies[room] = policy
+        return policy
+
+    async def set_policy(self, room: str, policy: RoomPolicy) -> None:
+        await self.registry.set_room_policy(room, policy)
+        self.policies[room] = policy
+
+    async def decide(
+        self, room: str, client_ip: str | None, probes: dict[str, float] | None = None
+    ) -> Decision:
+        """What a join would get, creating nothing (``/v1/route``)."""
+        if not self.registry_healthy:
+            raise PlacementUnavailable(
+                "registry_unavailable",
+                "the node registry has been unreachable too long; try again shortly",
+            )
+        policy = await self.policy(room)
+        try:
+            owner = await self.registry.room_node(room)
+            learned = await self.registry.learned_rtts(client_prefix(client_ip or ""))
+        except RegistryError:
+            owner = self.node_id if room in self.worker.rooms else None
+            learned = {}
+        routing = self.settings.routing
+        return place(
+            PlacementInput(
+                nodes=self.snapshot or [self.record()],
+                policy=policy,
+                room_owner=owner,
+                probes=probes or {},
+                learned=learned,
+                mapped_region=map_region(client_ip or "", routing.prefix_map),
+                default_region=routing.default_region or self.settings.region,
+            )
+        )
+
+    async def place(
+        self, room: str, client_ip: str | None, probes: dict[str, float] | None = None
+    ) -> Placement:
+        """Decide and, when the session belongs here, claim the room for this node."""
+        if room in self.worker.rooms and self.worker.rooms[room].participants:
+            # The room lives here already; its sessions stay together.
+            decision = await self.decide(room, client_ip, probes)
+            if self.state == NodeState.ACTIVE:
+                return Placement(decision, True)
+        else:
+            decision = await self.decide(room, client_ip, probes)
+        if decision.node is None:
+            if self.state == NodeState.DRAINING:
+                raise PlacementUnavailable("node_draining", "this node takes no new sessions")
+            raise PlacementUnavailable("no_eligible_node", decision.reason)
+        if decision.node.id != self.node_id:
+            return Placement(decision, False)
+        try:
+            owner = await self.registry.assign_room(room, self.node_id)
+        except RegistryError:
+            owner = self.node_id  # within the grace: keep serving from the snapshot
+        if owner != self.node_id:
+            target = next((n for n in self.snapshot if n.id == owner), None)
+            if target is not None:
+                decision.node = target
+                decision.reason = f"room already assigned to {owner}"
+                return Placement(decision, False)
+        return Placement(decision, True)
+
+    async def room_closed(self, room: str) -> None:
+        with contextlib.suppress(RegistryError):
+            await self.registry.release_room(room, self.node_id)
