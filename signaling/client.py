@@ -66,7 +66,11 @@ class EurelayClient:
         auto_subscribe: bool = True,
         ice_servers: list[RTCIceServer] | None = None,
         host_addresses: Sequence[str] | None = None,
+        probe: bool = False,
+        probe_urls: dict[str, str] | None = None,
     ) -> None:
+        """``probe``: time each region's /v1/ping before joining (``probe_urls`` overrides
+        the list the server offers at /v1/regions) and send the RTTs with the join."""
         self.url = url
         self.token = token
         self.room = room
@@ -81,6 +85,10 @@ class EurelayClient:
         self.tracks: asyncio.Queue[tuple[str, MediaStreamTrack]] = asyncio.Queue()
         self.published: dict[str, str] = {}  # mid -> track sid
         self.closed_reason: str | None = None
+        self.probe = probe or probe_urls is not None
+        self.probe_urls = probe_urls
+        self.rtts: dict[str, float] = {}
+        self.redirects: list[p.Redirect] = []
         self._session: aiohttp.ClientSession | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -108,19 +116,57 @@ class EurelayClient:
 
     # connection ---------------------------------------------------------------------------
 
-    async def connect(self, timeout: float = 10.0) -> p.Joined:
+    async def measure_rtts(self, attempts: int = 3) -> dict[str, float]:
+        """Best of ``attempts`` GETs of each region's /v1/ping, in milliseconds."""
+        assert self._session is not None
+        urls = self.probe_urls
+        if urls is None:
+            base = self.url.replace("ws://", "http://").replace("wss://", "https://")
+            base = base.rsplit("/v1/rtc", 1)[0]
+            async with self._session.get(base + "/v1/regions") as resp:
+                urls = {r["region"]: r["ping_url"] for r in (await resp.json())["regions"]}
+        rtts: dict[str, float] = {}
+        loop = asyncio.get_running_loop()
+        for region, url in urls.items():
+            best: float | None = None
+            for _ in range(attempts):
+                started = loop.time()
+                try:
+                    async with self._session.get(url, timeout=aiohttp.ClientTimeout(total=2)):
+                        pass
+                except (aiohttp.ClientError, TimeoutError):
+                    continue
+                elapsed = (loop.time() - started) * 1000
+                best = elapsed if best is None else min(best, elapsed)
+            if best is not None:
+                rtts[region] = round(best, 2)
+        return rtts
+
+    async def connect(self, timeout: float = 10.0, max_redirects: int = 3) -> p.Joined:
+        """Join; follows ``redirect`` answers to the node the session belongs on."""
         self._session = aiohttp.ClientSession()
-        self._ws = await self._session.ws_connect(self.url)
-        # The token goes in the join message, not the URL, so it never lands in access logs.
-        join = p.Join(
-            type="join", token=self.token, room=self.room, auto_subscribe=self.auto_subscribe
-        )
-        await self._send(join)
-        msg = await self._ws.receive(timeout=timeout)
-        if msg.type != aiohttp.WSMsgType.TEXT:
+        if self.probe:
+            self.rtts = await self.measure_rtts()
+        entry = self.url
+        for _ in range(max_redirects + 1):
+            try:
+                first = await self._join_once(timeout)
+            except aiohttp.ClientConnectorError:
+                if self.url == entry:
+                    raise
+                # The node we were sent to just went away: ask the entry node again.
+                await asyncio.sleep(0.5)
+                self.url = entry
+                continue
+            if not isinstance(first, p.Redirect):
+                break
+            self.redirects.append(first)
+            assert self._ws is not None
+            await self._ws.close()
+            self.url = first.url
+        else:
             await self.close()
-            raise ClientError("connection_closed", f"server closed the connection ({msg.type})")
-        first = p.server_message.validate_json(msg.data)
+            raise ClientError("too_many_redirects", f"redirected more than {max_redirects} times")
         if isinstance(first, p.Error):
             await self.close()
             raise ClientError(first.code, first.message)
@@ -130,6 +176,24 @@ class EurelayClient:
         self.joined = first
         self._reader = asyncio.create_task(self._read())
         return first
+
+    async def _join_once(self, timeout: float) -> Any:
+        assert self._session is not None
+        self._ws = await self._session.ws_connect(self.url)
+        # The token goes in the join message, not the URL, so it never lands in access logs.
+        join = p.Join(
+            type="join",
+            token=self.token,
+            room=self.room,
+            auto_subscribe=self.auto_subscribe,
+            rtts=self.rtts,
+        )
+        await self._send(join)
+        msg = await self._ws.receive(timeout=timeout)
+        if msg.type != aiohttp.WSMsgType.TEXT:
+            await self.close()
+            raise ClientError("connection_closed", f"server closed the connection ({msg.type})")
+        return p.server_message.validate_json(msg.data)
 
     @property
     def sid(self) -> str:

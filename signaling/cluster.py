@@ -203,7 +203,10 @@ class Cluster:
         except RegistryError:
             owner = self.node_id  # within the grace: keep serving from the snapshot
         if owner != self.node_id:
-            target = next((n for n in self.snapshot if n.id == owner), None)
+            # Follow the room's owner unless it is draining (then new sessions start here).
+            target = next(
+                (n for n in self.snapshot if n.id == owner and n.state == NodeState.ACTIVE), None
+            )
             if target is not None:
                 decision.node = target
                 decision.reason = f"room already assigned to {owner}"
