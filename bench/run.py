@@ -31,8 +31,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from signaling.node_process import NodeProcess, spawn_node
 from signaling.tokens import Grant, mint
+from tests.redis_server import redis_server
 
-from . import whip_latency
+from . import placement, whip_latency
 from .raw_peer import RawPeer, VideoSender
 
 KEY, SECRET = "bench", "bench-secret-" + "0" * 32
@@ -243,10 +244,24 @@ WHIP offer (camera already open) and stops at the viewer's first decoded video f
 covers the HTTP exchange, ICE, DTLS, Chromium's first keyframe, forwarding and decoding.
 
 {whip}
+
+## Placement with 1,000 registered nodes ({date})
+
+Per join: read the room's owner, its residency policy and the RTTs learned for the
+client's prefix from the registry, score the node snapshot, claim the room (Lua script on
+Redis). The snapshot (every live node record) is refreshed once per heartbeat, timed apart.
+Redis is a local `redis-server` on loopback.
+
+{placement}
 """
 
 
-def render(results: list[Result], duration: float, whip: dict[str, float] | None = None) -> str:
+def render(
+    results: list[Result],
+    duration: float,
+    whip: dict[str, float] | None = None,
+    placement_rows: list[dict[str, Any]] | None = None,
+) -> str:
     date = datetime.now(UTC).strftime("%Y-%m-%d")
     rows = [
         "| subscribers | forwarded pkts | CPU µs / fwd pkt | relay fwd p50 / p99 (µs, bucket) "
@@ -273,6 +288,7 @@ def render(results: list[Result], duration: float, whip: dict[str, float] | None
             if whip
             else "Not measured in this run (needs Debian's chromium)."
         ),
+        placement=placement.render(placement_rows) if placement_rows else "Not measured.",
     )
 
 
@@ -286,13 +302,25 @@ async def whip_to_first_frame(runs: int) -> dict[str, float] | None:
     return result
 
 
-async def main_async(args: argparse.Namespace) -> tuple[list[Result], dict[str, float] | None]:
+async def placement_rows() -> list[dict[str, Any]]:
+    rows = [await placement.measure("memory://")]
+    if shutil.which("redis-server"):
+        async with redis_server() as redis:
+            rows.append(await placement.measure(redis.url))
+    for row in rows:
+        print(json.dumps(row), flush=True)
+    return rows
+
+
+async def main_async(
+    args: argparse.Namespace,
+) -> tuple[list[Result], dict[str, float] | None, list[dict[str, Any]]]:
     results = []
     for n in args.subscribers:
         result = await run_scenario(n, args.duration)
         print(json.dumps(asdict(result)), flush=True)
         results.append(result)
-    return results, await whip_to_first_frame(args.whip_runs)
+    return results, await whip_to_first_frame(args.whip_runs), await placement_rows()
 
 
 def main() -> None:
@@ -304,8 +332,8 @@ def main() -> None:
     args = parser.parse_args()
     import uvloop
 
-    results, whip = uvloop.run(main_async(args))
-    text = render(results, args.duration, whip)
+    results, whip, rows = uvloop.run(main_async(args))
+    text = render(results, args.duration, whip, rows)
     print(text)
     if args.write:
         args.write.write_text(text)

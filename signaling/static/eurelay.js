@@ -20,9 +20,11 @@ export class EurelayError extends Error {
 // "track_unpublished", "track_muted", "track" ({track, streams, trackSid}), "data"
 // ({from_identity, topic, payload}), "error" (protocol errors), "closed" ({reason}).
 export class EurelayClient extends EventTarget {
-  constructor(url, token, {room = null, autoSubscribe = true, iceServers = []} = {}) {
+  constructor(url, token, {room = null, autoSubscribe = true, iceServers = [], probe = true} = {}) {
     super();
     this.url = url;
+    this.probe = probe;
+    this.rtts = {};
     this.token = token;
     this.room = room;
     this.autoSubscribe = autoSubscribe;
@@ -60,18 +62,50 @@ export class EurelayClient extends EventTarget {
     this._ws.send(JSON.stringify(message));
   }
 
-  connect() {
+  // Best of three GETs of each region's /v1/ping (the regions the server offers), in ms.
+  async measureRtts() {
+    const base = this.url.replace(/^ws/, "http").replace(/\/v1\/rtc.*$/, "");
+    const {regions} = await (await fetch(`${base}/v1/regions`)).json();
+    const rtts = {};
+    for (const {region, ping_url: url} of regions) {
+      let best = Infinity;
+      for (let i = 0; i < 3; i++) {
+        const started = performance.now();
+        try { await fetch(url, {cache: "no-store"}); } catch (e) { continue; }
+        best = Math.min(best, performance.now() - started);
+      }
+      if (best < Infinity) rtts[region] = Math.round(best * 100) / 100;
+    }
+    return rtts;
+  }
+
+  // Join; follows the server's redirect to the node the session belongs on.
+  async connect({maxRedirects = 3} = {}) {
+    if (this.probe) this.rtts = await this.measureRtts().catch(() => ({}));
+    for (let hop = 0; hop <= maxRedirects; hop++) {
+      const result = await this._joinOnce();
+      if (result.type !== "redirect") return result;
+      this.url = result.url;
+    }
+    throw new EurelayError("too_many_redirects", `redirected more than ${maxRedirects} times`);
+  }
+
+  _joinOnce() {
     return new Promise((resolve, reject) => {
       const ws = new WebSocket(this.url);
       this._ws = ws;
       ws.onopen = () => this._send({
         type: "join", version: PROTOCOL_VERSION, token: this.token,
-        room: this.room, auto_subscribe: this.autoSubscribe,
+        room: this.room, auto_subscribe: this.autoSubscribe, rtts: this.rtts,
       });
       ws.onmessage = (event) => {
         const message = JSON.parse(event.data);
         if (!this.joined) {
-          if (message.type === "joined") {
+          if (message.type === "redirect") {
+            ws.onclose = null;
+            ws.close();
+            resolve(message);
+          } else if (message.type === "joined") {
             this.joined = message;
             this._emit("joined", message);
             resolve(message);
@@ -83,7 +117,10 @@ export class EurelayClient extends EventTarget {
         this._handle(message);
       };
       ws.onclose = (event) => {
-        if (!this.joined) reject(new EurelayError("connection_closed", `closed (${event.code})`));
+        if (!this.joined) {
+          reject(new EurelayError("connection_closed", `closed (${event.code})`));
+          return;
+        }
         this._emit("closed", {reason: event.reason || "connection_closed"});
       };
     });
