@@ -50,7 +50,7 @@ class Cluster:
         self.policies: dict[str, RoomPolicy] = {}
         self._task: asyncio.Task[None] | None = None
         self._registered = False
-        self._last_cpu = (time.process_time(), time.monotonic())
+        self._last_cpu = (time.process_time(), time.monotonic(), 0)
 
     @property
     def node_id(self) -> str:
@@ -70,11 +70,19 @@ class Cluster:
         )
 
     def load(self) -> NodeLoad:
-        cpu, wall = time.process_time(), time.monotonic()
-        last_cpu, last_wall = self._last_cpu
-        self._last_cpu = (cpu, wall)
+        """Load since the previous call: CPU share of one core, media bitrate in and out."""
+        stats = self.worker.stats
+        cpu, wall, octets = (
+            time.process_time(),
+            time.monotonic(),
+            stats.rtp_bytes_in + stats.rtp_bytes_out,
+        )
+        last_cpu, last_wall, last_octets = self._last_cpu
+        self._last_cpu = (cpu, wall, octets)
+        elapsed = max(1e-3, wall - last_wall)
         return NodeLoad(
-            cpu=round((cpu - last_cpu) / max(1e-3, wall - last_wall), 3),
+            cpu=round((cpu - last_cpu) / elapsed, 3),
+            bitrate_bps=int((octets - last_octets) * 8 / elapsed),
             sessions=self.worker.participant_count,
             tracks=self.worker.track_count,
         )

@@ -239,6 +239,20 @@ async def test_residency_is_never_violated(tmp_path: Path) -> None:
         await patient.connect()
         assert patient.joined.node_id == "central-1"  # type: ignore[union-attr]
         await patient.close()
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(
+                nodes["west-1"].http_url + "/whip/klinik?x=1",
+                data="v=0\r\n",
+                headers={
+                    "Content-Type": "application/sdp",
+                    "Authorization": f"Bearer {token('klinik', 'camera')}",
+                },
+                allow_redirects=False,
+            ) as resp,
+        ):
+            assert resp.status == 307  # WHIP clients are sent to the room's node
+            assert resp.headers["Location"] == nodes["central-1"].http_url + "/whip/klinik?x=1"
         with pytest.raises(ClientError) as refused:
             await joined(nodes["central-1"], "vard", "nobody")
         assert refused.value.code == "no_eligible_node"
