@@ -11,18 +11,26 @@ from collections.abc import Callable
 
 from .rtp_header import HEADER, SEQ_TS_SSRC, is_keyframe_start, payload_offset
 from .stats import RelayStats
-from .track import UpTrack
+from .track import DownTrack, UpTrack
 
 SendTo = Callable[[bytes, tuple[str, int]], None]
 
 
 def forward_rtp(
-    up: UpTrack, rtp: bytes, seq: int, timestamp: int, sendto: SendTo, stats: RelayStats
+    up: UpTrack,
+    rtp: bytes,
+    seq: int,
+    timestamp: int,
+    sendto: SendTo,
+    stats: RelayStats,
+    now: float,
 ) -> None:
     offset = payload_offset(rtp)
     if offset < 0:
         stats.dropped["malformed"] += 1
         return
+    if up.cache is not None:
+        up.cache.put(seq, rtp, now)
     b0 = rtp[0]
     payload = rtp[offset:]
     up.stats.update(seq)
@@ -69,6 +77,35 @@ def forward_rtp(
         sent_bytes += len(packet)
     stats.rtp_packets_out += sent
     stats.rtp_bytes_out += sent_bytes
+
+
+def resend(down: DownTrack, rtp: bytes, sendto: SendTo, stats: RelayStats) -> bool:
+    """Send one cached packet again to one subscriber, in its numbering (slow path: NACKs).
+
+    The same rewrite as ``forward_rtp``, kept apart so the per-packet loop stays inline.
+    """
+    offset = payload_offset(rtp)
+    sink = down.sink
+    if offset < 0 or not down.started or sink.tx_srtp is None:
+        return False
+    seq, timestamp, _ = SEQ_TS_SSRC.unpack_from(rtp, 2)
+    b0 = rtp[0]
+    csrc_end = 12 + 4 * (b0 & 0x0F)
+    header = HEADER.pack(
+        0x80 | (b0 & 0x2F),
+        (rtp[1] & 0x80) | down.payload_type,
+        (seq + down.seq_offset) & 0xFFFF,
+        (timestamp + down.ts_offset) & 0xFFFFFFFF,
+        down.ssrc,
+    )
+    try:
+        packet = sink.tx_srtp.protect(header + rtp[12:csrc_end] + rtp[offset:])
+    except Exception:
+        stats.dropped["send_error"] += 1
+        return False
+    sendto(packet, sink.addr)
+    stats.retransmitted_packets += 1
+    return True
 
 
 def read_seq_ts_ssrc(rtp: bytes) -> tuple[int, int, int]:

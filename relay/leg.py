@@ -17,6 +17,7 @@ from . import rtcp
 from .dtls_adapter import DtlsRole, DtlsSession
 from .forwarder import forward_rtp, read_seq_ts_ssrc
 from .ice_lite import IceCredentials
+from .rate_limiter import TokenBucket
 from .room import Participant
 from .sdp_negotiation import SubscriberSlot, ViewerSlot
 from .stats import RelayStats
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from aiortc.rtp import RtcpSrPacket
 
 logger = logging.getLogger(__name__)
+MAX_NACKED = 64  # sequence numbers honoured per NACK packet; the rest are ignored
 
 
 class LegHost(Protocol):
@@ -36,6 +38,8 @@ class LegHost(Protocol):
     def sendto(self, data: bytes, addr: tuple[str, int]) -> None: ...
 
     def request_keyframe(self, up: UpTrack) -> None: ...
+
+    def retransmit(self, down: DownTrack, lost: list[int]) -> None: ...
 
     def data_received(
         self, participant: Participant, lossy: bool, message: bytes | str
@@ -169,7 +173,15 @@ class PublisherLeg(Leg):
                 stats.dropped["unknown_ssrc"] += 1
                 return
         up.stats.update_jitter(arrival * up.codec.clock_rate, timestamp)
-        forward_rtp(up, rtp, seq, timestamp, self.host.sendto, stats)
+        nacks = up.nacks
+        if nacks is not None:
+            gap = nacks.received(seq, arrival)
+            if gap:
+                self.send_nack(up, gap)
+            if nacks.hopeless:
+                nacks.hopeless = False
+                self.host.request_keyframe(up)
+        forward_rtp(up, rtp, seq, timestamp, self.host.sendto, stats, arrival)
 
     def _on_rtcp(self, data: bytes) -> None:
         packets = self.unprotect_rtcp(data)
@@ -190,6 +202,24 @@ class PublisherLeg(Leg):
                 down.sink.send_sender_report(
                     rtcp.sender_report_for(down, sr), up.stats.last_sr_mid32
                 )
+
+    def send_nack(self, up: UpTrack, lost: list[int]) -> None:
+        if up.ssrc is not None:
+            self.send_rtcp(rtcp.nack(self.rtcp_ssrc, up.ssrc, lost))
+            self.host.stats.nack_sent += 1
+
+    def send_due_nacks(self, now: float) -> None:
+        """Repeat NACKs for packets still missing; hopeless gaps become a keyframe request."""
+        for up in self.by_ssrc.values():
+            nacks = up.nacks
+            if nacks is None or not nacks.missing:
+                continue
+            again = nacks.due(now)
+            if again:
+                self.send_nack(up, again)
+            if nacks.hopeless:
+                nacks.hopeless = False
+                self.host.request_keyframe(up)
 
     def send_receiver_reports(self, now: float) -> None:
         self.send_rtcp(rtcp.receiver_report(self.rtcp_ssrc, list(self.by_ssrc.values()), now))
@@ -214,6 +244,7 @@ class SubscriberLeg(Leg):
         self.accepted_ssrcs: set[int] = set()
         self.remote_sctp_port = 5000
         self._sr_sent: dict[int, float] = {}  # LSR (NTP middle 32 bits) -> when we sent it
+        self.retransmit_budget = TokenBucket(rate=400.0, burst=200.0)  # NACK floods stop here
         self.has_data = True  # False for WHEP viewers: no SCTP
         self.viewer_slots: list[ViewerSlot] = []  # WHEP: the m-lines the viewer offered
         self.viewer_history: dict[int, DownTrack] = {}  # WHEP: last source per m-line SSRC
@@ -279,6 +310,9 @@ class SubscriberLeg(Leg):
                     self.host.request_keyframe(down.up)
             elif name == "RtcpRtpfbPacket" and packet.fmt == rtcp.RTPFB_NACK:  # type: ignore[attr-defined]
                 stats.nack_received += 1
+                down = self.by_ssrc.get(packet.media_ssrc)  # type: ignore[attr-defined]
+                if down is not None:  # NACKs for SSRCs we never sent are ignored
+                    self.host.retransmit(down, packet.lost[:MAX_NACKED])  # type: ignore[attr-defined]
             elif name in ("RtcpRrPacket", "RtcpSrPacket"):
                 self._on_receiver_report(packet)
 

@@ -8,6 +8,7 @@ from aiortc.rtp import (
     RtcpPsfbPacket,
     RtcpReceiverInfo,
     RtcpRrPacket,
+    RtcpRtpfbPacket,
     RtcpSenderInfo,
     RtcpSrPacket,
 )
@@ -27,6 +28,12 @@ def is_rtcp(data: bytes) -> bool:
 def parse(data: bytes) -> list[object]:
     """Parse a compound packet; raises ValueError on garbage."""
     return list(RtcpPacket.parse(data))
+
+
+def nack(sender_ssrc: int, media_ssrc: int, lost: list[int]) -> bytes:
+    packet = RtcpRtpfbPacket(fmt=RTPFB_NACK, ssrc=sender_ssrc, media_ssrc=media_ssrc)
+    packet.lost = sorted(lost)
+    return bytes(packet)
 
 
 def pli(sender_ssrc: int, media_ssrc: int) -> bytes:

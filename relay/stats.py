@@ -62,6 +62,9 @@ class RelayStats:
     fir_received: int = 0
     keyframe_requests_sent: int = 0
     nack_received: int = 0
+    nack_sent: int = 0  # NACK packets sent to publishers
+    retransmitted_packets: int = 0  # answered from the packet cache
+    nack_unanswerable: int = 0  # asked for packets the cache no longer holds
     data_messages_in: int = 0
     data_messages_out: int = 0
     data_messages_rejected: int = 0

@@ -13,6 +13,8 @@ from typing import Any
 
 from .codecs import Codec
 from .keyframe_requester import KeyframeRequester
+from .nack_tracker import NackTracker
+from .packet_cache import PacketCache
 
 
 def random_ssrc() -> int:
@@ -86,6 +88,8 @@ class UpTrack:
     down_tracks: list[DownTrack] = field(default_factory=list)
     stats: ReceiveStats = field(default_factory=ReceiveStats)
     keyframes: KeyframeRequester = field(default_factory=KeyframeRequester)
+    cache: PacketCache | None = None  # video: answers subscribers' NACKs
+    nacks: NackTracker | None = None  # video: gaps to NACK upstream
     packets: int = 0
     octets: int = 0
 

@@ -21,7 +21,10 @@ from .codecs import SUPPORTED, Codec
 from .data_message import DeliveredData, OutgoingData
 from .dtls_adapter import generate_certificate, local_fingerprint
 from .errors import NodeFullError, NotFoundError, PermissionDeniedError, SdpError, StateError
+from .forwarder import resend
 from .leg import Leg, PublisherLeg, SubscriberLeg
+from .nack_tracker import NackTracker
+from .packet_cache import PacketCache
 from .rate_limiter import TokenBucket
 from .room import Participant, Permissions, Room, new_sid
 from .sdp_negotiation import (
@@ -284,6 +287,9 @@ class RelayWorker:
                 name=info.get(media.mid, PublishedTrackInfo()).name,
             )
             track.keyframes.interval = self.config.keyframe_interval
+            if track.kind == "video":
+                track.cache = PacketCache()
+                track.nacks = NackTracker()
             participant.published[track.sid] = track
             leg.add_track(track)
             self.observer.track_published(room, participant, track)
@@ -610,6 +616,26 @@ class RelayWorker:
         if up.kind == "video" and up.keyframes.request(time.monotonic()):
             self._send_pli(up)
 
+    def retransmit(self, down: DownTrack, lost: list[int]) -> None:
+        """Answer a subscriber's NACK from the packet cache; what is gone needs a keyframe."""
+        cache = down.up.cache
+        if cache is None:
+            return
+        now = time.perf_counter()
+        leg: SubscriberLeg = down.sink
+        missing = False
+        for out_seq in lost:
+            if not leg.retransmit_budget.allow(now):
+                return  # flood: the rest is ignored
+            rtp = cache.get((out_seq - down.seq_offset) & 0xFFFF, now)
+            if rtp is None:
+                missing = True
+            else:
+                resend(down, rtp, self.mux.sendto, self.stats)
+        if missing:
+            self.stats.nack_unanswerable += 1
+            self.request_keyframe(down.up)
+
     def _send_pli(self, up: UpTrack) -> None:
         room = self.rooms.get(up.room)
         publisher = room.participants.get(up.publisher_sid) if room else None
@@ -674,6 +700,7 @@ class RelayWorker:
             try:
                 now = time.monotonic()
                 self._send_due_keyframe_requests(now)
+                self._send_due_nacks(time.perf_counter())
                 if now - last_report >= self.config.report_interval:
                     last_report = now
                     self._send_receiver_reports(now)
@@ -686,6 +713,13 @@ class RelayWorker:
             for track in room.tracks():
                 if track.keyframes.due(now):
                     self._send_pli(track)
+
+    def _send_due_nacks(self, now: float) -> None:
+        for room in self.rooms.values():
+            for participant in room.participants.values():
+                leg = participant.publisher_leg
+                if leg is not None and leg.tx_srtp is not None:
+                    leg.send_due_nacks(now)
 
     def _send_receiver_reports(self, now: float) -> None:
         for room in self.rooms.values():

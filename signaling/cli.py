@@ -115,6 +115,43 @@ def token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _address(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    return host or "127.0.0.1", int(port)
+
+
+def netem(args: argparse.Namespace) -> int:
+    """Run the UDP impairment proxy in front of a relay's media port until interrupted."""
+    from relay.netem import Impairment, UdpImpairmentProxy
+
+    impairment = Impairment(
+        loss=args.loss / 100,
+        burst=args.burst,
+        delay_ms=args.delay,
+        jitter_ms=args.jitter,
+        reorder=args.reorder / 100,
+        rate_kbps=args.rate,
+    )
+    up = impairment if args.direction in ("up", "both") else None
+    down = impairment if args.direction in ("down", "both") else None
+
+    async def run() -> None:
+        proxy = UdpImpairmentProxy(_address(args.target), up, down, listen=_address(args.listen))
+        port = await proxy.start()
+        print(
+            f"eurelay netem listening udp={args.listen.rpartition(':')[0]}:{port} -> {args.target}",
+            flush=True,
+        )
+        try:
+            await asyncio.Event().wait()
+        finally:
+            proxy.close()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="eurelay", description="eurelay WebRTC media relay")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -137,6 +174,27 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--api-key")
     t.add_argument("--api-secret")
     t.set_defaults(func=token)
+    n = sub.add_parser(
+        "netem",
+        help="UDP impairment proxy (loss, delay, jitter, reordering, bandwidth cap)",
+        description="Clients send media to --listen; it reaches --target impaired. Point "
+        "clients at it (the Python client: media_via=(host, port)).",
+    )
+    n.add_argument("--target", required=True, help="relay media address HOST:PORT")
+    n.add_argument("--listen", default="127.0.0.1:0", help="HOST:PORT (default: a free port)")
+    n.add_argument("--loss", type=float, default=0.0, help="percent of packets dropped")
+    n.add_argument("--burst", type=float, default=1.0, help="mean loss burst length (packets)")
+    n.add_argument("--delay", type=float, default=0.0, help="ms")
+    n.add_argument("--jitter", type=float, default=0.0, help="+- ms")
+    n.add_argument("--reorder", type=float, default=0.0, help="percent of packets held back")
+    n.add_argument("--rate", type=float, default=0.0, help="bandwidth cap in kbit/s (0: none)")
+    n.add_argument(
+        "--direction",
+        choices=["up", "down", "both"],
+        default="both",
+        help="up: client to relay; down: relay to client",
+    )
+    n.set_defaults(func=netem)
     return parser
 
 

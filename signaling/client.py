@@ -68,6 +68,7 @@ class EurelayClient:
         host_addresses: Sequence[str] | None = None,
         probe: bool = False,
         probe_urls: dict[str, str] | None = None,
+        media_via: tuple[str, int] | None = None,
     ) -> None:
         """``probe``: time each region's /v1/ping before joining (``probe_urls`` overrides
         the list the server offers at /v1/regions) and send the RTTs with the join."""
@@ -87,6 +88,7 @@ class EurelayClient:
         self.closed_reason: str | None = None
         self.probe = probe or probe_urls is not None
         self.probe_urls = probe_urls
+        self.media_via = media_via  # send media through e.g. an impairment proxy
         self.rtts: dict[str, float] = {}
         self.redirects: list[p.Redirect] = []
         self._session: aiohttp.ClientSession | None = None
@@ -246,12 +248,29 @@ class EurelayClient:
     async def _answer_subscriber_offer(self, offer: p.SubscriberOffer) -> None:
         async with self._negotiation:
             self._sub_tracks.update(offer.tracks)
-            await self._sub.setRemoteDescription(RTCSessionDescription(offer.sdp, "offer"))
+            await self._sub.setRemoteDescription(
+                RTCSessionDescription(self._via(offer.sdp), "offer")
+            )
             answer = await self._sub.createAnswer()
             await self._sub.setLocalDescription(answer)
             await self._send(
                 p.SubscriberAnswer(type="subscriber_answer", sdp=self._sub.localDescription.sdp)
             )
+
+    def _via(self, sdp: str) -> str:
+        """Point the relay's candidates at ``media_via`` (the relay is ICE-lite: it learns
+        our address from the checks, so only our side needs to know)."""
+        if self.media_via is None:
+            return sdp
+        host, port = self.media_via
+        lines = []
+        for line in sdp.split("\r\n"):
+            if line.startswith("a=candidate:") and " typ host" in line:
+                bits = line.split(" ")
+                bits[4], bits[5] = host, str(port)
+                line = " ".join(bits)
+            lines.append(line)
+        return "\r\n".join(lines)
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         mid = next((t.mid for t in self._sub.getTransceivers() if t.receiver.track is track), None)
@@ -301,7 +320,7 @@ class EurelayClient:
             p.PublishOffer(type="publish_offer", sdp=pc.localDescription.sdp, tracks=infos)
         )
         answer = await asyncio.wait_for(self._answer, timeout)
-        await pc.setRemoteDescription(RTCSessionDescription(answer.sdp, "answer"))
+        await pc.setRemoteDescription(RTCSessionDescription(self._via(answer.sdp), "answer"))
         self.published = dict(answer.tracks)
         return self.published
 

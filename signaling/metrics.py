@@ -98,6 +98,17 @@ class RelayCollector(Collector):
         yield counter(
             "eurelay_relay_stun_requests", "STUN binding requests handled.", s.stun_requests
         )
+        yield counter("eurelay_relay_nack_sent", "NACK packets sent to publishers.", s.nack_sent)
+        yield counter(
+            "eurelay_relay_retransmitted_packets",
+            "Packets resent from the cache to subscribers.",
+            s.retransmitted_packets,
+        )
+        yield counter(
+            "eurelay_relay_nack_unanswerable",
+            "NACKs asking for packets the cache no longer held.",
+            s.nack_unanswerable,
+        )
         data = CounterMetricFamily(
             "eurelay_relay_data_messages", "Data messages.", labels=["direction"]
         )

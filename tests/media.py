@@ -18,9 +18,11 @@ class FlatColorTrack(VideoStreamTrack):  # type: ignore[misc]
         super().__init__()
         self.width = width
         self.height = height
+        self.sent = 0  # frames produced, to compare with frames decoded downstream
 
     async def recv(self) -> VideoFrame:
         pts, time_base = await self.next_timestamp()
+        self.sent += 1
         frame = VideoFrame(width=self.width, height=self.height)
         for plane in frame.planes:
             plane.update(bytes(plane.buffer_size))

@@ -1,0 +1,119 @@
+"""Loss on either leg, recovered by NACKs and keyframes (issue 5 tests 1-3)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from dataclasses import dataclass, field
+
+import pytest
+
+from relay.netem import Impairment, UdpImpairmentProxy
+
+from ..helpers import RunningNode, token
+from ..media import FlatColorTrack
+
+pytestmark = [pytest.mark.timeout(90), pytest.mark.slow]
+
+
+@dataclass
+class Decoded:
+    times: list[float] = field(default_factory=list)
+
+    def count_between(self, start: float, end: float) -> int:
+        return sum(1 for t in self.times if start <= t < end)
+
+    def longest_gap(self, start: float, end: float) -> float:
+        inside = [start] + [t for t in self.times if start <= t < end] + [end]
+        return max(b - a for a, b in itertools.pairwise(inside))
+
+
+async def _decode_forever(track: object, decoded: Decoded) -> None:
+    while True:
+        await track.recv()  # type: ignore[attr-defined]
+        decoded.times.append(time.monotonic())
+
+
+async def _call(
+    relay_node: RunningNode,
+    room: str,
+    pub_via: tuple[str, int] | None,
+    sub_via: tuple[str, int] | None,
+) -> tuple[FlatColorTrack, Decoded, asyncio.Task[None]]:
+    publisher = relay_node.client(token(room, "pub"), media_via=pub_via)
+    await publisher.connect()
+    source = FlatColorTrack(320, 240)
+    await publisher.publish(source)
+    viewer = relay_node.client(token(room, "sub", publish=False), media_via=sub_via)
+    await viewer.connect()
+    _, track = await viewer.next_track(15)
+    decoded = Decoded()
+    task = asyncio.create_task(_decode_forever(track, decoded))
+    await asyncio.sleep(2.0)  # settle: connected and decoding
+    assert decoded.times, "nothing decoded before impairment"
+    return source, decoded, task
+
+
+async def _measure(source: FlatColorTrack, decoded: Decoded, seconds: float) -> tuple[float, float]:
+    sent_before, started = source.sent, time.monotonic()
+    await asyncio.sleep(seconds)
+    ended = time.monotonic()
+    await asyncio.sleep(0.3)  # frames in flight at the end still count
+    ratio = decoded.count_between(started, ended + 0.3) / max(1, source.sent - sent_before)
+    return ratio, decoded.longest_gap(started, ended)
+
+
+async def _proxy(relay_node: RunningNode, up: Impairment, down: Impairment) -> UdpImpairmentProxy:
+    proxy = UdpImpairmentProxy(("127.0.0.1", relay_node.node.worker.port), up, down, seed=11)
+    await proxy.start()
+    return proxy
+
+
+async def test_subscriber_leg_loss_is_repaired_from_the_cache(relay_node: RunningNode) -> None:
+    proxy = await _proxy(relay_node, Impairment(), Impairment(loss=0.05))
+    try:
+        source, decoded, task = await _call(
+            relay_node, "lossy-down", None, ("127.0.0.1", proxy.port)
+        )
+        ratio, gap = await _measure(source, decoded, 8.0)
+        task.cancel()
+        stats = relay_node.node.worker.stats
+        assert proxy.down.dropped > 0
+        assert stats.retransmitted_packets > 0
+        assert ratio >= 0.95, f"decoded {ratio:.1%} of the frames sent"
+        assert gap < 1.0, f"froze for {gap:.2f} s"
+    finally:
+        proxy.close()
+
+
+async def test_publisher_leg_loss_is_repaired_by_upstream_nacks(relay_node: RunningNode) -> None:
+    proxy = await _proxy(relay_node, Impairment(loss=0.05), Impairment())
+    try:
+        source, decoded, task = await _call(relay_node, "lossy-up", ("127.0.0.1", proxy.port), None)
+        ratio, gap = await _measure(source, decoded, 8.0)
+        task.cancel()
+        stats = relay_node.node.worker.stats
+        assert proxy.up.dropped > 0
+        assert stats.nack_sent > 0
+        assert ratio >= 0.95, f"decoded {ratio:.1%} of the frames sent"
+        assert gap < 1.0, f"froze for {gap:.2f} s"
+    finally:
+        proxy.close()
+
+
+async def test_decoding_resumes_quickly_after_heavy_loss(relay_node: RunningNode) -> None:
+    proxy = await _proxy(relay_node, Impairment(), Impairment())
+    try:
+        _source, decoded, task = await _call(relay_node, "storm", None, ("127.0.0.1", proxy.port))
+        proxy.set(down=Impairment(loss=0.20))
+        await asyncio.sleep(5.0)
+        proxy.set(down=Impairment())
+        calm = time.monotonic()
+        await asyncio.sleep(2.0)
+        task.cancel()
+        after = [t for t in decoded.times if t >= calm]
+        assert after and after[0] - calm < 2.0, "no frame decoded within 2 s after the loss"
+        assert len(after) >= 30, f"only {len(after)} frames in the 2 s after the loss stopped"
+    finally:
+        proxy.close()
