@@ -18,6 +18,7 @@ from .errors import SdpError
 from .ice_lite import IceCredentials
 
 MAX_SDP_BYTES = 64 * 1024
+OPUS_RESILIENCE = {"useinbandfec": 1, "usedtx": 1}
 SCTP_PORT = 5000
 MAX_MESSAGE_SIZE = 65536
 
@@ -164,8 +165,12 @@ def _codec_lines(codec: Codec, payload_type: int) -> list[str]:
     if codec.kind == "video":
         for fb_type, fb_param in VIDEO_FEEDBACK:
             lines.append(f"a=rtcp-fb:{payload_type} {fb_type}{' ' + fb_param if fb_param else ''}")
-    if codec.fmtp:
-        params = ";".join(f"{k}={v}" for k, v in codec.fmtp.items())
+    fmtp = dict(codec.fmtp)
+    if codec.mime.lower() == "audio/opus":
+        # In-band FEC and DTX pass through the relay untouched; ask for both on every leg.
+        fmtp.update(OPUS_RESILIENCE)
+    if fmtp:
+        params = ";".join(f"{k}={v}" for k, v in fmtp.items())
         lines.append(f"a=fmtp:{payload_type} {params}")
     return lines
 

@@ -1,0 +1,105 @@
+"""NACK handling without the network: the cache, upstream gap tracking, and hostile NACKs."""
+
+from __future__ import annotations
+
+import struct
+import time
+import tracemalloc
+
+from relay.codecs import VP8
+from relay.nack_tracker import NackTracker
+from relay.packet_cache import PacketCache
+from relay.rate_limiter import TokenBucket
+from relay.stats import RelayStats
+from relay.track import DownTrack, UpTrack
+
+
+def test_cache_is_bounded_by_count_and_age() -> None:
+    cache = PacketCache(size=8, max_age=1.0)
+    for seq in range(20):
+        cache.put(seq, bytes([seq]), now=float(seq) / 100)
+    assert cache.get(19, 0.2) == bytes([19])
+    assert cache.get(5, 0.2) is None  # overwritten by 13
+    assert cache.get(19, 5.0) is None  # too old
+    assert len(cache.packets) == 8
+
+
+def test_tracker_nacks_gaps_then_gives_up() -> None:
+    tracker = NackTracker(interval=0.05, retries=2)
+    assert tracker.received(100, 0.0) is None
+    assert tracker.received(101, 0.0) is None
+    assert tracker.received(105, 0.0) == [102, 103, 104]
+    assert tracker.received(103, 0.01) is None  # a retransmission fills a hole
+    assert sorted(tracker.missing) == [102, 104]
+    assert tracker.due(0.02) == []  # not yet
+    assert sorted(tracker.due(0.1)) == [102, 104]
+    assert tracker.due(0.2) == [] and tracker.hopeless  # out of retries
+    tracker.hopeless = False
+    assert tracker.received(65535 - 2, 1.0) is None  # far back: ignored, no wrap confusion
+    assert tracker.received(2000, 1.0) is None and tracker.hopeless  # huge jump: keyframe
+
+
+class _Sink:
+    addr = ("127.0.0.1", 1)
+
+    class tx_srtp:
+        @staticmethod
+        def protect(packet: bytes) -> bytes:
+            return packet
+
+
+class _Host:
+    """The worker's retransmit logic against a fake sink, counting what goes out."""
+
+    def __init__(self) -> None:
+        from relay.worker import RelayWorker
+
+        self.stats = RelayStats()
+        self.sent: list[bytes] = []
+        self.keyframes = 0
+        self.retransmit = RelayWorker.retransmit.__get__(self)  # type: ignore[attr-defined]
+        self.mux = self
+
+    def sendto(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.sent.append(data)
+
+    def request_keyframe(self, up: UpTrack) -> None:
+        self.keyframes += 1
+
+
+def _down() -> DownTrack:
+    up = UpTrack(sid="T", kind="video", codec=VP8, mid="0", publisher_sid="P", room="R", ssrc=9)
+    up.cache = PacketCache()
+    now = time.perf_counter()  # the worker judges cache age on this clock
+    for seq in range(1000, 1100):
+        up.cache.put(seq, struct.pack("!BBHII", 0x80, 96, seq, seq * 3000, 9) + b"x" * 1000, now)
+    sink = _Sink()
+    sink.retransmit_budget = TokenBucket(rate=400.0, burst=200.0)  # type: ignore[attr-defined]
+    down = DownTrack(up=up, subscriber_sid="S", mid="0", payload_type=96, sink=sink)
+    down.start_at(1000, 3_000_000)
+    return down
+
+
+def test_nacks_are_answered_in_the_subscribers_numbering() -> None:
+    host, down = _Host(), _down()
+    out_seq = (1010 + down.seq_offset) & 0xFFFF
+    host.retransmit(down, [out_seq])
+    assert len(host.sent) == 1
+    assert struct.unpack_from("!H", host.sent[0], 2)[0] == out_seq
+    assert struct.unpack_from("!I", host.sent[0], 8)[0] == down.ssrc
+    assert host.stats.retransmitted_packets == 1
+
+
+def test_hostile_nacks_cost_nothing_lasting() -> None:
+    host, down = _Host(), _down()
+    host.retransmit(down, [(down.seq_offset + 5) & 0xFFFF])  # a packet never cached
+    assert host.keyframes == 1 and not host.sent
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot()
+    for i in range(5000):  # absurd ranges and a flood
+        host.retransmit(down, [(i * 7919) & 0xFFFF for _ in range(64)])
+    after = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    grown = sum(s.size_diff for s in after.compare_to(before, "filename") if s.size_diff > 0)
+    assert len(host.sent) <= 200 + 400 * 5  # the per-subscriber budget, not 320,000
+    assert grown < 2_000_000, f"memory grew by {grown} bytes"
