@@ -33,7 +33,7 @@ from signaling.node_process import NodeProcess, spawn_node
 from signaling.tokens import Grant, mint
 from tests.redis_server import redis_server
 
-from . import placement, whip_latency
+from . import loss, placement, whip_latency
 from .raw_peer import RawPeer, VideoSender
 
 KEY, SECRET = "bench", "bench-secret-" + "0" * 32
@@ -253,6 +253,14 @@ Redis). The snapshot (every live node record) is refreshed once per heartbeat, t
 Redis is a local `redis-server` on loopback.
 
 {placement}
+
+## Video under loss on the subscriber leg ({date})
+
+One aiortc VP8 publisher (320x240, 30 fps) and one decoding aiortc subscriber behind the
+UDP impairment proxy (`relay/netem.py`, random loss relay to subscriber), 6 s per row,
+with the relay's retransmissions from its packet cache on and off.
+
+{loss}
 """
 
 
@@ -261,6 +269,7 @@ def render(
     duration: float,
     whip: dict[str, float] | None = None,
     placement_rows: list[dict[str, Any]] | None = None,
+    loss_text: str = "Not measured.",
 ) -> str:
     date = datetime.now(UTC).strftime("%Y-%m-%d")
     rows = [
@@ -289,6 +298,7 @@ def render(
             else "Not measured in this run (needs Debian's chromium)."
         ),
         placement=placement.render(placement_rows) if placement_rows else "Not measured.",
+        loss=loss_text,
     )
 
 
@@ -314,13 +324,20 @@ async def placement_rows() -> list[dict[str, Any]]:
 
 async def main_async(
     args: argparse.Namespace,
-) -> tuple[list[Result], dict[str, float] | None, list[dict[str, Any]]]:
+) -> tuple[list[Result], dict[str, float] | None, list[dict[str, Any]], str]:
     results = []
     for n in args.subscribers:
         result = await run_scenario(n, args.duration)
         print(json.dumps(asdict(result)), flush=True)
         results.append(result)
-    return results, await whip_to_first_frame(args.whip_runs), await placement_rows()
+    rows = await placement_rows()
+    loss_rows = await loss.measure()
+    return (
+        results,
+        await whip_to_first_frame(args.whip_runs),
+        rows,
+        loss.render(loss_rows, loss.cache_cost_ns()),
+    )
 
 
 def main() -> None:
@@ -332,8 +349,8 @@ def main() -> None:
     args = parser.parse_args()
     import uvloop
 
-    results, whip, rows = uvloop.run(main_async(args))
-    text = render(results, args.duration, whip, rows)
+    results, whip, rows, loss_text = uvloop.run(main_async(args))
+    text = render(results, args.duration, whip, rows, loss_text)
     print(text)
     if args.write:
         args.write.write_text(text)
