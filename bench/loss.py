@@ -25,12 +25,11 @@ async def one(loss: float, retransmit: bool, seconds: float) -> dict[str, Any]:
         RelayWorker.retransmit = lambda self, down, lost: None  # type: ignore[method-assign]
     try:
         async with running_node() as rn:
-            proxy = UdpImpairmentProxy(
-                ("127.0.0.1", rn.node.worker.port), Impairment(), Impairment(loss=loss), seed=3
-            )
+            proxy = UdpImpairmentProxy(("127.0.0.1", rn.node.worker.port), seed=3)
             await proxy.start()
             try:
                 source, decoded, task = await _call(rn, "loss", None, ("127.0.0.1", proxy.port))
+                proxy.set(down=Impairment(loss=loss))  # once decoding has started
                 ratio, freeze = await _measure(source, decoded, seconds)
                 task.cancel()
             finally:

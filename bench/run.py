@@ -257,8 +257,10 @@ Redis is a local `redis-server` on loopback.
 ## Video under loss on the subscriber leg ({date})
 
 One aiortc VP8 publisher (320x240, 30 fps) and one decoding aiortc subscriber behind the
-UDP impairment proxy (`relay/netem.py`, random loss relay to subscriber), 6 s per row,
-with the relay's retransmissions from its packet cache on and off.
+UDP impairment proxy (`relay/netem.py`, random loss relay to subscriber, switched on once
+decoding runs), 6 s per row, with the relay's NACK handling on and off ("off" answers no
+NACK at all, so there is no keyframe fallback either: aiortc's receiver then stalls at the
+first lost packet, which is what rows near 0 show).
 
 {loss}
 """
