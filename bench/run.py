@@ -33,7 +33,7 @@ from signaling.node_process import NodeProcess, spawn_node
 from signaling.tokens import Grant, mint
 from tests.redis_server import redis_server
 
-from . import loss, placement, whip_latency
+from . import floor, loss, placement, whip_latency
 from .raw_peer import RawPeer, VideoSender
 
 KEY, SECRET = "bench", "bench-secret-" + "0" * 32
@@ -53,6 +53,8 @@ class Result:
     join_time_p50_ms: float
     join_time_p95_ms: float
     server_cpu_percent: float
+    floor_us_per_packet: float = 0.0
+    ratio_to_floor: float = 0.0
 
 
 @contextlib.asynccontextmanager
@@ -223,6 +225,9 @@ loopback inside a private network namespace. Measured over {duration} s of stead
 
 - *CPU µs / fwd pkt*: server process CPU time (user+system, /proc) divided by RTP
   packets it sent in the window; it includes receiving the publisher's packets, RTCP, STUN.
+- *floor*: in the same run, a bare Python loop doing per subscriber a header rewrite,
+  SRTP protect (pylibsrtp) and `sendto` to a loopback socket (`bench/floor.py`): the
+  cost no Python forwarder can go below. *x floor* is eurelay's cost over it.
 - *relay fwd*: the relay's own histogram, datagram received to last `sendto`
   (`eurelay_relay_forward_duration_seconds`), as the bucket bound holding the quantile.
 - *one-way*: publisher send time (in the payload) to subscriber receive, same clock.
@@ -275,13 +280,15 @@ def render(
 ) -> str:
     date = datetime.now(UTC).strftime("%Y-%m-%d")
     rows = [
-        "| subscribers | forwarded pkts | CPU µs / fwd pkt | relay fwd p50 / p99 (µs, bucket) "
-        "| one-way p50 / p99 (ms) | loss % | join p50 / p95 (ms) | server CPU % |",
-        "|---|---|---|---|---|---|---|---|",
+        "| subscribers | forwarded pkts | CPU µs / fwd pkt | floor µs | x floor "
+        "| relay fwd p50 / p99 (µs, bucket) | one-way p50 / p99 (ms) | loss % "
+        "| join p50 / p95 (ms) | server CPU % |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         rows.append(
             f"| {r.subscribers} | {r.forwarded_packets} | {r.cpu_us_per_forwarded_packet:.1f} "
+            f"| {r.floor_us_per_packet:.1f} | {r.ratio_to_floor:.2f} "
             f"| ≤{r.relay_forward_p50_us:.0f} / ≤{r.relay_forward_p99_us:.0f} "
             f"| {r.one_way_latency_p50_ms:.2f} / {r.one_way_latency_p99_ms:.2f} "
             f"| {r.loss_percent:.2f} | {r.join_time_p50_ms:.0f} / {r.join_time_p95_ms:.0f} "
@@ -330,6 +337,8 @@ async def main_async(
     results = []
     for n in args.subscribers:
         result = await run_scenario(n, args.duration)
+        result.floor_us_per_packet = floor.floor_us_per_packet(n)
+        result.ratio_to_floor = result.cpu_us_per_forwarded_packet / result.floor_us_per_packet
         print(json.dumps(asdict(result)), flush=True)
         results.append(result)
     rows = await placement_rows()

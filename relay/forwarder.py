@@ -50,6 +50,7 @@ def forward_rtp(
     mime = up.codec.mime
     sent = 0
     sent_bytes = 0
+    payload_len = len(payload)
     pack = HEADER.pack
     for down in downs:
         if not down.active:
@@ -72,7 +73,7 @@ def forward_rtp(
         down.last_seq = out_seq
         down.last_ts = out_ts
         down.packets_sent += 1
-        down.octets_sent += len(payload)
+        down.octets_sent += payload_len
         sent += 1
         sent_bytes += len(packet)
     stats.rtp_packets_out += sent

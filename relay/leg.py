@@ -34,6 +34,7 @@ class LegHost(Protocol):
     """What a leg needs from its worker."""
 
     stats: RelayStats
+    mux: Any  # the UDP mux; the fast path uses its ``fast_sendto``
 
     def sendto(self, data: bytes, addr: tuple[str, int]) -> None: ...
 
@@ -181,7 +182,7 @@ class PublisherLeg(Leg):
             if nacks.hopeless:
                 nacks.hopeless = False
                 self.host.request_keyframe(up)
-        forward_rtp(up, rtp, seq, timestamp, self.host.sendto, stats, arrival)
+        forward_rtp(up, rtp, seq, timestamp, self.host.mux.fast_sendto, stats, arrival)
 
     def _on_rtcp(self, data: bytes) -> None:
         packets = self.unprotect_rtcp(data)

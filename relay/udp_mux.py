@@ -24,10 +24,13 @@ class UdpMux(asyncio.DatagramProtocol):
         self.by_addr: dict[tuple[str, int], Leg] = {}
         self.transport: asyncio.DatagramTransport | None = None
         self._on_latch = on_latch
+        self.fast_sendto: Callable[[bytes, tuple[str, int]], None] = self.sendto
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's UDP transport does not subclass asyncio.DatagramTransport; same interface.
         self.transport = transport  # type: ignore[assignment]
+        # The fast path calls the transport's own sendto: no Python frames in between.
+        self.fast_sendto = transport.sendto  # type: ignore[attr-defined]
 
     def sendto(self, data: bytes, addr: tuple[str, int]) -> None:
         if self.transport is not None:
