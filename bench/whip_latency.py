@@ -18,19 +18,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from signaling.client import restrict_ice_host_addresses
 from signaling.node_process import NodeProcess
 from signaling.tokens import Grant, mint
-
-FLAGS = [
-    "--use-fake-device-for-media-stream",
-    "--use-fake-ui-for-media-stream",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-quic",
-    "--no-first-run",
-    "--allow-loopback-in-peer-connection",
-]
+from tests.chromium import CHROMIUM_FLAGS
 
 PREPARE_JS = """async () => {
     window.stream = await navigator.mediaDevices.getUserMedia({video: true});
@@ -86,7 +74,7 @@ async def measure(node: NodeProcess, key: str, secret: str, runs: int = 10) -> l
     async with async_playwright() as pw:
         with tempfile.TemporaryDirectory() as profile:
             context = await pw.chromium.launch_persistent_context(
-                profile, executable_path=chromium, headless=True, args=FLAGS
+                profile, executable_path=chromium, headless=True, args=CHROMIUM_FLAGS
             )
             try:
                 for run in range(runs):

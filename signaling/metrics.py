@@ -32,6 +32,35 @@ def _histogram(name: str, doc: str, hist: Histogram) -> HistogramMetricFamily:
     return HistogramMetricFamily(name, doc, buckets=buckets, sum_value=hist.total)
 
 
+# Plain counters: (metric name without _total, help, RelayStats attribute).
+COUNTERS = (
+    ("eurelay_relay_rtp_received_packets", "RTP packets from publishers.", "rtp_packets_in"),
+    ("eurelay_relay_rtp_received_bytes", "SRTP bytes from publishers.", "rtp_bytes_in"),
+    ("eurelay_relay_rtp_sent_packets", "RTP packets to subscribers.", "rtp_packets_out"),
+    ("eurelay_relay_rtp_sent_bytes", "SRTP bytes to subscribers.", "rtp_bytes_out"),
+    ("eurelay_relay_rtcp_received_packets", "RTCP compound packets received.", "rtcp_packets_in"),
+    ("eurelay_relay_rtcp_sent_packets", "RTCP compound packets sent.", "rtcp_packets_out"),
+    (
+        "eurelay_relay_keyframe_requests_sent",
+        "Keyframe requests sent upstream.",
+        "keyframe_requests_sent",
+    ),
+    ("eurelay_relay_nack_received", "NACK packets received from subscribers.", "nack_received"),
+    ("eurelay_relay_stun_requests", "STUN binding requests handled.", "stun_requests"),
+    ("eurelay_relay_nack_sent", "NACK packets sent to publishers.", "nack_sent"),
+    (
+        "eurelay_relay_retransmitted_packets",
+        "Packets resent from the cache to subscribers.",
+        "retransmitted_packets",
+    ),
+    (
+        "eurelay_relay_nack_unanswerable",
+        "NACKs asking for packets the cache no longer held.",
+        "nack_unanswerable",
+    ),
+)
+
+
 class RelayCollector(Collector):
     def __init__(self, worker: RelayWorker, connections: dict[str, object]) -> None:
         self.worker = worker
@@ -56,27 +85,8 @@ class RelayCollector(Collector):
             "eurelay_signaling_connections", "Open /v1/rtc sessions.", value=len(self.connections)
         )
 
-        def counter(name: str, doc: str, value: float) -> CounterMetricFamily:
-            return CounterMetricFamily(name, doc, value=value)
-
-        yield counter(
-            "eurelay_relay_rtp_received_packets", "RTP packets from publishers.", s.rtp_packets_in
-        )
-        yield counter(
-            "eurelay_relay_rtp_received_bytes", "SRTP bytes from publishers.", s.rtp_bytes_in
-        )
-        yield counter(
-            "eurelay_relay_rtp_sent_packets", "RTP packets to subscribers.", s.rtp_packets_out
-        )
-        yield counter("eurelay_relay_rtp_sent_bytes", "SRTP bytes to subscribers.", s.rtp_bytes_out)
-        yield counter(
-            "eurelay_relay_rtcp_received_packets",
-            "RTCP compound packets received.",
-            s.rtcp_packets_in,
-        )
-        yield counter(
-            "eurelay_relay_rtcp_sent_packets", "RTCP compound packets sent.", s.rtcp_packets_out
-        )
+        for name, doc, attr in COUNTERS:
+            yield CounterMetricFamily(name, doc, value=getattr(s, attr))
         kf = CounterMetricFamily(
             "eurelay_relay_keyframe_requests_received",
             "PLI/FIR received from subscribers.",
@@ -85,30 +95,6 @@ class RelayCollector(Collector):
         kf.add_metric(["pli"], s.pli_received)
         kf.add_metric(["fir"], s.fir_received)
         yield kf
-        yield counter(
-            "eurelay_relay_keyframe_requests_sent",
-            "Keyframe requests sent upstream.",
-            s.keyframe_requests_sent,
-        )
-        yield counter(
-            "eurelay_relay_nack_received",
-            "NACK packets received from subscribers.",
-            s.nack_received,
-        )
-        yield counter(
-            "eurelay_relay_stun_requests", "STUN binding requests handled.", s.stun_requests
-        )
-        yield counter("eurelay_relay_nack_sent", "NACK packets sent to publishers.", s.nack_sent)
-        yield counter(
-            "eurelay_relay_retransmitted_packets",
-            "Packets resent from the cache to subscribers.",
-            s.retransmitted_packets,
-        )
-        yield counter(
-            "eurelay_relay_nack_unanswerable",
-            "NACKs asking for packets the cache no longer held.",
-            s.nack_unanswerable,
-        )
         data = CounterMetricFamily(
             "eurelay_relay_data_messages", "Data messages.", labels=["direction"]
         )

@@ -8,21 +8,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from ..chromium import CHROMIUM_FLAGS
 from ..helpers import require_binary
-
-CHROMIUM_FLAGS = [
-    "--use-fake-device-for-media-stream",
-    "--use-fake-ui-for-media-stream",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-quic",
-    "--no-first-run",
-    "--allow-loopback-in-peer-connection",  # a private namespace has only lo
-    "--autoplay-policy=no-user-gesture-required",
-]
 
 
 @pytest.fixture

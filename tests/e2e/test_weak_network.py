@@ -70,32 +70,28 @@ async def _proxy(relay_node: RunningNode, up: Impairment, down: Impairment) -> U
     return proxy
 
 
-async def test_subscriber_leg_loss_is_repaired_from_the_cache(relay_node: RunningNode) -> None:
-    proxy = await _proxy(relay_node, Impairment(), Impairment(loss=0.05))
+@pytest.mark.parametrize(
+    "leg, counter",
+    [("subscriber", "retransmitted_packets"), ("publisher", "nack_sent")],
+    ids=["subscriber-leg-repaired-from-cache", "publisher-leg-repaired-by-upstream-nacks"],
+)
+async def test_five_percent_loss_is_repaired(
+    relay_node: RunningNode, leg: str, counter: str
+) -> None:
+    lossy = Impairment(loss=0.05)
+    on_publisher = leg == "publisher"
+    proxy = await _proxy(
+        relay_node, lossy if on_publisher else Impairment(), Impairment() if on_publisher else lossy
+    )
+    via = ("127.0.0.1", proxy.port)
     try:
         source, decoded, task = await _call(
-            relay_node, "lossy-down", None, ("127.0.0.1", proxy.port)
+            relay_node, f"lossy-{leg}", via if on_publisher else None, None if on_publisher else via
         )
         ratio, gap = await _measure(source, decoded, 8.0)
         task.cancel()
-        stats = relay_node.node.worker.stats
-        assert proxy.down.dropped > 0
-        assert stats.retransmitted_packets > 0
-        assert ratio >= 0.95, f"decoded {ratio:.1%} of the frames sent"
-        assert gap < 1.0, f"froze for {gap:.2f} s"
-    finally:
-        proxy.close()
-
-
-async def test_publisher_leg_loss_is_repaired_by_upstream_nacks(relay_node: RunningNode) -> None:
-    proxy = await _proxy(relay_node, Impairment(loss=0.05), Impairment())
-    try:
-        source, decoded, task = await _call(relay_node, "lossy-up", ("127.0.0.1", proxy.port), None)
-        ratio, gap = await _measure(source, decoded, 8.0)
-        task.cancel()
-        stats = relay_node.node.worker.stats
-        assert proxy.up.dropped > 0
-        assert stats.nack_sent > 0
+        assert (proxy.up if on_publisher else proxy.down).dropped > 0
+        assert getattr(relay_node.node.worker.stats, counter) > 0
         assert ratio >= 0.95, f"decoded {ratio:.1%} of the frames sent"
         assert gap < 1.0, f"froze for {gap:.2f} s"
     finally:

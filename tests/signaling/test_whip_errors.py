@@ -47,9 +47,16 @@ def bearer(tok: str) -> dict[str, str]:
 async def test_post_errors(
     relay_node: RunningNode, headers: dict[str, str], body: str, status: int, code: str
 ) -> None:
+    await _refused(relay_node, "/whip/w", headers, body, status, code)
+
+
+async def _refused(
+    relay_node: RunningNode, path: str, headers: dict[str, str], body: str, status: int, code: str
+) -> None:
+    """POST, expect ``status`` with error ``code`` (and CORS), and no room state left."""
     async with (
         aiohttp.ClientSession() as http,
-        http.post(relay_node.http("/whip/w"), data=body, headers=headers) as resp,
+        http.post(relay_node.http(path), data=body, headers=headers) as resp,
     ):
         assert resp.status == status
         assert (await resp.json())["code"] == code
@@ -119,13 +126,7 @@ async def test_draining_and_ice_server_links() -> None:
 async def test_whep_post_errors(
     relay_node: RunningNode, headers: dict[str, str], body: str, status: int, code: str
 ) -> None:
-    async with (
-        aiohttp.ClientSession() as http,
-        http.post(relay_node.http("/whep/w"), data=body, headers=headers) as resp,
-    ):
-        assert resp.status == status
-        assert (await resp.json())["code"] == code
-    assert relay_node.node.worker.rooms == {}
+    await _refused(relay_node, "/whep/w", headers, body, status, code)
 
 
 async def test_whep_unknown_session(relay_node: RunningNode) -> None:
