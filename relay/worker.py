@@ -14,11 +14,9 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-import pydantic
-
 from . import rtcp
 from .codecs import SUPPORTED, Codec
-from .data_message import DeliveredData, OutgoingData
+from .data_message import relay_data_message
 from .dtls_adapter import generate_certificate, local_fingerprint
 from .errors import NodeFullError, NotFoundError, PermissionDeniedError, SdpError, StateError
 from .forwarder import resend
@@ -43,6 +41,7 @@ from .sdp_negotiation import (
 from .stats import RelayStats
 from .track import DownTrack, UpTrack, random_ssrc
 from .udp_mux import UdpMux
+from .viewer import rewire_viewer
 
 logger = logging.getLogger(__name__)
 AnyLeg = TypeVar("AnyLeg", PublisherLeg, SubscriberLeg)
@@ -472,68 +471,9 @@ class RelayWorker:
             if participant.follow is not None and participant.subscriber_leg is not None:
                 self._rewire_viewer(room, participant)
 
-    @staticmethod
-    def _viewer_source(room: Room, viewer: Participant) -> Participant | None:
-        """The publisher a viewer receives: the named one, else the earliest publishing."""
-        candidates = [
-            p
-            for p in room.participants.values()
-            if p is not viewer
-            and p.follow is None
-            and p.published
-            and (not viewer.follow or p.identity == viewer.follow)
-        ]
-        return min(candidates, key=lambda p: p.joined_at, default=None)
-
     def _rewire_viewer(self, room: Room, viewer: Participant) -> None:
-        """Point each of the viewer's m-lines at the current source's track of that kind.
-
-        A new source continues the same SSRC and numbering and starts at a keyframe, so the
-        viewer's player sees one uninterrupted stream (a host reconnecting mid-livestream).
-        """
-        leg: SubscriberLeg = viewer.subscriber_leg
-        source = self._viewer_source(room, viewer)
-        for slot in leg.viewer_slots:
-            current = leg.by_ssrc.get(slot.ssrc)
-            previous = current or leg.viewer_history.get(slot.ssrc)
-            wanted = None
-            if source is not None:
-                wanted = next(
-                    (
-                        t
-                        for t in source.published.values()
-                        if t.kind == slot.kind and slot.payload_type_for(t.codec.mime) is not None
-                    ),
-                    None,
-                )
-            if current is not None and current.up is wanted:
-                continue
-            if current is not None:
-                current.active = False
-                current.up.remove_down(current)
-                viewer.subscriptions.pop(current.up.sid, None)
-                del leg.by_ssrc[slot.ssrc]
-                leg.viewer_history[slot.ssrc] = current
-            if wanted is None:
-                continue
-            payload_type = slot.payload_type_for(wanted.codec.mime)
-            assert payload_type is not None
-            down = DownTrack(
-                up=wanted,
-                subscriber_sid=viewer.sid,
-                mid=slot.mid,
-                payload_type=payload_type,
-                sink=leg,
-            )
-            if previous is not None:
-                down.continue_from(previous)
-            else:
-                down.ssrc = slot.ssrc
-            leg.by_ssrc[slot.ssrc] = down
-            viewer.subscriptions[wanted.sid] = down
-            wanted.add_down(down)
-        leg.accepted_ssrcs = {s.ssrc for s in leg.viewer_slots}
-        self._activate(leg)
+        rewire_viewer(room, viewer)
+        self._activate(viewer.subscriber_leg)
 
     # transport ---------------------------------------------------------------------------
 
@@ -650,46 +590,17 @@ class RelayWorker:
             self._spawn(self.leave(leg.participant, reason))
 
     def data_received(self, participant: Participant, lossy: bool, message: bytes | str) -> None:
-        self.stats.data_messages_in += 1
-        raw = message.encode() if isinstance(message, str) else message
-        if not participant.permissions.can_publish_data:
-            return self._reject(
-                participant, "permission_denied", "this token does not allow sending data"
-            )
-        if len(raw) > self.config.data_max_bytes:
-            return self._reject(
-                participant,
-                "data_too_large",
-                f"data message of {len(raw)} bytes exceeds {self.config.data_max_bytes}",
-            )
-        if not participant.data_limiter.allow(time.monotonic()):
-            return self._reject(participant, "data_rate_limited", "too many data messages")
-        try:
-            data = OutgoingData.model_validate_json(raw)
-        except pydantic.ValidationError as exc:
-            return self._reject(participant, "invalid_data_message", str(exc.errors()[0]["msg"]))
-        room = self.rooms.get(participant.room)
-        if room is None:
-            return None
-        delivered = DeliveredData(
-            from_identity=participant.identity,
-            from_sid=participant.sid,
-            payload=data.payload,
-            topic=data.topic,
-        ).model_dump_json()
-        targets = set(data.destination_identities)
-        for other in room.others(participant):
-            if targets and other.identity not in targets:
-                continue
-            if other.subscriber_leg is not None and other.subscriber_leg.send_data(
-                lossy, delivered
-            ):
-                self.stats.data_messages_out += 1
-        return None
-
-    def _reject(self, participant: Participant, code: str, message: str) -> None:
-        self.stats.data_messages_rejected += 1
-        self.observer.data_rejected(participant, code, message)
+        rejected = relay_data_message(
+            self.rooms.get(participant.room),
+            participant,
+            lossy,
+            message,
+            self.config.data_max_bytes,
+            time.monotonic(),
+            self.stats,
+        )
+        if rejected is not None:
+            self.observer.data_rejected(participant, *rejected)
 
     # periodic work -------------------------------------------------------------------------
 

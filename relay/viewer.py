@@ -1,0 +1,77 @@
+"""WHEP viewers: which publisher a viewer receives, and re-pointing it when that changes.
+
+Plain state changes on rooms, legs and tracks; the worker activates what this sets up.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .room import Participant, Room
+from .track import DownTrack
+
+if TYPE_CHECKING:
+    from .leg import SubscriberLeg
+
+
+def viewer_source(room: Room, viewer: Participant) -> Participant | None:
+    """The publisher a viewer receives: the named one, else the earliest publishing."""
+    candidates = [
+        p
+        for p in room.participants.values()
+        if p is not viewer
+        and p.follow is None
+        and p.published
+        and (not viewer.follow or p.identity == viewer.follow)
+    ]
+    return min(candidates, key=lambda p: p.joined_at, default=None)
+
+
+def rewire_viewer(room: Room, viewer: Participant) -> None:
+    """Point each of the viewer's m-lines at the current source's track of that kind.
+
+    A new source continues the same SSRC and numbering and starts at a keyframe, so the
+    viewer's player sees one uninterrupted stream (a host reconnecting mid-livestream).
+    """
+    leg: SubscriberLeg = viewer.subscriber_leg
+    source = viewer_source(room, viewer)
+    for slot in leg.viewer_slots:
+        current = leg.by_ssrc.get(slot.ssrc)
+        previous = current or leg.viewer_history.get(slot.ssrc)
+        wanted = None
+        if source is not None:
+            wanted = next(
+                (
+                    t
+                    for t in source.published.values()
+                    if t.kind == slot.kind and slot.payload_type_for(t.codec.mime) is not None
+                ),
+                None,
+            )
+        if current is not None and current.up is wanted:
+            continue
+        if current is not None:
+            current.active = False
+            current.up.remove_down(current)
+            viewer.subscriptions.pop(current.up.sid, None)
+            del leg.by_ssrc[slot.ssrc]
+            leg.viewer_history[slot.ssrc] = current
+        if wanted is None:
+            continue
+        payload_type = slot.payload_type_for(wanted.codec.mime)
+        assert payload_type is not None
+        down = DownTrack(
+            up=wanted,
+            subscriber_sid=viewer.sid,
+            mid=slot.mid,
+            payload_type=payload_type,
+            sink=leg,
+        )
+        if previous is not None:
+            down.continue_from(previous)
+        else:
+            down.ssrc = slot.ssrc
+        leg.by_ssrc[slot.ssrc] = down
+        viewer.subscriptions[wanted.sid] = down
+        wanted.add_down(down)
+    leg.accepted_ssrcs = {s.ssrc for s in leg.viewer_slots}
