@@ -109,7 +109,10 @@ class Cluster:
     async def _loop(self) -> None:
         while True:
             await asyncio.sleep(self.settings.heartbeat_interval)
-            await self._beat()
+            try:
+                await self._beat()
+            except Exception:  # the heartbeat must outlive any one bad beat
+                logger.exception("heartbeat failed")
 
     async def _beat(self) -> None:
         """Heartbeat and refresh the snapshot; re-register when the record was lost."""
@@ -130,14 +133,16 @@ class Cluster:
             logger.warning("registry unreachable: %s", exc)
 
     async def _learn_rtts(self) -> None:
-        """RTTs measured on live sessions (RTCP), filed under the client's truncated prefix."""
+        """RTTs measured on live sessions (RTCP), filed under the client's truncated prefix:
+        one registry write per prefix per heartbeat, however many sessions share it."""
+        samples: dict[str, list[float]] = {}
         for room in list(self.worker.rooms.values()):
             for participant in list(room.participants.values()):
-                for leg in (participant.publisher_leg, participant.subscriber_leg):
-                    if leg is not None and leg.addr is not None and leg.rtt_ms is not None:
-                        prefix = client_prefix(leg.addr[0])
-                        await self.registry.record_rtt(prefix, self.settings.region, leg.rtt_ms)
-                        break
+                leg = participant.subscriber_leg
+                if leg is not None and leg.addr is not None and leg.rtt_ms is not None:
+                    samples.setdefault(client_prefix(leg.addr[0]), []).append(leg.rtt_ms)
+        for prefix, rtts in samples.items():
+            await self.registry.record_rtt(prefix, self.settings.region, sum(rtts) / len(rtts))
 
     async def drain(self) -> None:
         self.state = NodeState.DRAINING
