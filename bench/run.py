@@ -33,7 +33,7 @@ from signaling.node_process import NodeProcess, spawn_node
 from signaling.tokens import Grant, mint
 from tests.redis_server import redis_server
 
-from . import floor, loss, placement, whip_latency
+from . import floor, loss, placement, plot, whip_latency
 from .raw_peer import RawPeer, VideoSender
 
 KEY, SECRET = "bench", "bench-secret-" + "0" * 32
@@ -53,6 +53,7 @@ class Result:
     join_time_p50_ms: float
     join_time_p95_ms: float
     server_cpu_percent: float
+    server_kib_per_subscriber: float = 0.0
     floor_us_per_packet: float = 0.0
     ratio_to_floor: float = 0.0
 
@@ -66,6 +67,13 @@ async def server_process() -> AsyncIterator[NodeProcess]:
     )
     async with spawn_node(config, "--log-level", "warning") as node:
         yield node
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
 
 
 def cpu_seconds(pid: int) -> float:
@@ -142,6 +150,7 @@ async def run_scenario(subscribers: int, duration: float) -> Result:
         await publisher.connect(answer["sdp"])
         sender = VideoSender(publisher, ssrc)
         sender.start()
+        rss_before = rss_kib(pid)
 
         peers: list[RawPeer] = []
         sigs: list[Signaling] = []
@@ -165,6 +174,7 @@ async def run_scenario(subscribers: int, duration: float) -> Result:
             sigs.append(sig)
 
         await asyncio.sleep(1.0)  # settle
+        rss_after = rss_kib(pid)
         for peer in peers:
             peer.counters.latencies_ns.clear()
             peer.counters.packets = peer.counters.lost = 0
@@ -197,6 +207,7 @@ async def run_scenario(subscribers: int, duration: float) -> Result:
             join_time_p50_ms=statistics.median(join_ms) if join_ms else float("nan"),
             join_time_p95_ms=pct(join_ms, 0.95),
             server_cpu_percent=100.0 * cpu / (wall_after - wall_before),
+            server_kib_per_subscriber=max(0, rss_after - rss_before) / max(1, subscribers),
         )
 
 
@@ -231,12 +242,16 @@ loopback inside a private network namespace. Measured over {duration} s of stead
 - *relay fwd*: the relay's own histogram, datagram received to last `sendto`
   (`eurelay_relay_forward_duration_seconds`), as the bucket bound holding the quantile.
 - *one-way*: publisher send time (in the payload) to subscriber receive, same clock.
+- *KiB / subscriber*: growth of the server's resident memory while the subscribers joined,
+  divided by their number (each is one participant with a data channel and a video leg).
 - *join*: WebSocket connect to the first RTP packet at the subscriber. A subscriber
   starts at a keyframe, and keyframe requests per track are throttled to one per
   `rtc.keyframe_interval` (0.5 s, like LiveKit's PLI throttle): subscribers that join
   in quick succession wait for the next allowed request, hence ~0.5 s at 10 and 50.
 
 {table}
+
+![cost per forwarded packet and latency p99 against subscribers](bench-forwarding.png)
 
 ```json
 {json}
@@ -282,8 +297,8 @@ def render(
     rows = [
         "| subscribers | forwarded pkts | CPU µs / fwd pkt | floor µs | x floor "
         "| relay fwd p50 / p99 (µs, bucket) | one-way p50 / p99 (ms) | loss % "
-        "| join p50 / p95 (ms) | server CPU % |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| join p50 / p95 (ms) | server CPU % | server KiB / subscriber |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         rows.append(
@@ -292,7 +307,7 @@ def render(
             f"| ≤{r.relay_forward_p50_us:.0f} / ≤{r.relay_forward_p99_us:.0f} "
             f"| {r.one_way_latency_p50_ms:.2f} / {r.one_way_latency_p99_ms:.2f} "
             f"| {r.loss_percent:.2f} | {r.join_time_p50_ms:.0f} / {r.join_time_p95_ms:.0f} "
-            f"| {r.server_cpu_percent:.0f} |"
+            f"| {r.server_cpu_percent:.0f} | {r.server_kib_per_subscriber:.0f} |"
         )
     return DOC.format(
         date=date,
@@ -365,6 +380,7 @@ def main() -> None:
     print(text)
     if args.write:
         args.write.write_text(text)
+        plot.plot(results, args.write.with_name("bench-forwarding.png"))
 
 
 if __name__ == "__main__":
