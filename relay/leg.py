@@ -22,6 +22,7 @@ from .room import Participant
 from .sdp_negotiation import SubscriberSlot, ViewerSlot
 from .stats import RelayStats
 from .track import DownTrack, UpTrack, random_ssrc
+from .twcc import TwccRecorder, read_extension
 
 if TYPE_CHECKING:
     from aiortc.rtp import RtcpSrPacket
@@ -125,6 +126,8 @@ class PublisherLeg(Leg):
         super().__init__(host, participant, certificate, role, now)
         self.by_ssrc: dict[int, UpTrack] = {}
         self.unbound: list[UpTrack] = []  # tracks whose offer carried no a=ssrc
+        self.twcc_id = 0  # header extension id of transport-wide sequence numbers; 0: none
+        self.twcc = TwccRecorder(sender_ssrc=self.rtcp_ssrc)
 
     def add_track(self, track: UpTrack) -> None:
         if track.ssrc is None:
@@ -164,6 +167,10 @@ class PublisherLeg(Leg):
         if len(rtp) < 12:
             stats.dropped["malformed"] += 1
             return
+        if self.twcc_id:
+            value = read_extension(rtp, self.twcc_id)
+            if value is not None and len(value) >= 2:
+                self.twcc.record((value[0] << 8) | value[1], int(arrival * 1_000_000))
         stats.rtp_packets_in += 1
         stats.rtp_bytes_in += len(data)
         seq, timestamp, ssrc = read_seq_ts_ssrc(rtp)
@@ -221,6 +228,13 @@ class PublisherLeg(Leg):
             if nacks.hopeless:
                 nacks.hopeless = False
                 self.host.request_keyframe(up)
+
+    def send_twcc_feedback(self) -> None:
+        if self.twcc_id and self.twcc.pending:
+            if not self.twcc.media_ssrc and self.by_ssrc:
+                self.twcc.media_ssrc = next(iter(self.by_ssrc))
+            self.send_rtcp(self.twcc.feedback())
+            self.host.stats.twcc_feedback_sent += 1
 
     def send_receiver_reports(self, now: float) -> None:
         self.send_rtcp(rtcp.receiver_report(self.rtcp_ssrc, list(self.by_ssrc.values()), now))

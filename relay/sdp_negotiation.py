@@ -16,6 +16,7 @@ from .codecs import SUPPORTED, VIDEO_FEEDBACK, Codec, accepts
 from .dtls_adapter import DtlsRole
 from .errors import SdpError
 from .ice_lite import IceCredentials
+from .twcc import TWCC_URI
 
 MAX_SDP_BYTES = 64 * 1024
 OPUS_RESILIENCE = {"useinbandfec": 1, "usedtx": 1}
@@ -33,6 +34,7 @@ class OfferedMedia:
     ssrc: int | None
     track_id: str | None
     sctp_port: int | None = None
+    extensions: dict[str, int] = field(default_factory=dict)  # header extension URI -> id
 
 
 @dataclass(slots=True)
@@ -104,6 +106,7 @@ def parse_description(text: str) -> RemoteDescription:
                 ssrc=_primary_ssrc(media),
                 track_id=session.webrtc_track_id(media),
                 sctp_port=media.sctp_port,
+                extensions={e.uri: e.id for e in media.rtp.headerExtensions},
             )
         )
     return result
@@ -157,7 +160,7 @@ def _transport_lines(local: LocalTransport, setup: str) -> list[str]:
     return lines
 
 
-def _codec_lines(codec: Codec, payload_type: int) -> list[str]:
+def _codec_lines(codec: Codec, payload_type: int, twcc: bool = False) -> list[str]:
     encoding = f"{codec.name}/{codec.clock_rate}"
     if codec.channels:
         encoding += f"/{codec.channels}"
@@ -165,6 +168,8 @@ def _codec_lines(codec: Codec, payload_type: int) -> list[str]:
     if codec.kind == "video":
         for fb_type, fb_param in VIDEO_FEEDBACK:
             lines.append(f"a=rtcp-fb:{payload_type} {fb_type}{' ' + fb_param if fb_param else ''}")
+    if twcc:
+        lines.append(f"a=rtcp-fb:{payload_type} transport-cc")
     fmtp = dict(codec.fmtp)
     if codec.mime.lower() == "audio/opus":
         # In-band FEC and DTX pass through the relay untouched; ask for both on every leg.
@@ -177,6 +182,14 @@ def _codec_lines(codec: Codec, payload_type: int) -> list[str]:
 
 def _m_line(kind: str, port: int, formats: list[int]) -> str:
     return f"m={kind} {port} UDP/TLS/RTP/SAVPF {' '.join(map(str, formats))}"
+
+
+def twcc_extension(offer: RemoteDescription) -> int | None:
+    """The id the publisher gave the transport-wide sequence number extension, if any."""
+    for media in offer.media:
+        if TWCC_URI in media.extensions:
+            return media.extensions[TWCC_URI]
+    return None
 
 
 def publisher_answer(
@@ -198,8 +211,11 @@ def publisher_answer(
         direction = "recvonly" if media.direction in ("sendonly", "sendrecv") else "inactive"
         lines += [_m_line(media.kind, 9, [codec.payload_type]), "c=IN IP4 0.0.0.0"]
         lines += [f"a=mid:{media.mid}", f"a={direction}", "a=rtcp-mux", "a=rtcp-rsize"]
+        twcc = media.extensions.get(TWCC_URI)
+        if twcc is not None:  # the relay sends congestion feedback: browsers size their send rate
+            lines.append(f"a=extmap:{twcc} {TWCC_URI}")
         lines += _transport_lines(local, setup)
-        lines += _codec_lines(codec, codec.payload_type)
+        lines += _codec_lines(codec, codec.payload_type, twcc=twcc is not None)
     return "\r\n".join(lines) + "\r\n"
 
 

@@ -63,6 +63,7 @@ class RelayStats:
     keyframe_requests_sent: int = 0
     nack_received: int = 0
     nack_sent: int = 0  # NACK packets sent to publishers
+    twcc_feedback_sent: int = 0  # transport-wide congestion control feedback packets
     retransmitted_packets: int = 0  # answered from the packet cache
     nack_unanswerable: int = 0  # asked for packets the cache no longer holds
     data_messages_in: int = 0

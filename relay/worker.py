@@ -35,6 +35,7 @@ from .sdp_negotiation import (
     parse_description,
     publisher_answer,
     subscriber_offer,
+    twcc_extension,
     viewer_answer,
     viewer_slots,
 )
@@ -244,6 +245,7 @@ class RelayWorker:
             participant.publisher_leg = leg
         elif offer.fingerprints != leg.remote_fingerprints:
             raise SdpError("the DTLS fingerprint changed; start a new session instead")
+        leg.twcc_id = twcc_extension(offer) or 0
         accepted = self._accept_publisher_media(room, participant, leg, offer, info or {})
         setup = "passive" if leg.dtls.role == "server" else "active"
         offer.setup = "passive" if setup == "active" else "actpass"
@@ -626,11 +628,13 @@ class RelayWorker:
                     self._send_pli(track)
 
     def _send_due_nacks(self, now: float) -> None:
+        """Each tick: repeat NACKs upstream and send transport-wide congestion feedback."""
         for room in self.rooms.values():
             for participant in room.participants.values():
                 leg = participant.publisher_leg
                 if leg is not None and leg.tx_srtp is not None:
                     leg.send_due_nacks(now)
+                    leg.send_twcc_feedback()
 
     def _send_receiver_reports(self, now: float) -> None:
         for room in self.rooms.values():

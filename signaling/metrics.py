@@ -49,6 +49,11 @@ COUNTERS = (
     ("eurelay_relay_stun_requests", "STUN binding requests handled.", "stun_requests"),
     ("eurelay_relay_nack_sent", "NACK packets sent to publishers.", "nack_sent"),
     (
+        "eurelay_relay_twcc_feedback_sent",
+        "Transport-wide congestion control feedback packets sent to publishers.",
+        "twcc_feedback_sent",
+    ),
+    (
         "eurelay_relay_retransmitted_packets",
         "Packets resent from the cache to subscribers.",
         "retransmitted_packets",

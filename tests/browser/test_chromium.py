@@ -114,3 +114,36 @@ async def test_two_browsers_call_and_chat_through_the_demo_page(
     shot = ARTIFACTS / "demo-call.png"
     await ann.screenshot(path=str(shot), full_page=True)  # type: ignore[attr-defined]
     assert shot.stat().st_size > 10_000
+
+
+async def test_chromium_publisher_gets_congestion_feedback(
+    relay_node: RunningNode, browser: object
+) -> None:
+    """With transport-wide feedback Chromium's estimate rises instead of decaying."""
+    page = await browser.new_page()  # type: ignore[attr-defined]
+    await page.goto(relay_node.http("/"))
+    await page.evaluate(
+        """async ([url, token]) => {
+            const {whipPublish} = await import("/static/eurelay.js");
+            const stream = await navigator.mediaDevices.getUserMedia({video: true});
+            window.whip = await whipPublish(url, token, stream);
+        }""",
+        [relay_node.http("/whip/bwe"), token("bwe", "chromium", subscribe=False)],
+    )
+    estimate_js = """async () => {
+        let out = 0;
+        (await window.whip.pc.getStats()).forEach((s) => {
+            if (s.type === "candidate-pair" && s.state === "succeeded") {
+                out = s.availableOutgoingBitrate || 0;
+            }
+        });
+        return out;
+    }"""
+    estimate = 0
+    for _ in range(50):
+        estimate = await page.evaluate(estimate_js)
+        if estimate > 1_000_000:
+            break
+        await asyncio.sleep(0.2)
+    assert estimate > 1_000_000, f"Chromium's send estimate stayed at {estimate} bit/s"
+    assert relay_node.node.worker.stats.twcc_feedback_sent > 0
