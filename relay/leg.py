@@ -291,6 +291,9 @@ class SubscriberLeg(Leg):
     def _on_receiver_report(self, packet: Any) -> None:
         now = time.monotonic()
         for report in packet.reports:
+            down = self.by_ssrc.get(report.ssrc)
+            if down is not None and down.unrepaired_loss(report.packets_lost, report.fraction_lost):
+                self.host.request_keyframe(down.up)
             sent = self._sr_sent.get(report.lsr)
             if sent is None or not report.lsr:
                 continue

@@ -119,6 +119,24 @@ class DownTrack:
     last_ts: int = field(default_factory=lambda: secrets.randbits(32))
     packets_sent: int = 0
     octets_sent: int = 0
+    lost_reported: int = 0  # the subscriber's cumulative loss in its previous report
+    lost_repaired_at: int = 0  # cumulative loss already answered with a keyframe
+
+    def unrepaired_loss(self, cumulative_lost: int, fraction_lost: int) -> bool:
+        """True when the subscriber's reports show holes that retransmission did not fill.
+
+        Receivers count retransmitted packets as received, so repaired loss disappears
+        from the cumulative count. If the count stays above what was already answered
+        while no new loss happens, packets are missing for good (some receivers only NACK
+        on new gaps, so a lost retransmission at the end of a loss burst is never asked
+        again): only a keyframe gets that subscriber decoding again.
+        """
+        stuck = cumulative_lost > self.lost_repaired_at and cumulative_lost == self.lost_reported
+        self.lost_reported = cumulative_lost
+        if stuck and fraction_lost == 0 and self.up.kind == "video":
+            self.lost_repaired_at = cumulative_lost
+            return True
+        return False
 
     def continue_from(self, previous: DownTrack) -> None:
         """Take over a previous source's numbering on the same m-line (publisher switch)."""

@@ -106,10 +106,11 @@ async def test_decoding_resumes_quickly_after_heavy_loss(relay_node: RunningNode
         await asyncio.sleep(5.0)
         proxy.set(down=Impairment())
         calm = time.monotonic()
-        await asyncio.sleep(2.0)
+        await asyncio.sleep(3.0)
         task.cancel()
         after = [t for t in decoded.times if t >= calm]
         assert after and after[0] - calm < 2.0, "no frame decoded within 2 s after the loss"
-        assert len(after) >= 30, f"only {len(after)} frames in the 2 s after the loss stopped"
+        steady = decoded.count_between(calm + 2.0, calm + 3.0)
+        assert steady >= 20, f"only {steady} frames/s once recovered"  # resumed, not a blip
     finally:
         proxy.close()
