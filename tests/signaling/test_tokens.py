@@ -25,8 +25,9 @@ def test_round_trip_keeps_identity_and_grant() -> None:
         ("a.b.c", "token_malformed"),
         (mint("other", "x" * 40, "a", Grant()), "token_unknown_key"),
         (mint("key", "y" * 40, "a", Grant()), "token_bad_signature"),
-        (mint("key", "k" * 40, "a", Grant(), ttl=10, now=time.time() - 100), "token_expired"),
-        (mint("key", "k" * 40, "a", Grant(), now=time.time() + 100), "token_not_yet_valid"),
+        # minted at collection, minutes before the test runs: margins of hours, not seconds
+        (mint("key", "k" * 40, "a", Grant(), ttl=10, now=time.time() - 3600), "token_expired"),
+        (mint("key", "k" * 40, "a", Grant(), now=time.time() + 3600), "token_not_yet_valid"),
         (
             jwt.encode({"iss": "key", "sub": "a", "exp": 2**40}, "k" * 40, "HS256"),
             "token_malformed",
