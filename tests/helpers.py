@@ -46,7 +46,7 @@ def token(
     subscribe: bool = True,
     data: bool = True,
     admin: bool = False,
-    ttl: float = 600,
+    ttl: float = 3600,
     secret: str = API_SECRET,
     key: str = API_KEY,
     now: float | None = None,
