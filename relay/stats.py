@@ -73,6 +73,3 @@ class RelayStats:
     dropped: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DROP_REASONS, 0))
     forward_seconds: Histogram = field(default_factory=lambda: Histogram(FORWARD_BUCKETS))
     dtls_handshake_seconds: Histogram = field(default_factory=lambda: Histogram(HANDSHAKE_BUCKETS))
-
-    def drop(self, reason: str) -> None:
-        self.dropped[reason] += 1
