@@ -19,7 +19,10 @@ from .ice_lite import IceCredentials
 from .twcc import TWCC_URI
 
 MAX_SDP_BYTES = 64 * 1024
-OPUS_RESILIENCE = {"useinbandfec": 1, "usedtx": 1}
+# In-band FEC is always asked for. DTX is passed through as the publisher negotiates it but
+# never requested by the relay: aiortc receivers fail to decode the empty packets some DTX
+# senders produce (seen with Chromium), which silenced their audio.
+OPUS_RESILIENCE = {"useinbandfec": 1}
 SCTP_PORT = 5000
 MAX_MESSAGE_SIZE = 65536
 
@@ -172,7 +175,6 @@ def _codec_lines(codec: Codec, payload_type: int, twcc: bool = False) -> list[st
         lines.append(f"a=rtcp-fb:{payload_type} transport-cc")
     fmtp = dict(codec.fmtp)
     if codec.mime.lower() == "audio/opus":
-        # In-band FEC and DTX pass through the relay untouched; ask for both on every leg.
         fmtp.update(OPUS_RESILIENCE)
     if fmtp:
         params = ";".join(f"{k}={v}" for k, v in fmtp.items())

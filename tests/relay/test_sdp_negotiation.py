@@ -103,10 +103,11 @@ def test_subscriber_offer_keeps_dead_slots_inactive() -> None:
     assert "a=msid:PA_1 TR_2" in text and "a=setup:actpass" in text
 
 
-def test_opus_fec_and_dtx_are_negotiated_on_both_legs() -> None:
+def test_opus_fec_is_negotiated_and_dtx_passed_through() -> None:
     offer = parse_description(
         OFFER.replace("m=audio 9 UDP/TLS/RTP/SAVPF 0", "m=audio 9 UDP/TLS/RTP/SAVPF 111").replace(
-            "a=rtpmap:0 PCMU/8000", "a=rtpmap:111 opus/48000/2\r\na=fmtp:111 minptime=10"
+            "a=rtpmap:0 PCMU/8000",
+            "a=rtpmap:111 opus/48000/2\r\na=fmtp:111 minptime=10;usedtx=1",
         )
     )
     from relay.sdp_negotiation import choose_codec
@@ -114,6 +115,7 @@ def test_opus_fec_and_dtx_are_negotiated_on_both_legs() -> None:
     opus = choose_codec(offer.media[1])
     assert opus is not None
     answer = publisher_answer(offer, LOCAL, {"1": opus})
-    assert "a=fmtp:111 minptime=10;useinbandfec=1;usedtx=1" in answer
+    assert "a=fmtp:111 minptime=10;usedtx=1;useinbandfec=1" in answer  # the publisher's DTX
     slot = SubscriberSlot(mid="0", kind="audio", codec=OPUS, ssrc=5, stream_id="P", track_sid="T")
-    assert "useinbandfec=1;usedtx=1" in subscriber_offer(LOCAL, [slot], 1, 1)
+    offer_text = subscriber_offer(LOCAL, [slot], 1, 1)
+    assert "useinbandfec=1" in offer_text and "usedtx" not in offer_text  # not asked for
