@@ -77,6 +77,17 @@ def rss_kib(pid: int) -> int:
 
 
 def cpu_seconds(pid: int) -> float:
+    """CPU time of every thread of ``pid``: schedstat's nanoseconds, not stat's 10 ms ticks
+    (a short run of a light server would otherwise read as zero)."""
+    total = 0
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            total += int((task / "schedstat").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        total = 0
+    if total:
+        return total / 1e9
+    # kernels without schedstat accounting: fall back to clock ticks
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
@@ -234,7 +245,7 @@ Machine: {machine}. Server: `eurelay serve` (uvloop) in its own process; load
 client (publisher and non-decoding subscribers, `bench/raw_peer.py`) in another, on
 loopback inside a private network namespace. Measured over {duration} s of steady state.
 
-- *CPU µs / fwd pkt*: server process CPU time (user+system, /proc) divided by RTP
+- *CPU µs / fwd pkt*: server process CPU time (all threads, /proc schedstat) divided by RTP
   packets it sent in the window; it includes receiving the publisher's packets, RTCP, STUN.
 - *floor*: in the same run, a bare Python loop doing per subscriber a header rewrite,
   SRTP protect (pylibsrtp) and `sendto` to a loopback socket (`bench/floor.py`): the
