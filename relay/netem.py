@@ -96,6 +96,7 @@ class UdpImpairmentProxy(asyncio.DatagramProtocol):
         self._pending: dict[tuple[str, int], list[bytes]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self.port = 0
+        self.closed = False
 
     async def start(self) -> int:
         self._loop = asyncio.get_running_loop()
@@ -113,6 +114,7 @@ class UdpImpairmentProxy(asyncio.DatagramProtocol):
             self.down.impairment = down
 
     def close(self) -> None:
+        self.closed = True
         for upstream in self._upstreams.values():
             if upstream.transport is not None:
                 upstream.transport.close()
@@ -162,4 +164,8 @@ class UdpImpairmentProxy(asyncio.DatagramProtocol):
         if delay <= 0:
             send(data)
         else:
-            self._loop.call_later(delay, send, data)
+            self._loop.call_later(delay, self._send_unless_closed, send, data)
+
+    def _send_unless_closed(self, send: Callable[[bytes], None], data: bytes) -> None:
+        if not self.closed:  # packets still queued when the proxy closes are dropped
+            send(data)
