@@ -39,6 +39,19 @@ def forward_rtp(
     if up.muted:
         stats.dropped["muted"] += 1
         return
+    if b0 & 0x20 and (not payload or len(payload) <= payload[-1]):
+        # Padding only: a probe of the publisher's link, not media. Forwarded, it can end
+        # up a frame of its own, and an empty frame flushes FFmpeg-based decoders for good.
+        for down in up.down_tracks:
+            if down.started:
+                down.skip_padding()
+        stats.dropped["padding"] += 1
+        return
+    if up.pending and is_keyframe_start(up.codec.mime, payload):
+        for waiting in up.pending:  # simulcast layer switches complete at this keyframe
+            waiting.move_to(up)
+        stats.layer_switches += len(up.pending)
+        up.pending = []
     downs = up.down_tracks
     if not downs:
         return
@@ -80,10 +93,13 @@ def forward_rtp(
     stats.rtp_bytes_out += sent_bytes
 
 
-def resend(down: DownTrack, rtp: bytes, sendto: SendTo, stats: RelayStats) -> bool:
+def resend(
+    down: DownTrack, rtp: bytes, seq_offset: int, ts_offset: int, sendto: SendTo, stats: RelayStats
+) -> bool:
     """Send one cached packet again to one subscriber, in its numbering (slow path: NACKs).
 
-    The same rewrite as ``forward_rtp``, kept apart so the per-packet loop stays inline.
+    The same rewrite as ``forward_rtp``, kept apart so the per-packet loop stays inline;
+    the offsets are those of the source the packet came from.
     """
     offset = payload_offset(rtp)
     sink = down.sink
@@ -92,11 +108,12 @@ def resend(down: DownTrack, rtp: bytes, sendto: SendTo, stats: RelayStats) -> bo
     seq, timestamp, _ = SEQ_TS_SSRC.unpack_from(rtp, 2)
     b0 = rtp[0]
     csrc_end = 12 + 4 * (b0 & 0x0F)
+    out_ts = (timestamp + ts_offset) & 0xFFFFFFFF
     header = HEADER.pack(
         0x80 | (b0 & 0x2F),
         (rtp[1] & 0x80) | down.payload_type,
-        (seq + down.seq_offset) & 0xFFFF,
-        (timestamp + down.ts_offset) & 0xFFFFFFFF,
+        (seq + seq_offset) & 0xFFFF,
+        out_ts,
         down.ssrc,
     )
     try:
@@ -106,6 +123,33 @@ def resend(down: DownTrack, rtp: bytes, sendto: SendTo, stats: RelayStats) -> bo
         return False
     sendto(packet, sink.addr)
     stats.retransmitted_packets += 1
+    return True
+
+
+# What a filler carries: never an empty frame (an empty packet flushes FFmpeg-based
+# decoders for good), but a fragment no decoder can start a picture with.
+FILLER = {"video/VP8": b"\x00\x00", "video/H264": b"\x0c"}  # VP8 continuation; H.264 filler NAL
+
+
+def fill_hole(down: DownTrack, out_seq: int, sendto: SendTo, stats: RelayStats) -> bool:
+    """Answer a NACK the cache cannot with a filler packet under that number.
+
+    Receivers that wait for every sequence number (aiortc's jitter buffer stalls for 128
+    packets on a hole) can then move on to the keyframe the relay requests; others drop
+    the fragment as an undecodable partial frame.
+    """
+    sink = down.sink
+    filler = FILLER.get(down.up.codec.mime)
+    if filler is None or not down.started or sink.tx_srtp is None:
+        return False
+    header = HEADER.pack(0x80, down.payload_type, out_seq, down.last_ts, down.ssrc)
+    try:
+        packet = sink.tx_srtp.protect(header + filler)
+    except Exception:
+        stats.dropped["send_error"] += 1
+        return False
+    sendto(packet, sink.addr)
+    stats.holes_filled += 1
     return True
 
 

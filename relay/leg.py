@@ -19,10 +19,11 @@ from .forwarder import forward_rtp, read_seq_ts_ssrc
 from .ice_lite import IceCredentials
 from .rate_limiter import TokenBucket
 from .room import Participant
+from .rtp_header import read_extension
 from .sdp_negotiation import SubscriberSlot, ViewerSlot
 from .stats import RelayStats
 from .track import DownTrack, UpTrack, random_ssrc
-from .twcc import TwccRecorder, read_extension
+from .twcc import TwccRecorder
 
 if TYPE_CHECKING:
     from aiortc.rtp import RtcpSrPacket
@@ -127,19 +128,46 @@ class PublisherLeg(Leg):
         self.by_ssrc: dict[int, UpTrack] = {}
         self.unbound: list[UpTrack] = []  # tracks whose offer carried no a=ssrc
         self.twcc_id = 0  # header extension id of transport-wide sequence numbers; 0: none
+        self.rid_id = 0  # header extension ids naming simulcast layers; 0: none
+        self.mid_id = 0
+        self.by_rid: dict[tuple[str, str], UpTrack] = {}  # (mid, rid) -> layer, until bound
         self.twcc = TwccRecorder(sender_ssrc=self.rtcp_ssrc)
 
     def add_track(self, track: UpTrack) -> None:
-        if track.ssrc is None:
+        if track.layers:
+            for layer in track.layers:
+                self.by_rid[(track.mid, layer.rid)] = layer
+        elif track.ssrc is None:
             self.unbound.append(track)
         else:
             self.by_ssrc[track.ssrc] = track
 
     def remove_track(self, track: UpTrack) -> None:
-        if track.ssrc is not None:
-            self.by_ssrc.pop(track.ssrc, None)
+        for stream in track.streams():
+            if stream.ssrc is not None and self.by_ssrc.get(stream.ssrc) is stream:
+                del self.by_ssrc[stream.ssrc]
+            self.by_rid.pop((track.mid, stream.rid), None)
         if track in self.unbound:
             self.unbound.remove(track)
+
+    def _bind_layer(self, rtp: bytes, ssrc: int) -> UpTrack | None:
+        """First packet of a simulcast layer: its rid (and mid) extension names it."""
+        rid = read_extension(rtp, self.rid_id)
+        if not rid:
+            return None
+        mid = read_extension(rtp, self.mid_id) if self.mid_id else None
+        name = rid.decode("ascii", "replace")
+        layer = None
+        if mid is not None:
+            layer = self.by_rid.get((mid.decode("ascii", "replace"), name))
+        else:  # without the mid extension a rid must be unique on the leg
+            matches = [t for (_, r), t in self.by_rid.items() if r == name]
+            layer = matches[0] if len(matches) == 1 else None
+        if layer is None or layer.ssrc is not None:
+            return None
+        layer.ssrc = ssrc
+        self.by_ssrc[ssrc] = layer
+        return layer
 
     def _bind(self, ssrc: int, payload_type: int) -> UpTrack | None:
         """First packet of an SSRC the offer did not name: bind it by payload type."""
@@ -176,7 +204,8 @@ class PublisherLeg(Leg):
         seq, timestamp, ssrc = read_seq_ts_ssrc(rtp)
         up = self.by_ssrc.get(ssrc)
         if up is None:
-            up = self._bind(ssrc, rtp[1] & 0x7F)
+            up = self._bind_layer(rtp, ssrc) if self.rid_id else None
+            up = up or self._bind(ssrc, rtp[1] & 0x7F)
             if up is None:
                 stats.dropped["unknown_ssrc"] += 1
                 return
@@ -292,7 +321,12 @@ class SubscriberLeg(Leg):
         now = time.monotonic()
         for report in packet.reports:
             down = self.by_ssrc.get(report.ssrc)
+            if down is not None and down.selector is not None:
+                down.selector.on_report(report.fraction_lost / 256.0, now)
             if down is not None and down.unrepaired_loss(report.packets_lost, report.fraction_lost):
+                # Some receivers NACK only on new gaps: send what they last asked for once
+                # more (a hole stalls their jitter buffer), and a keyframe for the rest.
+                self.host.retransmit(down, down.nacked)
                 self.host.request_keyframe(down.up)
             sent = self._sr_sent.get(report.lsr)
             if sent is None or not report.lsr:
@@ -321,8 +355,11 @@ class SubscriberLeg(Leg):
                     stats.pli_received += 1
                 elif fmt == rtcp.PSFB_FIR:
                     stats.fir_received += 1
+                elif fmt == rtcp.PSFB_APP:
+                    self._on_remb(packet)
+                    continue
                 else:
-                    continue  # REMB and others: used by the weak-network work
+                    continue
                 down = self.by_ssrc.get(packet.media_ssrc)  # type: ignore[attr-defined]
                 if down is not None:
                     self.host.request_keyframe(down.up)
@@ -330,9 +367,21 @@ class SubscriberLeg(Leg):
                 stats.nack_received += 1
                 down = self.by_ssrc.get(packet.media_ssrc)  # type: ignore[attr-defined]
                 if down is not None:  # NACKs for SSRCs we never sent are ignored
-                    self.host.retransmit(down, packet.lost[:MAX_NACKED])  # type: ignore[attr-defined]
+                    down.nacked = packet.lost[:MAX_NACKED]  # type: ignore[attr-defined]
+                    self.host.retransmit(down, down.nacked)
             elif name in ("RtcpRrPacket", "RtcpSrPacket"):
                 self._on_receiver_report(packet)
+
+    def _on_remb(self, packet: Any) -> None:
+        """A subscriber's receive estimate caps the simulcast layers it is sent."""
+        remb = rtcp.parse_remb(packet.fci)
+        if remb is None:
+            return
+        bitrate, ssrcs = remb
+        for ssrc in ssrcs:
+            down = self.by_ssrc.get(ssrc)
+            if down is not None and down.selector is not None:
+                down.selector.on_remb(bitrate)
 
     def send_data(self, lossy: bool, message: str) -> bool:
         channel = self.lossy if lossy else self.reliable

@@ -3,6 +3,8 @@ sender reports to subscribers. Built with aiortc's RTCP classes (slow path only)
 
 from __future__ import annotations
 
+import struct
+
 from aiortc.rtp import (
     RtcpPacket,
     RtcpPsfbPacket,
@@ -11,12 +13,14 @@ from aiortc.rtp import (
     RtcpRtpfbPacket,
     RtcpSenderInfo,
     RtcpSrPacket,
+    unpack_remb_fci,
 )
 
 from .track import DownTrack, UpTrack
 
 PSFB_PLI = 1
 PSFB_FIR = 4
+PSFB_APP = 15  # application layer feedback: REMB
 RTPFB_NACK = 1
 
 
@@ -28,6 +32,14 @@ def is_rtcp(data: bytes) -> bool:
 def parse(data: bytes) -> list[object]:
     """Parse a compound packet; raises ValueError on garbage."""
     return list(RtcpPacket.parse(data))
+
+
+def parse_remb(fci: bytes) -> tuple[int, list[int]] | None:
+    """(bitrate bit/s, media SSRCs) of a REMB, or None for other application feedback."""
+    try:
+        return unpack_remb_fci(fci)
+    except (ValueError, IndexError, struct.error):
+        return None
 
 
 def nack(sender_ssrc: int, media_ssrc: int, lost: list[int]) -> bytes:

@@ -28,6 +28,29 @@ def payload_offset(data: bytes) -> int:
     return offset
 
 
+def read_extension(rtp: bytes, ext_id: int) -> bytes | None:
+    """The value of one-byte-header extension ``ext_id`` (RFC 8285), or None."""
+    if not rtp[0] & 0x10:
+        return None
+    offset = 12 + 4 * (rtp[0] & 0x0F)
+    if len(rtp) < offset + 4 or rtp[offset] != 0xBE or rtp[offset + 1] != 0xDE:
+        return None
+    end = offset + 4 + 4 * ((rtp[offset + 2] << 8) | rtp[offset + 3])
+    i = offset + 4
+    while i < end and i < len(rtp):
+        byte = rtp[i]
+        if byte == 0:  # padding
+            i += 1
+            continue
+        element_id, length = byte >> 4, (byte & 0x0F) + 1
+        if element_id == 15:
+            return None
+        if element_id == ext_id:
+            return rtp[i + 1 : i + 1 + length]
+        i += 1 + length
+    return None
+
+
 def is_vp8_keyframe_start(payload: bytes) -> bool:
     """True for the first packet of a VP8 keyframe (S=1, PID=0, P=0 in the frame tag)."""
     if not payload:

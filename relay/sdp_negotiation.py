@@ -16,6 +16,7 @@ from .codecs import SUPPORTED, VIDEO_FEEDBACK, Codec, accepts
 from .dtls_adapter import DtlsRole
 from .errors import SdpError
 from .ice_lite import IceCredentials
+from .simulcast import MID_URI, RID_URI, order_layers
 from .twcc import TWCC_URI
 
 MAX_SDP_BYTES = 64 * 1024
@@ -38,6 +39,12 @@ class OfferedMedia:
     track_id: str | None
     sctp_port: int | None = None
     extensions: dict[str, int] = field(default_factory=dict)  # header extension URI -> id
+    rids: list[str] = field(default_factory=list)  # simulcast send layers, lowest first
+
+    @property
+    def simulcast(self) -> bool:
+        """Simulcast the relay can take: several rids and the extension naming them."""
+        return len(self.rids) > 1 and RID_URI in self.extensions
 
 
 @dataclass(slots=True)
@@ -69,6 +76,37 @@ def _primary_ssrc(media: object) -> int | None:
     return int(ssrcs[0]) if ssrcs else None
 
 
+def _raw_sections(text: str) -> list[list[str]]:
+    """The attribute lines of each m-section, in order (for what aiortc's parser drops)."""
+    sections: list[list[str]] = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("m="):
+            sections.append([])
+        elif sections and line.startswith("a="):
+            sections[-1].append(line[2:])
+    return sections
+
+
+def _send_rids(attributes: list[str]) -> list[str]:
+    """Send rids of one m-section (RFC 8851/8853), lowest layer first; [] without simulcast."""
+    declared = []
+    for attr in attributes:
+        if attr.startswith("rid:"):
+            parts = attr[4:].split()
+            if len(parts) >= 2 and parts[1] == "send":
+                declared.append(parts[0])
+    for attr in attributes:
+        if attr.startswith("simulcast:"):
+            parts = attr[10:].split()
+            if len(parts) >= 2 and parts[0] == "send":
+                # "q;h;~f": one stream per ';', alternatives after ',', '~' = paused
+                streams = [s.split(",")[0].lstrip("~") for s in parts[1].split(";")]
+                rids = [r for r in streams if r in declared]
+                return order_layers(rids) if len(rids) == len(set(rids)) else []
+    return []
+
+
 def parse_description(text: str) -> RemoteDescription:
     """Parse an offer or answer; raises SdpError naming what is wrong."""
     if not text or not text.strip():
@@ -97,8 +135,10 @@ def parse_description(text: str) -> RemoteDescription:
         fingerprints=[(f.algorithm.lower(), f.value) for f in first.dtls.fingerprints],
         setup=setup,
     )
+    raw = _raw_sections(text)
     for index, media in enumerate(session.media):
         mid = media.rtp.muxId or str(index)
+        attributes = raw[index] if index < len(raw) else []
         result.media.append(
             OfferedMedia(
                 mid=mid,
@@ -110,6 +150,7 @@ def parse_description(text: str) -> RemoteDescription:
                 track_id=session.webrtc_track_id(media),
                 sctp_port=media.sctp_port,
                 extensions={e.uri: e.id for e in media.rtp.headerExtensions},
+                rids=_send_rids(attributes) if media.kind == "video" else [],
             )
         )
     return result
@@ -216,8 +257,15 @@ def publisher_answer(
         twcc = media.extensions.get(TWCC_URI)
         if twcc is not None:  # the relay sends congestion feedback: browsers size their send rate
             lines.append(f"a=extmap:{twcc} {TWCC_URI}")
+        if media.simulcast:  # layers arrive on SSRCs of their own, named by these extensions
+            for uri in (MID_URI, RID_URI):
+                if uri in media.extensions:
+                    lines.append(f"a=extmap:{media.extensions[uri]} {uri}")
         lines += _transport_lines(local, setup)
         lines += _codec_lines(codec, codec.payload_type, twcc=twcc is not None)
+        if media.simulcast:
+            lines += [f"a=rid:{rid} recv" for rid in media.rids]
+            lines.append(f"a=simulcast:recv {';'.join(media.rids)}")
     return "\r\n".join(lines) + "\r\n"
 
 

@@ -33,6 +33,7 @@ DROP_REASONS = (
     "unauthorized",  # STUN that failed USERNAME/MESSAGE-INTEGRITY
     "muted",  # the publisher muted the track
     "send_error",
+    "padding",  # padding-only packets (bandwidth probes) are not forwarded
 )
 
 
@@ -65,6 +66,8 @@ class RelayStats:
     nack_sent: int = 0  # NACK packets sent to publishers
     twcc_feedback_sent: int = 0  # transport-wide congestion control feedback packets
     retransmitted_packets: int = 0  # answered from the packet cache
+    holes_filled: int = 0  # NACKs answered with padding: the packet was gone
+    layer_switches: int = 0  # simulcast layer changes completed at a keyframe
     nack_unanswerable: int = 0  # asked for packets the cache no longer holds
     data_messages_in: int = 0
     data_messages_out: int = 0

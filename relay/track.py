@@ -15,6 +15,9 @@ from .codecs import Codec
 from .keyframe_requester import KeyframeRequester
 from .nack_tracker import NackTracker
 from .packet_cache import PacketCache
+from .simulcast import LayerSelector
+
+HISTORY_SPANS = 16  # enough for the packet cache's 1.5 s, even with frequent padding
 
 
 def random_ssrc() -> int:
@@ -92,12 +95,32 @@ class UpTrack:
     nacks: NackTracker | None = None  # video: gaps to NACK upstream
     packets: int = 0
     octets: int = 0
+    # Simulcast: the published track holds its layers (lowest first), each an UpTrack of
+    # its own with the same sid and its own SSRC, cache and subscribers.
+    rid: str = ""
+    layers: list[UpTrack] = field(default_factory=list)
+    pending: list[DownTrack] = field(default_factory=list)  # switching here at a keyframe
+    rate_bps: float = 0.0  # incoming rate over the last measurement interval
+    octets_marked: int = 0
 
     def add_down(self, down: DownTrack) -> None:
         self.down_tracks = [*self.down_tracks, down]  # copy-on-write: the fast path iterates
 
     def remove_down(self, down: DownTrack) -> None:
         self.down_tracks = [d for d in self.down_tracks if d is not down]
+
+    def streams(self) -> list[UpTrack]:
+        """The RTP streams carrying this track: itself, or one per simulcast layer."""
+        return self.layers or [self]
+
+    def all_downs(self) -> list[DownTrack]:
+        """Every subscriber's copy, whichever layer it is on."""
+        return [d for stream in self.streams() for d in stream.down_tracks]
+
+    def measure_rate(self, seconds: float) -> None:
+        if seconds > 0:
+            self.rate_bps = (self.octets - self.octets_marked) * 8 / seconds
+        self.octets_marked = self.octets
 
 
 @dataclass(slots=True, eq=False)
@@ -121,6 +144,104 @@ class DownTrack:
     octets_sent: int = 0
     lost_reported: int = 0  # the subscriber's cumulative loss in its previous report
     lost_repaired_at: int = 0  # cumulative loss already answered with a keyframe
+    nacked: list[int] = field(default_factory=list)  # the subscriber's last NACK (out seqs)
+    resent_at: dict[int, float] = field(default_factory=dict)  # out seq -> last resend
+    first_out_seq: int = 0  # first sequence number sent from the current source
+    # Earlier spans of this numbering (first out seq, source, seq offset, ts offset),
+    # newest last: NACKs for what was sent before a layer or publisher switch, or before
+    # a dropped padding packet, are answered from the right cache in the right numbering
+    # (a hole left unrepaired stalls some receivers' jitter buffers for seconds).
+    history: list[tuple[int, UpTrack, int, int]] = field(default_factory=list)
+    source: UpTrack | None = None  # the published track (``up`` may be one of its layers)
+    selector: LayerSelector | None = None  # simulcast only
+    pending_layer: UpTrack | None = None  # the layer this copy switches to at its keyframe
+
+    def __post_init__(self) -> None:
+        if self.source is None:
+            self.source = self.up
+
+    def attach(self, track: UpTrack, now: float) -> None:
+        """Start forwarding ``track``: for simulcast, its best flowing layer."""
+        self.source = track
+        self.up = track
+        if track.layers:
+            self.selector = LayerSelector(max_layer=len(track.layers) - 1)
+            layer = self.selector.choose([t.rate_bps for t in track.layers], now)
+            self.up = track.layers[max(layer, 0)]
+        self.up.add_down(self)
+
+    def detach(self) -> None:
+        self.up.remove_down(self)
+        self._cancel_switch()
+
+    def switch_layer(self, layer: UpTrack) -> bool:
+        """Move to another simulcast layer: at once if nothing was sent yet, else at the
+        layer's next keyframe (the fast path completes it). True if a keyframe is needed."""
+        self._cancel_switch()
+        if layer is self.up:
+            return False
+        if not self.started:
+            self.move_to(layer)
+            return True
+        layer.pending = [*layer.pending, self]
+        self.pending_layer = layer
+        return True
+
+    def move_to(self, layer: UpTrack) -> None:
+        """Forward from ``layer`` from its next keyframe on, continuing this numbering."""
+        self.up.remove_down(self)
+        if self.started:
+            self._remember(self)
+        self.up = layer
+        self.pending_layer = None
+        self.waiting_keyframe = True
+        layer.add_down(self)
+
+    def _cancel_switch(self) -> None:
+        layer = self.pending_layer
+        if layer is not None:
+            layer.pending = [d for d in layer.pending if d is not self]
+            self.pending_layer = None
+
+    def may_resend(self, out_seq: int, now: float, interval: float) -> bool:
+        """At most one retransmission of a packet per ``interval``; remembers the last 256."""
+        last = self.resent_at.get(out_seq)
+        if last is not None and now - last < interval:
+            return False
+        self.resent_at[out_seq] = now
+        if len(self.resent_at) > 256:
+            del self.resent_at[next(iter(self.resent_at))]
+        return True
+
+    def _remember(self, previous: DownTrack) -> None:
+        """Close ``previous``'s current span (if anything was sent in it) into history."""
+        if previous is not self:
+            self.history = list(previous.history)
+        if (previous.last_seq + 1 - previous.first_out_seq) & 0xFFFF:
+            span = (previous.first_out_seq, previous.up, previous.seq_offset, previous.ts_offset)
+            self.history = [*self.history[-(HISTORY_SPANS - 1) :], span]
+
+    def skip_padding(self) -> None:
+        """A padding-only packet (a publisher's bandwidth probe) is not forwarded; the
+        numbering closes over it so the subscriber sees no gap."""
+        self._remember(self)
+        self.seq_offset = (self.seq_offset - 1) & 0xFFFF
+        self.first_out_seq = (self.last_seq + 1) & 0xFFFF
+
+    def source_of(self, out_seq: int) -> tuple[UpTrack, int, int] | None:
+        """(source, seq offset, timestamp offset) that ``out_seq`` was sent with, or None.
+
+        Across a layer or publisher switch a NACK must be answered from the cache of the
+        stream that packet came from, in that stream's numbering.
+        """
+        if ((out_seq - self.first_out_seq) & 0xFFFF) < 0x8000:
+            return self.up, self.seq_offset, self.ts_offset
+        end = self.first_out_seq
+        for first, up, seq_offset, ts_offset in reversed(self.history):
+            if ((out_seq - first) & 0xFFFF) < ((end - first) & 0xFFFF):
+                return up, seq_offset, ts_offset
+            end = first
+        return None
 
     def unrepaired_loss(self, cumulative_lost: int, fraction_lost: int) -> bool:
         """True when the subscriber's reports show holes that retransmission did not fill.
@@ -141,6 +262,8 @@ class DownTrack:
     def continue_from(self, previous: DownTrack) -> None:
         """Take over a previous source's numbering on the same m-line (publisher switch)."""
         self.ssrc = previous.ssrc
+        if previous.started:
+            self._remember(previous)
         self.last_seq = previous.last_seq
         self.last_ts = previous.last_ts
         self.started = previous.started
@@ -150,6 +273,7 @@ class DownTrack:
     def start_at(self, seq: int, timestamp: int) -> None:
         """Continue this leg's numbering from the incoming packet (seq, timestamp)."""
         self.seq_offset = (self.last_seq + 1 - seq) & 0xFFFF
+        self.first_out_seq = (self.last_seq + 1) & 0xFFFF
         # One tick later than the last timestamp sent keeps timestamps monotonic.
         step = 1 if self.started else 0
         self.ts_offset = (self.last_ts + step - timestamp) & 0xFFFFFFFF

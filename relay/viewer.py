@@ -27,7 +27,7 @@ def viewer_source(room: Room, viewer: Participant) -> Participant | None:
     return min(candidates, key=lambda p: p.joined_at, default=None)
 
 
-def rewire_viewer(room: Room, viewer: Participant) -> None:
+def rewire_viewer(room: Room, viewer: Participant, now: float) -> None:
     """Point each of the viewer's m-lines at the current source's track of that kind.
 
     A new source continues the same SSRC and numbering and starts at a keyframe, so the
@@ -48,11 +48,11 @@ def rewire_viewer(room: Room, viewer: Participant) -> None:
                 ),
                 None,
             )
-        if current is not None and current.up is wanted:
+        if current is not None and current.source is wanted:
             continue
         if current is not None:
             current.active = False
-            current.up.remove_down(current)
+            current.detach()
             viewer.subscriptions.pop(current.up.sid, None)
             del leg.by_ssrc[slot.ssrc]
             leg.viewer_history[slot.ssrc] = current
@@ -73,5 +73,5 @@ def rewire_viewer(room: Room, viewer: Participant) -> None:
             down.ssrc = slot.ssrc
         leg.by_ssrc[slot.ssrc] = down
         viewer.subscriptions[wanted.sid] = down
-        wanted.add_down(down)
+        down.attach(wanted, now)
     leg.accepted_ssrcs = {s.ssrc for s in leg.viewer_slots}

@@ -19,7 +19,7 @@ from .codecs import SUPPORTED, Codec
 from .data_message import relay_data_message
 from .dtls_adapter import generate_certificate, local_fingerprint
 from .errors import NodeFullError, NotFoundError, PermissionDeniedError, SdpError, StateError
-from .forwarder import resend
+from .forwarder import fill_hole, resend
 from .leg import Leg, PublisherLeg, SubscriberLeg
 from .nack_tracker import NackTracker
 from .packet_cache import PacketCache
@@ -28,6 +28,7 @@ from .room import Participant, Permissions, Room, new_sid
 from .sdp_negotiation import (
     MAX_MESSAGE_SIZE,
     LocalTransport,
+    OfferedMedia,
     RemoteDescription,
     SubscriberSlot,
     answer_role,
@@ -39,6 +40,7 @@ from .sdp_negotiation import (
     viewer_answer,
     viewer_slots,
 )
+from .simulcast import MID_URI, RID_URI, quality_layer
 from .stats import RelayStats
 from .track import DownTrack, UpTrack, random_ssrc
 from .udp_mux import UdpMux
@@ -46,6 +48,8 @@ from .viewer import rewire_viewer
 
 logger = logging.getLogger(__name__)
 AnyLeg = TypeVar("AnyLeg", PublisherLeg, SubscriberLeg)
+KEYFRAME_RETRY = 1.0  # seconds before a pending layer switch asks for its keyframe again
+RESEND_MIN_INTERVAL = 0.1  # seconds between two retransmissions of one packet to one leg
 
 
 @dataclass(slots=True)
@@ -211,7 +215,7 @@ class RelayWorker:
         for track in list(participant.published.values()):
             self._unpublish(room, participant, track)
         for down in list(participant.subscriptions.values()):
-            down.up.remove_down(down)
+            down.detach()
         participant.subscriptions.clear()
         for leg in (participant.publisher_leg, participant.subscriber_leg):
             if leg is not None:
@@ -246,6 +250,10 @@ class RelayWorker:
         elif offer.fingerprints != leg.remote_fingerprints:
             raise SdpError("the DTLS fingerprint changed; start a new session instead")
         leg.twcc_id = twcc_extension(offer) or 0
+        for media in offer.media:
+            if media.simulcast:
+                leg.rid_id = media.extensions[RID_URI]
+                leg.mid_id = media.extensions.get(MID_URI, 0)
         accepted = self._accept_publisher_media(room, participant, leg, offer, info or {})
         setup = "passive" if leg.dtls.role == "server" else "active"
         offer.setup = "passive" if setup == "active" else "actpass"
@@ -277,20 +285,13 @@ class RelayWorker:
             if codec is None:
                 continue
             accepted[media.mid] = codec
-            track = UpTrack(
-                sid=new_sid("TR"),
-                kind=media.kind,
-                codec=codec,
-                mid=media.mid,
-                publisher_sid=participant.sid,
-                room=participant.room,
-                ssrc=media.ssrc,
-                name=info.get(media.mid, PublishedTrackInfo()).name,
-            )
-            track.keyframes.interval = self.config.keyframe_interval
-            if track.kind == "video":
-                track.cache = PacketCache()
-                track.nacks = NackTracker()
+            track = self._new_track(participant, media, codec, new_sid("TR"))
+            track.name = info.get(media.mid, PublishedTrackInfo()).name
+            if media.simulcast:
+                for rid in media.rids:
+                    layer = self._new_track(participant, media, codec, track.sid)
+                    layer.rid, layer.ssrc = rid, None
+                    track.layers.append(layer)
             participant.published[track.sid] = track
             leg.add_track(track)
             self.observer.track_published(room, participant, track)
@@ -302,15 +303,35 @@ class RelayWorker:
             self._unpublish(room, participant, gone)
         return accepted
 
+    def _new_track(
+        self, participant: Participant, media: OfferedMedia, codec: Codec, sid: str
+    ) -> UpTrack:
+        track = UpTrack(
+            sid=sid,
+            kind=media.kind,
+            codec=codec,
+            mid=media.mid,
+            publisher_sid=participant.sid,
+            room=participant.room,
+            ssrc=media.ssrc,
+        )
+        track.keyframes.interval = self.config.keyframe_interval
+        if track.kind == "video":
+            track.cache = PacketCache()
+            track.nacks = NackTracker()
+        return track
+
     def _unpublish(self, room: Room, participant: Participant, track: UpTrack) -> None:
         participant.published.pop(track.sid, None)
         if participant.publisher_leg is not None:
             participant.publisher_leg.remove_track(track)
-        for down in list(track.down_tracks):
+        for down in track.all_downs():
             subscriber = room.participants.get(down.subscriber_sid)
             if subscriber is not None and subscriber.follow is None:  # viewers are rewired
                 self._drop_down(subscriber, down)
-        track.down_tracks = []
+        for stream in track.streams():
+            stream.down_tracks = []
+            stream.pending = []
         self.observer.track_unpublished(room, participant, track)
         self._rewire_viewers(room)
 
@@ -319,9 +340,10 @@ class RelayWorker:
         if track is None:
             raise NotFoundError(f"track {track_sid} is not published by this participant")
         if track.muted != muted:
-            track.muted = muted
+            for stream in track.streams():
+                stream.muted = muted
             if not muted:
-                for down in track.down_tracks:
+                for down in track.all_downs():
                     down.waiting_keyframe = True
                 self.request_keyframe(track)
             self.observer.track_muted(self.get_room(participant.room), participant, track)
@@ -372,13 +394,22 @@ class RelayWorker:
         leg.slots.append(slot)
         leg.by_ssrc[down.ssrc] = down
         participant.subscriptions[track.sid] = down
-        track.add_down(down)
+        down.attach(track, time.monotonic())
         self._renegotiate(leg)
+
+    def set_quality(self, participant: Participant, track_sid: str, quality: str) -> None:
+        """A subscriber's ceiling for a simulcast track (low, medium, high)."""
+        down = participant.subscriptions.get(track_sid)
+        if down is None:
+            raise NotFoundError(f"not subscribed to {track_sid}")
+        if down.selector is not None and down.source is not None:
+            down.selector.max_layer = quality_layer(quality, len(down.source.layers))
+            self._select_layer(down, time.monotonic())
 
     def _drop_down(self, participant: Participant, down: DownTrack) -> None:
         leg: SubscriberLeg = participant.subscriber_leg
         down.active = False
-        down.up.remove_down(down)
+        down.detach()
         participant.subscriptions.pop(down.up.sid, None)
         leg.by_ssrc.pop(down.ssrc, None)
         for slot in leg.slots:
@@ -474,7 +505,7 @@ class RelayWorker:
                 self._rewire_viewer(room, participant)
 
     def _rewire_viewer(self, room: Room, viewer: Participant) -> None:
-        rewire_viewer(room, viewer)
+        rewire_viewer(room, viewer, time.monotonic())
         self._activate(viewer.subscriber_leg)
 
     # transport ---------------------------------------------------------------------------
@@ -532,7 +563,7 @@ class RelayWorker:
             # Subscribers that activated before the publisher connected still wait for a
             # keyframe; a publisher with nobody waiting sends its first keyframe anyway.
             for track in leg.participant.published.values():
-                if any(d.active and d.waiting_keyframe for d in track.down_tracks):
+                if any(d.active and d.waiting_keyframe for d in track.all_downs()):
                     self.request_keyframe(track)
 
     def _open_data(self, leg: SubscriberLeg) -> None:
@@ -555,25 +586,36 @@ class RelayWorker:
         self.mux.sendto(data, addr)
 
     def request_keyframe(self, up: UpTrack) -> None:
-        if up.kind == "video" and up.keyframes.request(time.monotonic()):
-            self._send_pli(up)
+        now = time.monotonic()
+        for stream in up.streams():  # a simulcast track: every layer
+            if stream.kind == "video" and stream.keyframes.request(now):
+                self._send_pli(stream)
 
     def retransmit(self, down: DownTrack, lost: list[int]) -> None:
         """Answer a subscriber's NACK from the packet cache; what is gone needs a keyframe."""
-        cache = down.up.cache
-        if cache is None:
+        if down.up.cache is None:
             return
         now = time.perf_counter()
         leg: SubscriberLeg = down.sink
+        # A packet is resent at most once per round trip: receivers that repeat every
+        # missing number in each NACK would otherwise multiply the load on a link that is
+        # already dropping packets.
+        interval = max(RESEND_MIN_INTERVAL, 1.5 * (leg.rtt_ms or 0.0) / 1000.0)
         missing = False
         for out_seq in lost:
+            if not down.may_resend(out_seq, now, interval):
+                continue
             if not leg.retransmit_budget.allow(now):
                 return  # flood: the rest is ignored
-            rtp = cache.get((out_seq - down.seq_offset) & 0xFFFF, now)
-            if rtp is None:
+            origin = down.source_of(out_seq)  # the layer or publisher it was sent from
+            cache = origin[0].cache if origin is not None else None
+            rtp = cache.get((out_seq - origin[1]) & 0xFFFF, now) if origin and cache else None
+            if origin is None or rtp is None:
                 missing = True
+                if origin is None or not _awaited_upstream(origin[0], out_seq - origin[1]):
+                    fill_hole(down, out_seq, self.mux.sendto, self.stats)
             else:
-                resend(down, rtp, self.mux.sendto, self.stats)
+                resend(down, rtp, origin[1], origin[2], self.mux.sendto, self.stats)
         if missing:
             self.stats.nack_unanswerable += 1
             self.request_keyframe(down.up)
@@ -615,6 +657,7 @@ class RelayWorker:
                 self._send_due_keyframe_requests(now)
                 self._send_due_nacks(time.perf_counter())
                 if now - last_report >= self.config.report_interval:
+                    self._select_layers(now, now - last_report)
                     last_report = now
                     self._send_receiver_reports(now)
                     self._expire_silent_peers()
@@ -624,8 +667,33 @@ class RelayWorker:
     def _send_due_keyframe_requests(self, now: float) -> None:
         for room in self.rooms.values():
             for track in room.tracks():
-                if track.keyframes.due(now):
-                    self._send_pli(track)
+                for stream in track.streams():
+                    if stream.keyframes.due(now):
+                        self._send_pli(stream)
+                    elif stream.pending and now - stream.keyframes.last_sent > KEYFRAME_RETRY:
+                        # a layer switch waits for this keyframe: senders may drop a request
+                        self.request_keyframe(stream)
+
+    def _select_layers(self, now: float, interval: float) -> None:
+        """Once per report interval: measure each layer's rate, then re-choose layers."""
+        for room in self.rooms.values():
+            for track in room.tracks():
+                if not track.layers:
+                    continue
+                for layer in track.layers:
+                    layer.measure_rate(interval)
+                for down in track.all_downs():
+                    self._select_layer(down, now)
+
+    def _select_layer(self, down: DownTrack, now: float) -> None:
+        track = down.source
+        if down.selector is None or track is None or not track.layers:
+            return
+        wanted = down.pending_layer or down.up
+        choice = down.selector.choose([t.rate_bps for t in track.layers], now)
+        layer = track.layers[choice] if choice >= 0 else wanted
+        if layer is not wanted and down.switch_layer(layer):
+            self.request_keyframe(layer)
 
     def _send_due_nacks(self, now: float) -> None:
         """Each tick: repeat NACKs upstream and send transport-wide congestion feedback."""
@@ -659,3 +727,9 @@ class RelayWorker:
                 if legs and now - max(leg.last_seen for leg in legs) > timeout:
                     logger.info("consent expired for %s", participant.sid)
                     self._spawn(self.leave(participant, "consent_timeout"))
+
+
+def _awaited_upstream(up: UpTrack, in_seq: int) -> bool:
+    """Whether the relay is still NACKing the publisher for ``in_seq``: once it arrives it is
+    forwarded, so the number must not be taken by a filler meanwhile."""
+    return up.nacks is not None and (in_seq & 0xFFFF) in up.nacks.missing

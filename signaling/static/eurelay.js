@@ -151,11 +151,12 @@ export class EurelayClient extends EventTarget {
     this._send({type: "subscriber_answer", sdp: this._sub.localDescription.sdp});
   }
 
-  // Publish every track of a MediaStream (renegotiates when called again).
-  async publish(stream, {names = {}} = {}) {
+  // Publish every track of a MediaStream (renegotiates when called again). With
+  // {simulcast: true} video goes out as three layers (full, 1/2 and 1/4 resolution).
+  async publish(stream, {names = {}, simulcast = false} = {}) {
     if (!this._pub) this._pub = this._peerConnection();
     const transceivers = stream.getTracks().map((track) =>
-      this._pub.addTransceiver(track, {direction: "sendonly", streams: [stream]}));
+      this._pub.addTransceiver(track, transceiverInit(track, simulcast, [stream])));
     await this._pub.setLocalDescription(await this._pub.createOffer());
     const tracks = transceivers.map((t) => ({mid: t.mid, name: names[t.sender.track.kind] || t.sender.track.kind}));
     const answered = new Promise((resolve, reject) => { this._pendingAnswer = {resolve, reject}; });
@@ -177,6 +178,8 @@ export class EurelayClient extends EventTarget {
   subscribe(trackSid) { this._send({type: "subscribe", track_sid: trackSid}); }
   unsubscribe(trackSid) { this._send({type: "unsubscribe", track_sid: trackSid}); }
   mute(trackSid, muted = true) { this._send({type: "mute", track_sid: trackSid, muted}); }
+  // The highest simulcast layer to receive: "low", "medium" or "high".
+  setQuality(trackSid, quality) { this._send({type: "set_quality", track_sid: trackSid, quality}); }
 
   leave() {
     if (this._ws && this._ws.readyState === WebSocket.OPEN) this._send({type: "leave"});
@@ -191,9 +194,9 @@ export class EurelayClient extends EventTarget {
 }
 
 // WHIP (RFC 9725): publish a MediaStream; resolves to {pc, location}.
-export async function whipPublish(url, token, stream, {iceServers = []} = {}) {
+export async function whipPublish(url, token, stream, {iceServers = [], simulcast = false} = {}) {
   const pc = new RTCPeerConnection({iceServers, bundlePolicy: "max-bundle"});
-  for (const track of stream.getTracks()) pc.addTransceiver(track, {direction: "sendonly"});
+  for (const track of stream.getTracks()) pc.addTransceiver(track, transceiverInit(track, simulcast));
   return {pc, location: await exchange(pc, url, token)};
 }
 
@@ -210,6 +213,19 @@ export async function whepPlay(url, token, {iceServers = []} = {}) {
 export async function endSession(location, token) {
   const headers = token ? {Authorization: `Bearer ${token}`} : {};
   await fetch(location, {method: "DELETE", headers});
+}
+
+// Simulcast layers, lowest first (the relay also knows the q/h/f names).
+export const SIMULCAST_LAYERS = [
+  {rid: "q", scaleResolutionDownBy: 4},
+  {rid: "h", scaleResolutionDownBy: 2},
+  {rid: "f", scaleResolutionDownBy: 1},
+];
+
+function transceiverInit(track, simulcast, streams = []) {
+  const init = {direction: "sendonly", streams};
+  if (simulcast && track.kind === "video") init.sendEncodings = SIMULCAST_LAYERS.map((l) => ({...l}));
+  return init;
 }
 
 async function exchange(pc, url, token) {

@@ -1,0 +1,115 @@
+"""Simulcast: which layers a publisher sends, and which one each subscriber gets.
+
+Plain state, no I/O. A publisher's simulcast track arrives as one RTP stream per layer,
+named by the rid header extension (RFC 8852). Each subscriber has a ``LayerSelector`` that
+picks its layer from what it asked for (a quality ceiling) and how its link copes: loss in
+its receiver reports moves it down at once; a clean link moves it up one layer at a time
+(the switch itself is the probe), with a back-off that doubles each time a probe fails, so
+a viewer on a capped link settles below the cap instead of oscillating every few seconds.
+A REMB from the subscriber, when it sends one, caps the choice as well.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
+RID_URI = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"
+
+QUALITIES = ("low", "medium", "high")
+# Well-known rid spellings, lowest first. Other names keep the publisher's order, which by
+# the convention of browsers' sendEncodings (and of LiveKit's and mediasoup's clients) is
+# lowest first.
+_KNOWN_ORDERS = (("q", "h", "f"), ("l", "m", "h"), ("low", "mid", "high"), ("0", "1", "2"))
+
+LOSS_DOWN = 0.10  # fraction lost in one receiver report that moves a subscriber down
+LOSS_CLEAN = 0.02  # at most this much loss counts as a clean link
+SETTLE = 1.5  # seconds after a switch during which reports still describe the old layer
+PROBE_FIRST = 2.0  # seconds of clean link before trying the next layer up
+PROBE_MAX = 32.0  # the longest back-off between failed probes
+PROBE_PROVEN = 10.0  # a layer held this long without loss resets the back-off
+REMB_HEADROOM = 0.9  # a layer fits a REMB estimate when its rate is below this share
+
+
+def order_layers(rids: list[str]) -> list[str]:
+    """The rids lowest layer first."""
+    for known in _KNOWN_ORDERS:
+        if set(rids) <= set(known):
+            return sorted(rids, key=known.index)
+    return list(rids)
+
+
+def quality_layer(quality: str, layers: int) -> int:
+    """The highest layer index a quality ceiling allows."""
+    index = QUALITIES.index(quality) if quality in QUALITIES else len(QUALITIES) - 1
+    return min(index, layers - 1)
+
+
+@dataclass(slots=True)
+class LayerSelector:
+    """One subscriber's layer choice for one simulcast track."""
+
+    max_layer: int = 2  # the subscriber's ceiling
+    current: int = -1  # the layer chosen; -1 before the first choice
+    loss: float = 0.0  # worst fraction lost reported since the last choice
+    remb_bps: float | None = None
+    switched_at: float = 0.0
+    probed_up: bool = False  # the last switch went up and is not proven yet
+    probe_wait: float = PROBE_FIRST
+    next_probe: float = 0.0
+
+    def on_report(self, fraction_lost: float, now: float) -> None:
+        """A receiver report for this subscriber's stream (fraction 0..1)."""
+        if now - self.switched_at >= SETTLE:
+            self.loss = max(self.loss, fraction_lost)
+
+    def on_remb(self, bitrate_bps: float) -> None:
+        self.remb_bps = bitrate_bps
+
+    def choose(self, rates: list[float], now: float) -> int:
+        """The layer to forward, given each layer's incoming rate (bit/s; 0: not flowing)."""
+        flowing = [i for i, rate in enumerate(rates) if rate > 0]
+        if not flowing:
+            return self.current
+        allowed = [i for i in flowing if i <= self.max_layer] or flowing[:1]
+        fits = allowed
+        if self.remb_bps is not None:
+            budget = self.remb_bps * REMB_HEADROOM
+            fits = [i for i in allowed if rates[i] <= budget] or allowed[:1]
+        if self.current not in allowed:
+            # first choice, or the layer stopped / is above a new ceiling: best that fits
+            return self._switch(fits[-1] if self.current < 0 else _below(fits, self.current), now)
+        loss, self.loss = self.loss, 0.0
+        if loss > LOSS_DOWN and now - self.switched_at >= SETTLE:
+            if self.probed_up:  # the probe failed: wait longer before the next one
+                self.probe_wait = min(PROBE_MAX, self.probe_wait * 2)
+            lower = [i for i in allowed if i < self.current]
+            self.next_probe = now + self.probe_wait
+            return self._switch(lower[-1], now) if lower else self.current
+        if self.current not in fits:
+            return self._switch(_below(fits, self.current), now)
+        if self.probed_up and now - self.switched_at >= PROBE_PROVEN:
+            self.probed_up = False
+            self.probe_wait = PROBE_FIRST
+        higher = [i for i in fits if i > self.current]
+        if higher and loss <= LOSS_CLEAN and now >= self.next_probe:
+            self.next_probe = now + self.probe_wait
+            self._switch(higher[0], now)
+            self.probed_up = True
+        return self.current
+
+    def _switch(self, layer: int, now: float) -> int:
+        if layer != self.current:
+            self.current = layer
+            self.switched_at = now
+            self.probed_up = False
+            self.loss = 0.0
+            if self.next_probe < now + PROBE_FIRST:
+                self.next_probe = now + PROBE_FIRST
+        return layer
+
+
+def _below(layers: list[int], current: int) -> int:
+    """The highest of ``layers`` not above ``current`` (else the lowest)."""
+    lower = [i for i in layers if i <= current]
+    return lower[-1] if lower else layers[0]
