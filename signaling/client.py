@@ -338,6 +338,10 @@ class EurelayClient:
     async def unsubscribe(self, track_sid: str) -> None:
         await self._send(p.Unsubscribe(type="unsubscribe", track_sid=track_sid))
 
+    async def set_quality(self, track_sid: str, quality: p.Quality) -> None:
+        """The highest simulcast layer to receive of ``track_sid``."""
+        await self._send(p.SetQuality(type="set_quality", track_sid=track_sid, quality=quality))
+
     async def mute(self, track_sid: str, muted: bool = True) -> None:
         await self._send(p.Mute(type="mute", track_sid=track_sid, muted=muted))
 

@@ -63,6 +63,16 @@ COUNTERS = (
         "NACKs asking for packets the cache no longer held.",
         "nack_unanswerable",
     ),
+    (
+        "eurelay_relay_holes_filled",
+        "Padding packets sent for NACKed packets that were gone, so receivers move on.",
+        "holes_filled",
+    ),
+    (
+        "eurelay_relay_layer_switches",
+        "Simulcast layer switches completed (at a keyframe of the new layer).",
+        "layer_switches",
+    ),
 )
 
 

@@ -28,7 +28,12 @@ logger = logging.getLogger(__name__)
 def describe_track(track: UpTrack) -> p.TrackDescription:
     kind: Literal["audio", "video"] = "audio" if track.kind == "audio" else "video"
     return p.TrackDescription(
-        sid=track.sid, kind=kind, name=track.name, mime=track.codec.mime, muted=track.muted
+        sid=track.sid,
+        kind=kind,
+        name=track.name,
+        mime=track.codec.mime,
+        muted=track.muted,
+        layers=[layer.rid for layer in track.layers],
     )
 
 

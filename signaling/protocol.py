@@ -74,6 +74,18 @@ class Unsubscribe(_Message):
     track_sid: Sid
 
 
+Quality = Literal["low", "medium", "high"]
+
+
+class SetQuality(_Message):
+    """The highest simulcast layer to receive of a track; the relay may send a lower one
+    when the subscriber's link cannot carry it."""
+
+    type: Literal["set_quality"]
+    track_sid: Sid
+    quality: Quality
+
+
 class Mute(_Message):
     type: Literal["mute"]
     track_sid: Sid
@@ -96,6 +108,7 @@ ClientMessage = Annotated[
     | Trickle
     | Subscribe
     | Unsubscribe
+    | SetQuality
     | Mute
     | Leave
     | Ping,
@@ -113,6 +126,7 @@ class TrackDescription(_Message):
     name: str
     mime: str
     muted: bool
+    layers: list[str] = []  # simulcast rids, lowest first; empty for a single stream
 
 
 class ParticipantDescription(_Message):

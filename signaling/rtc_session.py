@@ -304,6 +304,8 @@ class RtcSession:
                 worker.subscribe(participant, track_sid)
             case p.Unsubscribe(track_sid=track_sid):
                 worker.unsubscribe(participant, track_sid)
+            case p.SetQuality(track_sid=track_sid, quality=quality):
+                worker.set_quality(participant, track_sid, quality)
             case p.Mute(track_sid=track_sid, muted=muted):
                 worker.set_muted(participant, track_sid, muted)
             case p.Ping(timestamp=ts):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import struct
 
-from relay.twcc import TwccRecorder, read_extension
+from relay.rtp_header import read_extension
+from relay.twcc import TwccRecorder
 
 
 def decode(packet: bytes) -> dict[str, object]:

@@ -1,0 +1,99 @@
+"""Simulcast without the network: SDP rids, layer choice, and switching at keyframes."""
+
+from __future__ import annotations
+
+import struct
+
+from relay.codecs import VP8
+from relay.forwarder import forward_rtp
+from relay.sdp_negotiation import _send_rids
+from relay.simulcast import LayerSelector, order_layers, quality_layer
+from relay.stats import RelayStats
+from relay.track import DownTrack, UpTrack
+
+
+def test_send_rids_follow_the_simulcast_line_lowest_first() -> None:
+    attrs = ["rid:f send", "rid:h send", "rid:q send", "simulcast:send f;h;~q"]
+    assert _send_rids(attrs) == ["q", "h", "f"]
+    assert _send_rids(["rid:a send", "rid:b send", "simulcast:send a;b"]) == ["a", "b"]
+    assert _send_rids(["rid:q send"]) == []  # no a=simulcast: a single stream
+    assert _send_rids(["rid:q send", "simulcast:send q;q"]) == []  # duplicates: refused
+    assert order_layers(["h", "l", "m"]) == ["l", "m", "h"]
+    assert quality_layer("low", 3) == 0 and quality_layer("high", 2) == 1
+
+
+def test_selector_steps_down_on_loss_and_probes_up_with_back_off() -> None:
+    rates = [100e3, 300e3, 900e3]
+    sel = LayerSelector(max_layer=2)
+    assert sel.choose(rates, 0.0) == 2  # the best flowing layer first
+    sel.on_report(0.3, 2.0)
+    assert sel.choose(rates, 2.0) == 1  # heavy loss: one layer down
+    assert sel.choose(rates, 3.0) == 1  # no probe within 2 s of a switch
+    assert sel.choose(rates, 6.5) == 2  # clean link: probe up
+    sel.on_report(0.3, 8.0)
+    assert sel.choose(rates, 8.0) == 1  # the probe failed: the wait doubles
+    assert sel.choose(rates, 11.0) == 1 and sel.choose(rates, 12.5) == 2  # 4 s later
+    sel.max_layer = 0
+    assert sel.choose(rates, 17.0) == 0  # a ceiling applies at once
+    sel.max_layer, sel.remb_bps = 2, 400e3
+    assert sel.choose(rates, 30.0) == 1  # a REMB estimate caps the climb
+    assert sel.choose([100e3, 300e3, 0.0], 40.0) == 1  # a stopped layer is never chosen
+
+
+class _Sink:
+    addr = ("127.0.0.1", 1)
+
+    class tx_srtp:
+        @staticmethod
+        def protect(packet: bytes) -> bytes:
+            return packet
+
+
+def _layer(rid: str, ssrc: int) -> UpTrack:
+    return UpTrack(
+        sid="T", kind="video", codec=VP8, mid="0", publisher_sid="P", room="R", ssrc=ssrc, rid=rid
+    )
+
+
+def _vp8(seq: int, ts: int, ssrc: int, key: bool, padding: bool = False) -> bytes:
+    if padding:
+        return struct.pack("!BBHII", 0xA0, 96, seq, ts, ssrc) + b"\x00" * 3 + b"\x04"
+    payload = bytes([0x10, 0x00 if key else 0x01]) + b"x" * 100
+    return struct.pack("!BBHII", 0x80, 96, seq, ts, ssrc) + payload
+
+
+def test_switch_waits_for_a_keyframe_and_keeps_numbering_continuous() -> None:
+    low, high = _layer("q", 1), _layer("f", 2)
+    parent = _layer("", 0)
+    parent.layers = [low, high]
+    sent: list[bytes] = []
+    stats = RelayStats()
+    down = DownTrack(up=parent, subscriber_sid="S", mid="0", payload_type=96, sink=_Sink())
+    down.active = True
+    down.attach(parent, 0.0)
+    down.switch_layer(low)  # nothing sent yet: moves at once
+
+    def send(up: UpTrack, seq: int, ts: int, key: bool, padding: bool = False) -> None:
+        rtp = _vp8(seq, ts, up.ssrc or 0, key, padding)
+        forward_rtp(up, rtp, seq, ts, lambda p, a: sent.append(p), stats, 0.0)
+
+    send(low, 100, 9000, key=True)
+    send(low, 101, 12000, key=False)
+    send(low, 102, 12000, key=False, padding=True)  # a probe: not forwarded, no gap
+    assert down.switch_layer(high)  # started: waits for a keyframe of "f"
+    send(high, 5000, 70000, key=False)  # delta frame of the new layer: not forwarded
+    send(low, 103, 15000, key=False)  # the old layer still flows meanwhile
+    send(high, 5001, 73000, key=True)  # the switch completes here
+    send(low, 104, 18000, key=False)  # no longer forwarded
+    send(high, 5002, 76000, key=False)
+    seqs = [struct.unpack_from("!H", p, 2)[0] for p in sent]
+    ssrcs = {struct.unpack_from("!I", p, 8)[0] for p in sent}
+    assert len(sent) == 5 and ssrcs == {down.ssrc}
+    assert [(s - seqs[0]) & 0xFFFF for s in seqs] == [0, 1, 2, 3, 4]
+    assert down.up is high and stats.layer_switches == 1 and stats.dropped["padding"] == 1
+    # NACKs before the switch map back to the old layer, after it to the new one
+    first_high = (seqs[0] + 3) & 0xFFFF
+    assert down.source_of(first_high) == (high, down.seq_offset, down.ts_offset)
+    origin = down.source_of((seqs[0] + 2) & 0xFFFF)
+    assert origin is not None and origin[0] is low
+    assert (seqs[0] + 2 - origin[1]) & 0xFFFF == 103
