@@ -8,6 +8,7 @@ timestamp, SRTP-protect with that subscriber's session and ``sendto``.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from .rtp_header import HEADER, SEQ_TS_SSRC, is_keyframe_start, payload_offset
 from .stats import RelayStats
@@ -116,12 +117,8 @@ def resend(
         out_ts,
         down.ssrc,
     )
-    try:
-        packet = sink.tx_srtp.protect(header + rtp[12:csrc_end] + rtp[offset:])
-    except Exception:
-        stats.dropped["send_error"] += 1
+    if not _protect_and_send(sink, header + rtp[12:csrc_end] + rtp[offset:], sendto, stats):
         return False
-    sendto(packet, sink.addr)
     stats.retransmitted_packets += 1
     return True
 
@@ -143,13 +140,20 @@ def fill_hole(down: DownTrack, out_seq: int, sendto: SendTo, stats: RelayStats) 
     if filler is None or not down.started or sink.tx_srtp is None:
         return False
     header = HEADER.pack(0x80, down.payload_type, out_seq, down.last_ts, down.ssrc)
+    if not _protect_and_send(sink, header + filler, sendto, stats):
+        return False
+    stats.holes_filled += 1
+    return True
+
+
+def _protect_and_send(sink: Any, rtp: bytes, sendto: SendTo, stats: RelayStats) -> bool:
+    """Slow-path send of one packet to one subscriber leg."""
     try:
-        packet = sink.tx_srtp.protect(header + filler)
+        packet = sink.tx_srtp.protect(rtp)
     except Exception:
         stats.dropped["send_error"] += 1
         return False
     sendto(packet, sink.addr)
-    stats.holes_filled += 1
     return True
 
 
