@@ -2,8 +2,8 @@
 
 Chromium publishes three layers over WHIP (960x540, 480x270, 240x135); the relay answers
 the rids itself and tells the layers apart by the rid header extension. Two aiortc viewers
-join the room: one lowers its ceiling to "low" and must decode the 240-pixel layer, then
-raises it and climbs back to the top layer; the other keeps the top layer throughout.
+join the room each time: one gets a lower layer (it asks for one, or its link is capped)
+and then climbs back; the other keeps the top layer throughout.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from relay.netem import Impairment, UdpImpairmentProxy
+from relay.track import UpTrack
 from signaling.client import EurelayClient
 
 from ..helpers import RunningNode, eventually, token
@@ -37,10 +39,13 @@ async def _decode(track: object, frames: Frames) -> None:
 
 
 async def _viewer(
-    relay_node: RunningNode, name: str, tasks: list[asyncio.Task[None]]
+    relay_node: RunningNode,
+    name: str,
+    tasks: list[asyncio.Task[None]],
+    via: tuple[str, int] | None = None,
 ) -> tuple[EurelayClient, str, Frames]:
     """An aiortc viewer (closed by the fixture) decoding the room's video into ``Frames``."""
-    client = relay_node.client(token("sim", name, publish=False))
+    client = relay_node.client(token("sim", name, publish=False), media_via=via)
     await client.connect()
     frames = Frames()
     while True:  # the room's audio track may come first
@@ -58,7 +63,13 @@ def _layer_of(relay_node: RunningNode, identity: str) -> str:
     return downs[0].up.rid if downs else ""
 
 
-async def test_each_viewer_gets_its_own_layer(relay_node: RunningNode, browser: object) -> None:
+def _settled_on(frames: Frames, width: int) -> bool:
+    """The last few decoded frames all have ``width`` (earlier layers have drained)."""
+    last = [w for _, w in frames.widths[-5:]]
+    return len(last) == 5 and set(last) == {width}
+
+
+async def _publish_simulcast(relay_node: RunningNode, browser: object) -> UpTrack:
     page = await browser.new_page()  # type: ignore[attr-defined]
     await page.goto(relay_node.http("/"))
     await page.evaluate(
@@ -74,7 +85,11 @@ async def test_each_viewer_gets_its_own_layer(relay_node: RunningNode, browser: 
     room = relay_node.node.worker.rooms["sim"]
     track = next(t for t in room.tracks() if t.kind == "video")
     assert [layer.rid for layer in track.layers] == ["q", "h", "f"]
+    return track
 
+
+async def test_each_viewer_gets_its_own_layer(relay_node: RunningNode, browser: object) -> None:
+    track = await _publish_simulcast(relay_node, browser)
     tasks: list[asyncio.Task[None]] = []
     try:
         _, _, top = await _viewer(relay_node, "top", tasks)
@@ -82,7 +97,7 @@ async def test_each_viewer_gets_its_own_layer(relay_node: RunningNode, browser: 
         await eventually(lambda: all(layer.rate_bps > 0 for layer in track.layers), 20)
         await eventually(lambda: _layer_of(relay_node, "top") == "f", 20)
         # frames of the layer it started on may still be in its decoder: wait them out
-        await eventually(lambda: top.widths[-5:] == [(t, 960) for t, _ in top.widths[-5:]], 10)
+        await eventually(lambda: _settled_on(top, WIDTHS["f"]), 10)
 
         await low_client.set_quality(sid, "low")
         lowered = time.monotonic()
@@ -100,3 +115,53 @@ async def test_each_viewer_gets_its_own_layer(relay_node: RunningNode, browser: 
     finally:
         for task in tasks:
             task.cancel()
+
+
+async def test_capped_viewer_drops_a_layer_and_climbs_back(
+    relay_node: RunningNode, browser: object
+) -> None:
+    """Issue 5 test 5: a viewer behind a bandwidth cap below the top layer gets a lower
+    layer and decodes it; lifting the cap moves it up again; an uncapped viewer keeps the
+    top layer throughout."""
+    track = await _publish_simulcast(relay_node, browser)
+    proxy = UdpImpairmentProxy(("127.0.0.1", relay_node.node.worker.port), seed=5)
+    await proxy.start()
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        _, _, free = await _viewer(relay_node, "free", tasks)
+        _, _, capped = await _viewer(relay_node, "capped", tasks, via=("127.0.0.1", proxy.port))
+        await eventually(lambda: all(layer.rate_bps > 0 for layer in track.layers), 20)
+        await eventually(
+            lambda: _layer_of(relay_node, "free") == _layer_of(relay_node, "capped") == "f", 30
+        )
+        await eventually(lambda: _settled_on(free, WIDTHS["f"]), 10)
+        free_layers: list[str] = []
+
+        async def watch_free() -> None:
+            while True:
+                free_layers.append(_layer_of(relay_node, "free"))
+                await asyncio.sleep(0.5)
+
+        tasks.append(asyncio.create_task(watch_free()))
+        rates = [layer.rate_bps for layer in track.layers]
+        cap_kbps = (rates[1] + rates[2]) / 2 / 1000 + 60  # "h", audio and headers fit
+        # a link with a deep buffer (1 s), as mobile links have: the cap shows as loss once
+        # the queue overflows, and keyframes of the lower layer still get through
+        proxy.set(down=Impairment(rate_kbps=cap_kbps, queue_ms=1000))
+        capped_at = time.monotonic()
+        await eventually(lambda: _layer_of(relay_node, "capped") in ("q", "h"), 20)
+        await eventually(lambda: sum(w < WIDTHS["f"] for w in capped.since(capped_at)) >= 15, 30)
+        assert proxy.down.dropped > 0  # the cap did bite before the relay moved it down
+
+        proxy.set(down=Impairment())
+        lifted_at = time.monotonic()
+        await eventually(lambda: _layer_of(relay_node, "capped") == "f", 40)
+        await eventually(lambda: capped.since(lifted_at).count(WIDTHS["f"]) >= 15, 20)
+
+        assert free_layers and set(free_layers) == {"f"}, free_layers
+        top = free.since(capped_at)
+        assert len(top) >= 30 and set(top) == {WIDTHS["f"]}, sorted(set(top))
+    finally:
+        for task in tasks:
+            task.cancel()
+        proxy.close()
