@@ -14,6 +14,7 @@ import struct
 import time
 from dataclasses import dataclass, field
 
+import pylibsrtp
 from aioice import stun
 
 from relay.dtls_adapter import DtlsSession, generate_certificate, local_fingerprint
@@ -22,6 +23,8 @@ from relay.sdp_negotiation import parse_description
 
 _CERT = generate_certificate()
 STAMP = struct.Struct("!QI")  # send time (monotonic ns), frame number
+VIDEO_PT, AUDIO_PT = 96, 111  # as the relay numbers them on subscriber legs
+LATENCY_SAMPLE = 8  # decrypt one received packet in this many to read its send time
 
 
 def _transport_lines(creds: IceCredentials, setup: str) -> list[str]:
@@ -49,7 +52,14 @@ class ReceiveCounters:
     lost: int = 0
     latencies_ns: list[int] = field(default_factory=list)
     first_packet_at: float | None = None
+    first_video_at: float | None = None
+    sampled: int = 0
     last_seq: dict[int, int] = field(default_factory=dict)
+
+    def reset(self) -> None:
+        """Start a measurement window (join times and sequence state are kept)."""
+        self.latencies_ns.clear()
+        self.packets = self.lost = 0
 
 
 class RawPeer(asyncio.DatagramProtocol):
@@ -61,6 +71,7 @@ class RawPeer(asyncio.DatagramProtocol):
         self.connected = asyncio.Event()
         self.stun_ok = asyncio.Event()
         self.counters = ReceiveCounters()
+        self.first_video = asyncio.Event()
         self.remote_creds: tuple[str, str] = ("", "")
         self.keyframe_requested = False
         self._consent: asyncio.Task[None] | None = None
@@ -84,7 +95,7 @@ class RawPeer(asyncio.DatagramProtocol):
             if 191 < data[1] < 224:
                 self.on_rtcp(self.dtls.rx_srtp.unprotect_rtcp(data))
             else:
-                self.on_rtp(self.dtls.rx_srtp.unprotect(data))
+                self.on_rtp(data)
 
     def on_rtcp(self, data: bytes) -> None:
         """Notice keyframe requests (PLI, FIR); sender reports are not needed here."""
@@ -96,10 +107,14 @@ class RawPeer(asyncio.DatagramProtocol):
             offset += 4 + 4 * struct.unpack_from("!H", data, offset + 2)[0]
 
     def on_rtp(self, rtp: bytes) -> None:
+        """Count one (still encrypted) RTP packet."""
         c = self.counters
         now = time.monotonic_ns()
         if c.first_packet_at is None:
             c.first_packet_at = time.perf_counter()
+        if c.first_video_at is None and rtp[1] & 0x7F == VIDEO_PT:
+            c.first_video_at = time.perf_counter()
+            self.first_video.set()
         c.packets += 1
         seq, ssrc = struct.unpack_from("!H", rtp, 2)[0], struct.unpack_from("!I", rtp, 8)[0]
         last = c.last_seq.get(ssrc)
@@ -108,9 +123,18 @@ class RawPeer(asyncio.DatagramProtocol):
             if 1 < gap < 0x8000:
                 c.lost += gap - 1
         c.last_seq[ssrc] = seq
-        if len(rtp) >= 12 + 2 + STAMP.size:
-            sent, _ = STAMP.unpack_from(rtp, 14)
-            c.latencies_ns.append(now - sent)
+        # SRTP leaves the header in the clear: counting needs no decryption. The send
+        # timestamp is in the encrypted payload: decrypt a sample, so that one process can
+        # play hundreds of subscribers.
+        c.sampled += 1
+        if c.sampled % LATENCY_SAMPLE == 0 and self.dtls is not None:
+            try:
+                plain = self.dtls.rx_srtp.unprotect(rtp)
+            except pylibsrtp.Error:
+                return
+            if len(plain) >= 12 + 2 + STAMP.size:
+                sent, _ = STAMP.unpack_from(plain, 14)
+                c.latencies_ns.append(now - sent)
 
     async def connect(self, answer_sdp: str) -> None:
         parsed = parse_description(answer_sdp)
@@ -160,13 +184,13 @@ class RawPeer(asyncio.DatagramProtocol):
 
     # SDP ---------------------------------------------------------------------------------
 
-    def publisher_offer(self, ssrc: int) -> str:
+    def publisher_offer(self, ssrc: int, audio_ssrc: int | None = None) -> str:
         lines = [
             "v=0",
             f"o=- {secrets.randbits(32)} 1 IN IP4 127.0.0.1",
             "s=bench",
             "t=0 0",
-            "a=group:BUNDLE 0",
+            "a=group:BUNDLE 0" + (" 1" if audio_ssrc is not None else ""),
             "a=msid-semantic: WMS *",
             "m=video 9 UDP/TLS/RTP/SAVPF 96",
             "c=IN IP4 0.0.0.0",
@@ -178,6 +202,17 @@ class RawPeer(asyncio.DatagramProtocol):
             f"a=ssrc:{ssrc} cname:bench",
             f"a=msid:bench video{ssrc}",
         ]
+        if audio_ssrc is not None:
+            lines += [
+                "m=audio 9 UDP/TLS/RTP/SAVPF 111",
+                "c=IN IP4 0.0.0.0",
+                "a=mid:1",
+                "a=sendonly",
+                *_transport_lines(self.creds, "actpass"),
+                "a=rtpmap:111 opus/48000/2",
+                f"a=ssrc:{audio_ssrc} cname:bench",
+                f"a=msid:bench audio{audio_ssrc}",
+            ]
         return "\r\n".join(lines) + "\r\n"
 
     def subscriber_answer(self, offer_sdp: str) -> str:
@@ -256,6 +291,41 @@ class VideoSender:
             frame += 1
             delay = started + frame / 30 - time.perf_counter()
             await asyncio.sleep(max(0.0, delay))
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+
+class AudioSender:
+    """An Opus-sized stream: 50 packets/s of ~80 bytes, a send timestamp in each payload."""
+
+    def __init__(self, peer: RawPeer, ssrc: int, payload_bytes: int = 80) -> None:
+        self.peer = peer
+        self.ssrc = ssrc
+        self.payload_bytes = payload_bytes
+        self.seq = secrets.randbits(16)
+        self.sent = 0
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        assert self.peer.dtls is not None
+        protect = self.peer.dtls.tx_srtp.protect
+        filler = os.urandom(self.payload_bytes)
+        started = time.perf_counter()
+        packet = 0
+        while True:
+            header = struct.pack("!BBHII", 0x80, AUDIO_PT, self.seq, packet * 960, self.ssrc)
+            stamp = STAMP.pack(time.monotonic_ns(), packet)
+            payload = b"\xfc\xff" + stamp + filler[: self.payload_bytes - 2 - STAMP.size]
+            self.peer._send(protect(header + payload))
+            self.seq = (self.seq + 1) & 0xFFFF
+            self.sent += 1
+            packet += 1
+            await asyncio.sleep(max(0.0, started + packet / 50 - time.perf_counter()))
 
     async def stop(self) -> None:
         if self._task is not None:

@@ -8,6 +8,7 @@ import contextlib
 import logging
 import signal
 import sys
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -152,6 +153,23 @@ def netem(args: argparse.Namespace) -> int:
     return 0
 
 
+def bench(args: argparse.Namespace) -> int:
+    """Load-test a fresh local server: print a table, then the results as JSON."""
+    import uvloop
+
+    from bench.loadgen import as_json, run_all, table
+
+    results = uvloop.run(
+        run_all(args.subscribers, args.publishers, args.duration, args.concurrency)
+    )
+    print(table(results))
+    report = as_json(results)
+    print(report)
+    if args.json:
+        Path(args.json).write_text(report + "\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="eurelay", description="eurelay WebRTC media relay")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -195,6 +213,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="up: client to relay; down: relay to client",
     )
     n.set_defaults(func=netem)
+    b = sub.add_parser(
+        "bench",
+        help="load generator: N publishers, M non-decoding subscribers on a fresh local server",
+        description="Starts `eurelay serve` as a child process, joins publishers (~1 Mbit/s "
+        "VP8 + an Opus-sized stream each) and subscribers over /v1/rtc, and reports join "
+        "time, loss, one-way latency, server CPU per forwarded and per received packet, "
+        "memory per subscriber and the Python floor measured in the same run.",
+    )
+    b.add_argument("--publishers", type=int, default=1)
+    b.add_argument("--subscribers", type=int, nargs="+", default=[10], help="one run per count")
+    b.add_argument("--duration", type=float, default=5.0, help="seconds measured per run")
+    b.add_argument("--concurrency", type=int, default=10, help="subscribers joining at once")
+    b.add_argument("--json", help="also write the JSON report to this file")
+    b.set_defaults(func=bench)
     return parser
 
 

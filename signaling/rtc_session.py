@@ -115,7 +115,10 @@ class RtcSession:
                     continue
                 item = p.SubscriberOffer(sdp=offer[0], tracks=offer[1])
             assert isinstance(item, p._Message)
-            await self.ws.send_str(item.model_dump_json())
+            try:
+                await self.ws.send_str(item.model_dump_json())
+            except ConnectionResetError:  # the client went away; the reader ends the session
+                return
 
     async def _fail(self, code: str, message: str) -> None:
         """Send a fatal error and close with the matching close code."""

@@ -1,23 +1,62 @@
-"""A short run of the benchmark so the tool cannot rot (numbers are not judged here)."""
+"""A short run of ``eurelay bench`` so the tool cannot rot (numbers are not judged here)."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import math
+import sys
+from pathlib import Path
 
 import pytest
 
-from bench.run import render, run_scenario
+from bench.run import render
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = pytest.mark.timeout(90)
+EURELAY = Path(sys.executable).with_name("eurelay")
 
 
-async def test_bench_scenario_reports_sane_numbers() -> None:
-    result = await run_scenario(subscribers=2, duration=1.0)
-    assert result.forwarded_packets > 50
-    assert result.loss_percent < 5
-    assert 0 < result.cpu_us_per_forwarded_packet < 100_000
-    assert 0 < result.one_way_latency_p50_ms <= result.one_way_latency_p99_ms < 1000
-    assert 0 < result.join_time_p50_ms < 5000
-    assert not math.isnan(result.relay_forward_p99_us)
+async def test_eurelay_bench_reports_sane_numbers(tmp_path: Path) -> None:
+    report = tmp_path / "bench.json"
+    process = await asyncio.create_subprocess_exec(
+        str(EURELAY),
+        "bench",
+        "--publishers", "2",
+        "--subscribers", "3",
+        "--duration", "1",
+        "--json", str(report),
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        stdout, _ = await asyncio.wait_for(process.communicate(), 80)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode == 0
+    assert "| publishers | subscribers |" in stdout.decode()  # the table
+    (result,) = json.loads(report.read_text())
+    assert result["publishers"] == 2 and result["subscribers"] == 3
+    # 2 publishers x (video ~120 + audio 50 packets/s) x 3 subscribers over ~1 s
+    assert result["forwarded_packets"] > 500
+    assert result["loss_percent"] < 5
+    assert 0 < result["cpu_us_per_forwarded_packet"] < 100_000
+    assert 0 < result["one_way_latency_p50_ms"] <= result["one_way_latency_p99_ms"] < 1000
+    assert 0 < result["join_time_p50_ms"] <= result["join_time_p95_ms"] < 5000
+    assert result["join_time_p95_ms"] <= result["join_video_p95_ms"] + 1
+    assert result["floor_us_per_packet"] > 0 and result["ratio_to_floor"] > 0
+    assert result["server_kib_per_subscriber"] >= 0
+    assert not math.isnan(result["relay_forward_p99_us"])
+
+
+def test_report_renders() -> None:
+    from bench.loadgen import Result
+
+    result = Result(
+        subscribers=2, forwarded_packets=100, cpu_us_per_forwarded_packet=10.0,
+        relay_forward_p50_us=50.0, relay_forward_p99_us=250.0, one_way_latency_p50_ms=1.0,
+        one_way_latency_p99_ms=2.0, loss_percent=0.0, join_time_p50_ms=30.0,
+        join_time_p95_ms=40.0, server_cpu_percent=5.0,
+    )  # fmt: skip
     text = render([result], 1.0)
-    assert "| 2 |" in text and "```json" in text
+    assert "| 1 | 2 | 100 |" in text and "```json" in text
