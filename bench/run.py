@@ -60,7 +60,8 @@ client competes with the server for CPU.
   packets it sent in the window; it includes receiving the publisher's packets, RTCP, STUN.
 - *CPU µs / received pkt*: server CPU with the publishers alone (nobody subscribed) for
   2 s, minus the idle server's CPU over 2 s, per packet received; in brackets, over the
-  floor.
+  floor. It includes each publisher's periodic work (receiver reports, the NACK tick),
+  which at one publisher's ~170 packets/s weighs heavily: compare the 4-publisher row.
 - *floor*: in the same run, a bare Python loop doing per subscriber a header rewrite,
   SRTP protect (pylibsrtp) and `sendto` to a loopback socket (`bench/floor.py`): the
   cost no Python forwarder can go below. *x floor* is eurelay's cost over it.
@@ -192,7 +193,7 @@ def summary(results: list[Result]) -> str:
         lines.append(
             f"- Cost grows linearly with subscribers: {slope:.2f} % of a core per added "
             f"subscriber between {first.subscribers} and {last.subscribers} "
-            "(server CPU % column)."
+            "(server CPU % column); idle rooms were not measured."
         )
     for r in results:
         if r.publishers == 1 and r.subscribers in (50, 500):

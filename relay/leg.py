@@ -332,6 +332,8 @@ class SubscriberLeg(Leg):
             if sent is None or not report.lsr:
                 continue
             rtt = (now - sent - report.dlsr / 65536.0) * 1000.0
+            if rtt >= 0 and down is not None and down.selector is not None:
+                down.selector.on_rtt(rtt, now)
             if rtt >= 0:
                 self.rtt_ms = (
                     rtt if self.rtt_ms is None else self.rtt_ms + 0.2 * (rtt - self.rtt_ms)

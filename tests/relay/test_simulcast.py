@@ -97,3 +97,20 @@ def test_switch_waits_for_a_keyframe_and_keeps_numbering_continuous() -> None:
     origin = down.source_of((seqs[0] + 2) & 0xFFFF)
     assert origin is not None and origin[0] is low
     assert (seqs[0] + 2 - origin[1]) & 0xFFFF == 103
+
+
+def test_a_growing_queue_moves_a_subscriber_down_before_loss() -> None:
+    rates = [100e3, 300e3, 900e3]
+    sel = LayerSelector(max_layer=2)
+    assert sel.choose(rates, 0.0) == 2
+    sel.on_rtt(20.0, 2.0)
+    sel.on_rtt(400.0, 3.0)  # one late report is not a queue
+    assert sel.choose(rates, 3.0) == 2
+    sel.on_rtt(30.0, 3.5)
+    sel.on_rtt(300.0, 4.0)
+    sel.on_rtt(450.0, 5.0)  # two in a row: the link is queueing
+    assert sel.choose(rates, 5.0) == 1
+    sel.on_rtt(250.0, 8.0)  # still draining (falling): no probe up yet, no step down
+    assert sel.choose(rates, 8.0) == 1
+    sel.on_rtt(40.0, 9.0)
+    assert sel.choose(rates, 9.0) == 2  # drained: try the top layer again
