@@ -146,9 +146,7 @@ async def test_killed_node_is_avoided_and_terminated_node_drains(tmp_path: Path)
         host = EurelayClient(nodes[other].ws_url, token("call", "host"), host_addresses=LOOPBACK)
         host.rtts = probes
         await host.connect()
-        guest = EurelayClient(
-            nodes[other].ws_url, token("call", "guest"), host_addresses=LOOPBACK
-        )
+        guest = EurelayClient(nodes[other].ws_url, token("call", "guest"), host_addresses=LOOPBACK)
         guest.rtts = probes
         await guest.connect()
         assert host.joined.node_id == guest.joined.node_id == other  # type: ignore[union-attr]
