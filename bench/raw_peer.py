@@ -248,20 +248,34 @@ class RawPeer(asyncio.DatagramProtocol):
         return "\r\n".join(lines) + "\r\n"
 
 
-class VideoSender:
-    """~bitrate of VP8-framed RTP at 30 fps, a keyframe every 2 s, timestamps in the payload."""
+class _Sender:
+    """One synthetic RTP stream from a publisher peer, paced by its ``_run``."""
 
-    def __init__(self, peer: RawPeer, ssrc: int, bitrate: int = 1_000_000, mtu: int = 1100) -> None:
+    def __init__(self, peer: RawPeer, ssrc: int) -> None:
         self.peer = peer
         self.ssrc = ssrc
-        self.frame_bytes = bitrate // 8 // 30
-        self.mtu = mtu
         self.seq = secrets.randbits(16)
         self.sent = 0
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        raise NotImplementedError
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+
+class VideoSender(_Sender):
+    """~bitrate of VP8-framed RTP at 30 fps, a keyframe every 2 s, timestamps in the payload."""
+
+    def __init__(self, peer: RawPeer, ssrc: int, bitrate: int = 1_000_000, mtu: int = 1100) -> None:
+        super().__init__(peer, ssrc)
+        self.frame_bytes = bitrate // 8 // 30
+        self.mtu = mtu
 
     async def _run(self) -> None:
         assert self.peer.dtls is not None
@@ -292,24 +306,13 @@ class VideoSender:
             delay = started + frame / 30 - time.perf_counter()
             await asyncio.sleep(max(0.0, delay))
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
 
-
-class AudioSender:
+class AudioSender(_Sender):
     """An Opus-sized stream: 50 packets/s of ~80 bytes, a send timestamp in each payload."""
 
     def __init__(self, peer: RawPeer, ssrc: int, payload_bytes: int = 80) -> None:
-        self.peer = peer
-        self.ssrc = ssrc
+        super().__init__(peer, ssrc)
         self.payload_bytes = payload_bytes
-        self.seq = secrets.randbits(16)
-        self.sent = 0
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
 
     async def _run(self) -> None:
         assert self.peer.dtls is not None
@@ -326,7 +329,3 @@ class AudioSender:
             self.sent += 1
             packet += 1
             await asyncio.sleep(max(0.0, started + packet / 50 - time.perf_counter()))
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
