@@ -62,6 +62,7 @@ class Result:
     ratio_to_floor: float = 0.0
     received_ratio_to_floor: float = 0.0
     client_cpu_percent: float = 0.0  # this load client's own CPU: near 100, it is the limit
+    idle_rooms: int = 0  # other rooms, each with one participant that sends nothing
 
 
 @contextlib.asynccontextmanager
@@ -226,10 +227,24 @@ async def _subscribe(
     return sig, peer, (first - started) * 1000, (video - started) * 1000
 
 
+async def _idle_room(http: aiohttp.ClientSession, url: str, i: int) -> Signaling:
+    """A room whose one participant joined and sends nothing (its WebSocket stays open)."""
+    sig = Signaling(http, url)
+    await sig.join(f"idle-{i}", f"idle{i}", publish=False)
+    await sig.expect("joined")
+    sig.keep_reading()
+    return sig
+
+
 async def run_scenario(
-    subscribers: int, duration: float, publishers: int = 1, concurrency: int = 10
+    subscribers: int,
+    duration: float,
+    publishers: int = 1,
+    concurrency: int = 10,
+    idle_rooms: int = 0,
 ) -> Result:
-    """One room: ``publishers`` each sending video + audio, ``subscribers`` receiving all.
+    """One room: ``publishers`` each sending video + audio, ``subscribers`` receiving all;
+    ``idle_rooms`` other rooms hold one silent participant each.
 
     Subscribers join ``concurrency`` at a time (each waits for its first video packet)."""
     # each participant holds its WebSocket open: no cap on connections (aiohttp: 100)
@@ -237,6 +252,7 @@ async def run_scenario(
     async with server_process() as node, aiohttp.ClientSession(connector=connector) as http:
         pid, url, base = node.pid, node.ws_url, node.http_url
         room = "bench-" + secrets.token_hex(3)
+        idle = [await _idle_room(http, url, i) for i in range(idle_rooms)]
         # The server idle, then with the publishers alone: the difference is what
         # receiving costs (timers and heartbeats run either way).
         idle_before = cpu_seconds(pid)
@@ -282,13 +298,14 @@ async def run_scenario(
         cpu = cpu_after - cpu_before
         for peer in [*peers, *(p.peer for p in pubs)]:
             await peer.close()
-        for sig in [*(s for s, _, _, _ in joined), *(p.sig for p in pubs)]:
+        for sig in [*(s for s, _, _, _ in joined), *(p.sig for p in pubs), *idle]:
             await sig.close()
         join_any = [ms for _, _, ms, _ in joined]
         join_video = [ms for _, _, _, ms in joined]
         return Result(
             subscribers=subscribers,
             publishers=publishers,
+            idle_rooms=idle_rooms,
             forwarded_packets=forwarded,
             cpu_us_per_forwarded_packet=cpu * 1e6 / max(1, forwarded),
             cpu_us_per_received_packet=cpu_received * 1e6 / max(1, received),
@@ -317,15 +334,16 @@ def with_floor(result: Result) -> Result:
 
 def table(results: list[Result]) -> str:
     rows = [
-        "| publishers | subscribers | forwarded pkts | CPU µs / fwd pkt | floor µs | x floor "
+        "| publishers | subscribers | idle rooms | forwarded pkts | CPU µs / fwd pkt "
+        "| floor µs | x floor "
         "| CPU µs / received pkt (x floor) | relay fwd p50 / p99 (µs, bucket) "
         "| one-way p50 / p99 (ms) | loss % | join p50 / p95 (ms) | join to video p50 / p95 (ms) "
         "| server CPU % | server KiB / subscriber | load client CPU % |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         rows.append(
-            f"| {r.publishers} | {r.subscribers} | {r.forwarded_packets} "
+            f"| {r.publishers} | {r.subscribers} | {r.idle_rooms} | {r.forwarded_packets} "
             f"| {r.cpu_us_per_forwarded_packet:.1f} | {r.floor_us_per_packet:.1f} "
             f"| {r.ratio_to_floor:.2f} "
             f"| {r.cpu_us_per_received_packet:.1f} ({r.received_ratio_to_floor:.1f}) "
@@ -344,11 +362,17 @@ def as_json(results: list[Result]) -> str:
 
 
 async def run_all(
-    subscriber_counts: list[int], publishers: int, duration: float, concurrency: int
+    subscriber_counts: list[int],
+    publishers: int,
+    duration: float,
+    concurrency: int,
+    idle_rooms: int = 0,
 ) -> list[Result]:
     results = []
     for count in subscriber_counts:
-        result = with_floor(await run_scenario(count, duration, publishers, concurrency))
+        result = with_floor(
+            await run_scenario(count, duration, publishers, concurrency, idle_rooms)
+        )
         print(json.dumps(asdict(result)), flush=True)
         results.append(result)
     return results

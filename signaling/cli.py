@@ -160,7 +160,7 @@ def bench(args: argparse.Namespace) -> int:
     from bench.loadgen import as_json, run_all, table
 
     results = uvloop.run(
-        run_all(args.subscribers, args.publishers, args.duration, args.concurrency)
+        run_all(args.subscribers, args.publishers, args.duration, args.concurrency, args.idle_rooms)
     )
     print(table(results))
     report = as_json(results)
@@ -225,6 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--subscribers", type=int, nargs="+", default=[10], help="one run per count")
     b.add_argument("--duration", type=float, default=5.0, help="seconds measured per run")
     b.add_argument("--concurrency", type=int, default=10, help="subscribers joining at once")
+    b.add_argument(
+        "--idle-rooms", type=int, default=0, help="other rooms, one silent participant each"
+    )
     b.add_argument("--json", help="also write the JSON report to this file")
     b.set_defaults(func=bench)
     return parser
