@@ -59,4 +59,4 @@ def test_report_renders() -> None:
         join_time_p95_ms=40.0, server_cpu_percent=5.0,
     )  # fmt: skip
     text = render([result], 1.0)
-    assert "| 1 | 2 | 100 |" in text and "```json" in text
+    assert "| 1 | 2 | 0 | 100 |" in text and "```json" in text  # publishers, subscribers, idle
