@@ -109,12 +109,11 @@ def resend(
     seq, timestamp, _ = SEQ_TS_SSRC.unpack_from(rtp, 2)
     b0 = rtp[0]
     csrc_end = 12 + 4 * (b0 & 0x0F)
-    out_ts = (timestamp + ts_offset) & 0xFFFFFFFF
     header = HEADER.pack(
         0x80 | (b0 & 0x2F),
         (rtp[1] & 0x80) | down.payload_type,
         (seq + seq_offset) & 0xFFFF,
-        out_ts,
+        (timestamp + ts_offset) & 0xFFFFFFFF,
         down.ssrc,
     )
     if not _protect_and_send(sink, header + rtp[12:csrc_end] + rtp[offset:], sendto, stats):

@@ -321,8 +321,9 @@ class SubscriberLeg(Leg):
         now = time.monotonic()
         for report in packet.reports:
             down = self.by_ssrc.get(report.ssrc)
-            if down is not None and down.selector is not None:
-                down.selector.on_report(report.fraction_lost / 256.0, now)
+            selector = down.selector if down is not None else None  # simulcast only
+            if selector is not None:
+                selector.on_report(report.fraction_lost / 256.0, now)
             if down is not None and down.unrepaired_loss(report.packets_lost, report.fraction_lost):
                 # Some receivers NACK only on new gaps: send what they last asked for once
                 # more (a hole stalls their jitter buffer), and a keyframe for the rest.
@@ -332,12 +333,11 @@ class SubscriberLeg(Leg):
             if sent is None or not report.lsr:
                 continue
             rtt = (now - sent - report.dlsr / 65536.0) * 1000.0
-            if rtt >= 0 and down is not None and down.selector is not None:
-                down.selector.on_rtt(rtt, now)
-            if rtt >= 0:
-                self.rtt_ms = (
-                    rtt if self.rtt_ms is None else self.rtt_ms + 0.2 * (rtt - self.rtt_ms)
-                )
+            if rtt < 0:
+                continue
+            if selector is not None:
+                selector.on_rtt(rtt, now)
+            self.rtt_ms = rtt if self.rtt_ms is None else self.rtt_ms + 0.2 * (rtt - self.rtt_ms)
 
     def on_srtp(self, data: bytes, arrival: float) -> None:
         if self.rx_srtp is None:
@@ -357,10 +357,9 @@ class SubscriberLeg(Leg):
                     stats.pli_received += 1
                 elif fmt == rtcp.PSFB_FIR:
                     stats.fir_received += 1
-                elif fmt == rtcp.PSFB_APP:
-                    self._on_remb(packet)
-                    continue
                 else:
+                    if fmt == rtcp.PSFB_APP:
+                        self._on_remb(packet)
                     continue
                 down = self.by_ssrc.get(packet.media_ssrc)  # type: ignore[attr-defined]
                 if down is not None:

@@ -608,14 +608,19 @@ class RelayWorker:
             if not leg.retransmit_budget.allow(now):
                 return  # flood: the rest is ignored
             origin = down.source_of(out_seq)  # the layer or publisher it was sent from
-            cache = origin[0].cache if origin is not None else None
-            rtp = cache.get((out_seq - origin[1]) & 0xFFFF, now) if origin and cache else None
-            if origin is None or rtp is None:
+            if origin is None:
                 missing = True
-                if origin is None or not _awaited_upstream(origin[0], out_seq - origin[1]):
-                    fill_hole(down, out_seq, self.mux.sendto, self.stats)
-            else:
-                resend(down, rtp, origin[1], origin[2], self.mux.sendto, self.stats)
+                fill_hole(down, out_seq, self.mux.sendto, self.stats)
+                continue
+            source, seq_offset, ts_offset = origin
+            in_seq = (out_seq - seq_offset) & 0xFFFF
+            rtp = source.cache.get(in_seq, now) if source.cache is not None else None
+            if rtp is not None:
+                resend(down, rtp, seq_offset, ts_offset, self.mux.sendto, self.stats)
+                continue
+            missing = True
+            if not _awaited_upstream(source, in_seq):
+                fill_hole(down, out_seq, self.mux.sendto, self.stats)
         if missing:
             self.stats.nack_unanswerable += 1
             self.request_keyframe(down.up)
@@ -732,4 +737,4 @@ class RelayWorker:
 def _awaited_upstream(up: UpTrack, in_seq: int) -> bool:
     """Whether the relay is still NACKing the publisher for ``in_seq``: once it arrives it is
     forwarded, so the number must not be taken by a filler meanwhile."""
-    return up.nacks is not None and (in_seq & 0xFFFF) in up.nacks.missing
+    return up.nacks is not None and in_seq in up.nacks.missing
