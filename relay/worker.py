@@ -93,6 +93,9 @@ class RelayWorker:
         self.observer = observer
         self.stats = RelayStats()
         self.rooms: dict[str, Room] = {}
+        # Publisher legs in join order: the periodic work walks these, not every room, so
+        # rooms where nobody publishes cost the ticks nothing.
+        self.publisher_legs: dict[PublisherLeg, None] = {}
         self.certificate = generate_certificate()
         self.fingerprint = local_fingerprint(self.certificate)
         self.mux = UdpMux(self.stats, self._on_latch)
@@ -227,6 +230,8 @@ class RelayWorker:
 
     async def _close_leg(self, leg: Leg) -> None:
         leg.closed = True
+        if isinstance(leg, PublisherLeg):
+            self.publisher_legs.pop(leg, None)
         self.mux.forget(leg)
         await leg.dtls.close()
 
@@ -247,6 +252,7 @@ class RelayWorker:
         if leg is None:
             leg = self._answering_leg(PublisherLeg, participant, offer)
             participant.publisher_leg = leg
+            self.publisher_legs[leg] = None
         elif offer.fingerprints != leg.remote_fingerprints:
             raise SdpError("the DTLS fingerprint changed; start a new session instead")
         leg.twcc_id = twcc_extension(offer) or 0
@@ -669,9 +675,13 @@ class RelayWorker:
             except Exception:
                 logger.exception("relay tick failed")
 
+    def _publishing(self) -> list[PublisherLeg]:
+        """Connected publisher legs (a copy: the tick's work may end a session)."""
+        return [leg for leg in self.publisher_legs if leg.tx_srtp is not None]
+
     def _send_due_keyframe_requests(self, now: float) -> None:
-        for room in self.rooms.values():
-            for track in room.tracks():
+        for leg in self._publishing():
+            for track in leg.participant.published.values():
                 for stream in track.streams():
                     if stream.keyframes.due(now):
                         self._send_pli(stream)
@@ -681,8 +691,8 @@ class RelayWorker:
 
     def _select_layers(self, now: float, interval: float) -> None:
         """Once per report interval: measure each layer's rate, then re-choose layers."""
-        for room in self.rooms.values():
-            for track in room.tracks():
+        for leg in self._publishing():
+            for track in leg.participant.published.values():
                 if not track.layers:
                     continue
                 for layer in track.layers:
@@ -702,19 +712,13 @@ class RelayWorker:
 
     def _send_due_nacks(self, now: float) -> None:
         """Each tick: repeat NACKs upstream and send transport-wide congestion feedback."""
-        for room in self.rooms.values():
-            for participant in room.participants.values():
-                leg = participant.publisher_leg
-                if leg is not None and leg.tx_srtp is not None:
-                    leg.send_due_nacks(now)
-                    leg.send_twcc_feedback()
+        for leg in self._publishing():
+            leg.send_due_nacks(now)
+            leg.send_twcc_feedback()
 
     def _send_receiver_reports(self, now: float) -> None:
-        for room in self.rooms.values():
-            for participant in room.participants.values():
-                leg = participant.publisher_leg
-                if leg is not None and leg.tx_srtp is not None:
-                    leg.send_receiver_reports(now)
+        for leg in self._publishing():
+            leg.send_receiver_reports(now)
 
     def _expire_silent_peers(self) -> None:
         """Remove participants none of whose legs has been heard from within the timeout.
