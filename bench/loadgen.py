@@ -61,6 +61,10 @@ class Result:
     floor_us_per_packet: float = 0.0
     ratio_to_floor: float = 0.0
     received_ratio_to_floor: float = 0.0
+    # a bare uvloop receiver fed the publishers' packet rate, measured in the same run
+    receive_floor_us_per_packet: float = 0.0
+    received_ratio_to_receive_floor: float = 0.0
+    server_idle_cpu_percent: float = 0.0  # before the publishers join: idle rooms, timers
     client_cpu_percent: float = 0.0  # this load client's own CPU: near 100, it is the limit
     idle_rooms: int = 0  # other rooms, each with one participant that sends nothing
 
@@ -265,6 +269,10 @@ async def run_scenario(
         await asyncio.sleep(PUBLISHER_ONLY_SECONDS)
         cpu_received = max(0.0, cpu_seconds(pid) - cpu_before - cpu_idle)
         received = (await scrape(http, base))["received"] - before["received"]
+        # the bare receiver's floor at the same packet rate, while the same load runs
+        receive_floor = await asyncio.to_thread(
+            floor.receive_floor_us_per_packet, max(1.0, received / PUBLISHER_ONLY_SECONDS)
+        )
 
         rss_before = rss_kib(pid)
         gate = asyncio.Semaphore(concurrency)
@@ -309,6 +317,8 @@ async def run_scenario(
             forwarded_packets=forwarded,
             cpu_us_per_forwarded_packet=cpu * 1e6 / max(1, forwarded),
             cpu_us_per_received_packet=cpu_received * 1e6 / max(1, received),
+            receive_floor_us_per_packet=receive_floor,
+            server_idle_cpu_percent=100.0 * cpu_idle / PUBLISHER_ONLY_SECONDS,
             relay_forward_p50_us=bucket_quantile(before["buckets"], after["buckets"], 0.5) * 1e6,
             relay_forward_p99_us=bucket_quantile(before["buckets"], after["buckets"], 0.99) * 1e6,
             one_way_latency_p50_ms=pct(latencies, 0.5),
@@ -329,6 +339,9 @@ def with_floor(result: Result) -> Result:
     result.floor_us_per_packet = floor.floor_us_per_packet(max(1, result.subscribers))
     result.ratio_to_floor = result.cpu_us_per_forwarded_packet / result.floor_us_per_packet
     result.received_ratio_to_floor = result.cpu_us_per_received_packet / result.floor_us_per_packet
+    result.received_ratio_to_receive_floor = result.cpu_us_per_received_packet / max(
+        1e-9, result.receive_floor_us_per_packet
+    )
     return result
 
 
@@ -336,10 +349,11 @@ def table(results: list[Result]) -> str:
     rows = [
         "| publishers | subscribers | idle rooms | forwarded pkts | CPU µs / fwd pkt "
         "| floor µs | x floor "
-        "| CPU µs / received pkt (x floor) | relay fwd p50 / p99 (µs, bucket) "
+        "| CPU µs / received pkt (x floor) | receive floor µs (x) "
+        "| relay fwd p50 / p99 (µs, bucket) "
         "| one-way p50 / p99 (ms) | loss % | join p50 / p95 (ms) | join to video p50 / p95 (ms) "
         "| server CPU % | server KiB / subscriber | load client CPU % |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         rows.append(
@@ -347,6 +361,7 @@ def table(results: list[Result]) -> str:
             f"| {r.cpu_us_per_forwarded_packet:.1f} | {r.floor_us_per_packet:.1f} "
             f"| {r.ratio_to_floor:.2f} "
             f"| {r.cpu_us_per_received_packet:.1f} ({r.received_ratio_to_floor:.1f}) "
+            f"| {r.receive_floor_us_per_packet:.1f} ({r.received_ratio_to_receive_floor:.2f}) "
             f"| ≤{r.relay_forward_p50_us:.0f} / ≤{r.relay_forward_p99_us:.0f} "
             f"| {r.one_way_latency_p50_ms:.2f} / {r.one_way_latency_p99_ms:.2f} "
             f"| {r.loss_percent:.2f} | {r.join_time_p50_ms:.0f} / {r.join_time_p95_ms:.0f} "

@@ -45,6 +45,8 @@ async def test_eurelay_bench_reports_sane_numbers(tmp_path: Path) -> None:
     assert 0 < result["join_time_p50_ms"] <= result["join_time_p95_ms"] < 5000
     assert result["join_time_p95_ms"] <= result["join_video_p95_ms"] + 1
     assert result["floor_us_per_packet"] > 0 and result["ratio_to_floor"] > 0
+    assert result["receive_floor_us_per_packet"] > 0
+    assert result["received_ratio_to_receive_floor"] > 0
     assert result["server_kib_per_subscriber"] >= 0
     assert not math.isnan(result["relay_forward_p99_us"])
 
