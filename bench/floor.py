@@ -24,6 +24,21 @@ import time
 from pylibsrtp import Policy, Session
 
 HEADER = struct.Struct("!BBHII")
+# What bench/raw_peer.py's publisher sends: a ~1 Mbit/s VP8 frame as four packets 30
+# times a second, and an 80-byte Opus-sized packet 50 times a second.
+VIDEO_FRAME = (1100, 1100, 1100, 866)
+VIDEO_FPS = 30
+AUDIO_BYTES = 80
+AUDIO_PPS = 50
+
+
+def publisher_schedule(seconds: float) -> list[tuple[float, tuple[int, ...]]]:
+    """(send time, payload sizes sent back to back then) for ``seconds`` of one publisher."""
+    events: list[tuple[float, tuple[int, ...]]] = [
+        (i / VIDEO_FPS, VIDEO_FRAME) for i in range(int(seconds * VIDEO_FPS))
+    ]
+    events += [(i / AUDIO_PPS, (AUDIO_BYTES,)) for i in range(int(seconds * AUDIO_PPS))]
+    return sorted(events, key=lambda event: event[0])
 
 
 def _session(key: bytes | None = None, inbound: bool = False) -> Session:
@@ -37,7 +52,41 @@ def _session(key: bytes | None = None, inbound: bool = False) -> Session:
     return Session(policy)
 
 
+def paced_floor_us_per_packet(subscribers: int, seconds: float = 2.0) -> float:
+    """The floor loop fed on a publisher's schedule, to sockets another process reads.
+
+    Like for like with a relay: its packets arrive a few at a time with the process asleep
+    in between (so caches are cold again at each wake-up), and each send to a socket
+    someone waits on wakes the reader, which loopback charges to the sender."""
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sender.setblocking(False)
+    payloads = {size: os.urandom(size) for size in (*VIDEO_FRAME, AUDIO_BYTES)}
+    with DrainedSockets(subscribers) as drained:
+        targets = [(addr, _session(), 1000 + i) for i, addr in enumerate(drained.addrs)]
+        cpu = 0.0
+        packets = 0
+        started = time.monotonic()
+        for at, sizes in publisher_schedule(seconds):
+            time.sleep(max(0.0, started + at - time.monotonic()))
+            before = time.process_time()
+            for size in sizes:
+                payload = payloads[size]
+                for addr, session, ssrc in targets:
+                    packet = session.protect(
+                        HEADER.pack(0x80, 96, packets & 0xFFFF, packets * 3000, ssrc) + payload
+                    )
+                    try:  # noqa: SIM105 - a zero-cost try
+                        sender.sendto(packet, addr)
+                    except BlockingIOError:
+                        pass
+                packets += 1
+            cpu += time.process_time() - before
+    sender.close()
+    return cpu * 1e6 / max(1, packets * subscribers)
+
+
 def floor_us_per_packet(subscribers: int, packets: int = 3000, payload_size: int = 1100) -> float:
+    """The floor loop back to back (caches hot), to sockets this process drains."""
     receivers = []
     for _ in range(subscribers):
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -104,28 +153,35 @@ async def _receive(seconds: float) -> None:
     transport.close()
 
 
-def receive_floor_us_per_packet(
-    rate: float, seconds: float = 2.0, payload_size: int = 1100
-) -> float:
-    """CPU µs per packet of a bare uvloop receiver fed ``rate`` SRTP packets a second."""
+def receive_floor_us_per_packet(publishers: int = 1, seconds: float = 2.0) -> float:
+    """CPU µs per packet of a bare uvloop receiver fed ``publishers`` publishers' schedules
+    (each offset by a fraction of a frame, as independent senders are)."""
     receiver = subprocess.Popen(
         [sys.executable, "-m", "bench.floor", str(seconds)],
         stdout=subprocess.PIPE,
         text=True,
+    )
+    events = sorted(
+        (at + p / (publishers * VIDEO_FPS), sizes)
+        for p in range(publishers)
+        for at, sizes in publisher_schedule(seconds + 1.0)
     )
     try:
         assert receiver.stdout is not None
         port = int(receiver.stdout.readline())
         sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         session = _session(RECEIVE_KEY)
-        payload = os.urandom(payload_size)
+        payloads = {size: os.urandom(size) for size in (*VIDEO_FRAME, AUDIO_BYTES)}
         started = time.monotonic()
         seq = 0
-        while receiver.poll() is None and time.monotonic() - started < seconds + 1.0:
-            packet = session.protect(HEADER.pack(0x80, 96, seq & 0xFFFF, seq * 3000, 1) + payload)
-            sender.sendto(packet, ("127.0.0.1", port))
-            seq += 1
-            time.sleep(max(0.0, started + seq / rate - time.monotonic()))
+        for at, sizes in events:
+            if receiver.poll() is not None:
+                break
+            time.sleep(max(0.0, started + at - time.monotonic()))
+            for size in sizes:
+                header = HEADER.pack(0x80, 96, seq & 0xFFFF, seq * 3000, 1)
+                sender.sendto(session.protect(header + payloads[size]), ("127.0.0.1", port))
+                seq += 1
         sender.close()
         cpu, count = receiver.stdout.readline().split()
         receiver.wait(timeout=5)
@@ -136,7 +192,61 @@ def receive_floor_us_per_packet(
     return float(cpu) * 1e6 / max(1, int(count))
 
 
+class _Drain(asyncio.DatagramProtocol):
+    count = 0
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        _Drain.count += 1
+
+
+async def _drain(sockets: int) -> None:
+    """``python -m bench.floor drain N``: N sockets read by uvloop, as a subscriber's are;
+    prints their ports, then on a line on stdin the number of packets read."""
+    loop = asyncio.get_running_loop()
+    ports = []
+    for _ in range(sockets):
+        transport, _ = await loop.create_datagram_endpoint(_Drain, local_addr=("127.0.0.1", 0))
+        ports.append(transport.get_extra_info("sockname")[1])
+    print(*ports, flush=True)
+    await loop.run_in_executor(None, sys.stdin.readline)
+    print(_Drain.count, flush=True)
+
+
+class DrainedSockets:
+    """N loopback sockets read by another process (a context manager): sending to them
+    costs what sending to real subscribers costs, the reader's wake-ups included."""
+
+    def __init__(self, sockets: int) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "bench.floor", "drain", str(sockets)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        self.addrs = [("127.0.0.1", int(p)) for p in self.process.stdout.readline().split()]
+        self.read = 0
+
+    def __enter__(self) -> DrainedSockets:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            assert self.process.stdin is not None and self.process.stdout is not None
+            self.process.stdin.write("\n")
+            self.process.stdin.flush()
+            self.read = int(self.process.stdout.readline() or 0)
+            self.process.wait(timeout=5)
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+                self.process.wait()
+
+
 if __name__ == "__main__":
     import uvloop
 
-    uvloop.run(_receive(float(sys.argv[1])))
+    if sys.argv[1] == "drain":
+        uvloop.run(_drain(int(sys.argv[2])))
+    else:
+        uvloop.run(_receive(float(sys.argv[1])))

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import loss, placement, plot, whip_latency
+from . import fastpath, loss, placement, plot, whip_latency
 from .loadgen import KEY, SECRET, Result, as_json, run_all, server_process, table
 
 # (publishers, subscribers) per standard scenario; one publisher = video + audio
@@ -61,15 +61,22 @@ client competes with the server for CPU.
   packets it sent in the window; it includes receiving the publisher's packets, RTCP, STUN.
 - *CPU µs / received pkt*: server CPU with the publishers alone (nobody subscribed) for
   2 s, minus the idle server's CPU over 2 s, per packet received; in brackets, over the
-  floor. It includes each publisher's periodic work (receiver reports, the NACK tick),
-  which at one publisher's ~170 packets/s weighs heavily: compare the 4-publisher row.
+  forwarding floor.
+- *receive floor*: in the same run, while the same publishers send, a bare uvloop
+  receiver in a process of its own (`bench/floor.py`) fed the same publishers' packet
+  schedule (four video packets 30 times a second, an audio packet 50 times a second),
+  doing nothing but SRTP unprotect and a header read; in brackets, eurelay over it.
+  At a few hundred packets a second the process sleeps between packets and each wake-up
+  finds its caches cold: that, not the relay's bookkeeping, is most of the cost of a
+  received packet (the fast-path section below shows the same in one process).
 - *floor*: in the same run, a bare Python loop doing per subscriber a header rewrite,
-  SRTP protect (pylibsrtp) and `sendto` to a loopback socket (`bench/floor.py`): the
-  cost no Python forwarder can go below. *x floor* is eurelay's cost over it. The floor's
-  sockets are never read; eurelay's subscribers are read by a busy client, and loopback
-  delivery (waking the reader) is charged to the sender: a py-spy profile of the server at
-  50 subscribers (`py-spy record -p <server pid>`) put 46% of its samples on the `sendto`
-  line of the forwarding loop and 11% on SRTP protect.
+  SRTP protect (pylibsrtp) and `sendto` (`bench/floor.py`), fed the publisher's packet
+  schedule and sending to as many loopback sockets, which another process reads with
+  uvloop: the cost no Python forwarder can go below under the same conditions (cold
+  caches at each wake-up; loopback charges waking each reader to the sender). *x floor*
+  is eurelay's cost over it. The JSON also has `burst_floor_us_per_packet`: the same loop
+  back to back with caches hot, to sockets it drains itself, which no relay fed by a
+  real publisher sees.
 - *relay fwd*: the relay's own histogram, datagram received to last `sendto`
   (`eurelay_relay_forward_duration_seconds`), as the bucket bound holding the quantile.
 - *one-way*: publisher send time (in the payload) to subscriber receive, same clock.
@@ -91,6 +98,18 @@ client competes with the server for CPU.
 ```json
 {json}
 ```
+
+## Fast path in one process ({date})
+
+`python -m bench.fastpath`: the relay's real receive path (`UdpMux` -> `PublisherLeg` ->
+`forward_rtp`, packet cache, NACK tracker, statistics) fed SRTP packets of a ~1 Mbit/s
+VP8 publisher at 30 frames a second, against the floor loop sending the same frames to
+the same sockets (read by another process), in alternating rounds; CPU counted only
+while a frame is handled. Received: the same path with nobody subscribed, against a bare
+unprotect and header read, paced the same way. No server, no load client, no signaling:
+what the relay's Python adds to the floor, and nothing else.
+
+{fastpath}
 
 ## WHIP to first frame: Chromium publishes, an aiortc WHEP viewer decodes ({date})
 
@@ -127,6 +146,7 @@ def render(
     whip: dict[str, float] | None = None,
     placement_rows: list[dict[str, Any]] | None = None,
     loss_text: str = "Not measured.",
+    fastpath_text: str = "Not measured.",
 ) -> str:
     date = datetime.now(UTC).strftime("%Y-%m-%d")
     return DOC.format(
@@ -144,6 +164,7 @@ def render(
         ),
         placement=placement.render(placement_rows) if placement_rows else "Not measured.",
         loss=loss_text,
+        fastpath=fastpath_text,
     )
 
 
@@ -171,18 +192,21 @@ async def placement_rows() -> list[dict[str, Any]]:
 
 async def main_async(
     args: argparse.Namespace,
-) -> tuple[list[Result], dict[str, float] | None, list[dict[str, Any]], str]:
+) -> tuple[list[Result], dict[str, float] | None, list[dict[str, Any]], str, str]:
     results = await run_all(args.subscribers, 1, args.duration, concurrency=10)
     publishers, subscribers = GROUP_CALL
     results += await run_all([subscribers], publishers, args.duration, concurrency=10)
     results += await run_all([10], 1, args.duration, concurrency=10, idle_rooms=IDLE_ROOMS)
     rows = await placement_rows()
     loss_rows = await loss.measure()
+    fast = [fastpath.measure(n) for n in (10, 50, 150, 500)]
+    print(fastpath.table(fast), flush=True)
     return (
         results,
         await whip_to_first_frame(args.whip_runs),
         rows,
         loss.render(loss_rows, loss.cache_cost_ns()),
+        fastpath.table(fast),
     )
 
 
@@ -207,14 +231,20 @@ def summary(results: list[Result]) -> str:
         lines.append(
             f"- Idle rooms: 10 subscribers cost {plain[0].cpu_us_per_forwarded_packet:.1f} µs "
             f"per forwarded packet alone and {idle[0].cpu_us_per_forwarded_packet:.1f} µs "
-            f"beside {idle[0].idle_rooms} idle rooms (one silent participant each)."
+            f"beside {idle[0].idle_rooms} idle rooms (one silent participant each); "
+            f"the idle rooms alone kept the server at {idle[0].server_idle_cpu_percent:.1f} % "
+            f"of a core (without them: {plain[0].server_idle_cpu_percent:.1f} %)."
         )
     for r in results:
         if r.publishers == 1 and r.subscribers in (50, 500):
+            burst = r.cpu_us_per_forwarded_packet / max(1e-9, r.burst_floor_us_per_packet)
             lines.append(
                 f"- {r.subscribers} subscribers: {r.cpu_us_per_forwarded_packet:.1f} µs per "
-                f"forwarded packet, {r.ratio_to_floor:.2f}x the floor; received packets "
-                f"{r.received_ratio_to_floor:.1f}x the floor; loss {r.loss_percent:.2f} %; "
+                f"forwarded packet, {r.ratio_to_floor:.2f}x the floor "
+                f"(burst floor {burst:.2f}x); "
+                f"received packets {r.cpu_us_per_received_packet:.0f} µs, "
+                f"{r.received_ratio_to_receive_floor:.2f}x the receive floor; "
+                f"loss {r.loss_percent:.2f} %; "
                 f"relay forwarding p99 ≤{r.relay_forward_p99_us / 1000:.1f} ms; server CPU "
                 f"{r.server_cpu_percent:.0f} % of one core; join p95 {r.join_time_p95_ms:.0f} ms "
                 f"(to video {r.join_video_p95_ms:.0f} ms)."
@@ -231,8 +261,8 @@ def main() -> None:
     args = parser.parse_args()
     import uvloop
 
-    results, whip, rows, loss_text = uvloop.run(main_async(args))
-    text = render(results, args.duration, whip, rows, loss_text)
+    results, whip, rows, loss_text, fast = uvloop.run(main_async(args))
+    text = render(results, args.duration, whip, rows, loss_text, fast)
     print(text)
     if args.write:
         args.write.write_text(text)

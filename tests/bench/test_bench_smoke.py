@@ -62,3 +62,15 @@ def test_report_renders() -> None:
     )  # fmt: skip
     text = render([result], 1.0)
     assert "| 1 | 2 | 0 | 100 |" in text and "```json" in text  # publishers, subscribers, idle
+
+
+def test_fast_path_bench_forwards_every_packet_through_the_real_path() -> None:
+    from bench import fastpath
+
+    result = fastpath.measure(3, seconds=0.2, rounds=1)
+    assert result.relay_packets == 3 * 6 * len(fastpath.FRAME)  # 6 frames in 0.2 s, to 3
+    # every packet the relay path and the floor sent reached the reading process
+    assert result.delivered == 1.0
+    assert result.relay_us_per_forwarded_packet > 0 and result.floor_us_per_packet > 0
+    assert result.relay_us_per_received_packet > 0 and result.receive_floor_us_per_packet > 0
+    assert "| 3 |" in fastpath.table([result])
