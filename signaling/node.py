@@ -97,15 +97,14 @@ class Node:
         task.add_done_callback(self._tasks.discard)
 
     def _room_sessions(self, room: Room, exclude: Participant | None = None) -> list[RtcSession]:
-        return [
-            s
-            for sid, s in self.sessions.items()
-            if sid in room.participants and (exclude is None or sid != exclude.sid)
-        ]
+        sessions = (self.sessions.get(sid) for sid in room.participants)
+        return [s for s in sessions if s is not None and s.participant is not exclude]
 
     def _broadcast(self, room: Room, message: p._Message, exclude: Participant | None) -> None:
+        # serialized once: a join in a room of N is N messages, so N joins are N squared
+        text = message.model_dump_json()
         for session in self._room_sessions(room, exclude):
-            session.send(message)
+            session.send_text(text)
 
     # RoomObserver ------------------------------------------------------------------------
 
@@ -117,11 +116,7 @@ class Node:
         message = p.ParticipantLeft(
             sid=participant.sid, identity=participant.identity, reason=reason
         )
-        for session in list(self.sessions.values()):
-            if session.participant is not None and session.participant.room == room.name:
-                if session.participant is participant:
-                    continue
-                session.send(message)
+        self._broadcast(room, message, participant)  # it has already left room.participants
         own = self.sessions.pop(participant.sid, None)
         if own is not None:
             own.close(reason)

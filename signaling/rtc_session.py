@@ -82,6 +82,14 @@ class RtcSession:
             logger.warning("session %s too slow to read its events; closing", self._sid)
             self.close("slow_consumer")
 
+    def send_text(self, text: str) -> None:
+        """A message already serialized (broadcasts serialize once for every recipient)."""
+        try:
+            self._outbox.put_nowait(text)
+        except asyncio.QueueFull:
+            logger.warning("session %s too slow to read its events; closing", self._sid)
+            self.close("slow_consumer")
+
     def offer_needed(self) -> None:
         self.send_marker(_OFFER)
 
@@ -114,9 +122,11 @@ class RtcSession:
                 if offer is None:
                     continue
                 item = p.SubscriberOffer(sdp=offer[0], tracks=offer[1])
-            assert isinstance(item, p._Message)
+            if isinstance(item, p._Message):
+                item = item.model_dump_json()
+            assert isinstance(item, str)
             try:
-                await self.ws.send_str(item.model_dump_json())
+                await self.ws.send_str(item)
             except ConnectionResetError:  # the client went away; the reader ends the session
                 return
 
