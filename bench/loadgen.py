@@ -66,6 +66,7 @@ class Result:
     receive_floor_us_per_packet: float = 0.0
     received_ratio_to_receive_floor: float = 0.0
     server_idle_cpu_percent: float = 0.0  # before the publishers join: idle rooms, timers
+    udp_buffer_drops: int = 0  # in the window: datagrams dropped at full socket buffers
     client_cpu_percent: float = 0.0  # this load client's own CPU: near 100, it is the limit
     idle_rooms: int = 0  # other rooms, each with one participant that sends nothing
 
@@ -86,6 +87,18 @@ def rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     return 0
+
+
+def udp_buffer_drops() -> int:
+    """Datagrams this network namespace dropped for full socket buffers (/proc/net/snmp):
+    where loss happens when a process falls behind (the bench runs in its own namespace)."""
+    try:
+        lines = [line.split() for line in Path("/proc/net/snmp").read_text().splitlines()]
+    except OSError:
+        return 0
+    names, values = [row for row in lines if row and row[0] == "Udp:"][:2]
+    fields = dict(zip(names[1:], values[1:], strict=True))
+    return int(fields.get("RcvbufErrors", 0)) + int(fields.get("SndbufErrors", 0))
 
 
 def cpu_seconds(pid: int) -> float:
@@ -290,7 +303,9 @@ async def run_scenario(
         before = await scrape(http, base)
         cpu_before, wall_before = cpu_seconds(pid), time.perf_counter()
         client_before = time.process_time()
+        drops_before = udp_buffer_drops()
         await asyncio.sleep(duration)
+        drops = udp_buffer_drops() - drops_before
         cpu_after, wall_after = cpu_seconds(pid), time.perf_counter()
         client_cpu = time.process_time() - client_before
         after = await scrape(http, base)
@@ -318,6 +333,7 @@ async def run_scenario(
             cpu_us_per_received_packet=cpu_received * 1e6 / max(1, received),
             receive_floor_us_per_packet=receive_floor,
             server_idle_cpu_percent=100.0 * cpu_idle / PUBLISHER_ONLY_SECONDS,
+            udp_buffer_drops=drops,
             relay_forward_p50_us=bucket_quantile(before["buckets"], after["buckets"], 0.5) * 1e6,
             relay_forward_p99_us=bucket_quantile(before["buckets"], after["buckets"], 0.99) * 1e6,
             one_way_latency_p50_ms=pct(latencies, 0.5),
