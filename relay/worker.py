@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
@@ -64,6 +65,7 @@ class WorkerConfig:
     data_rate: float = 50.0
     data_burst: float = 100.0
     keyframe_interval: float = 0.5
+    udp_buffer_bytes: int = 0  # 0: the kernel's default
     tick_interval: float = 0.1
     report_interval: float = 1.0
 
@@ -109,12 +111,35 @@ class RelayWorker:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         transport, _ = await loop.create_datagram_endpoint(
-            lambda: self.mux, local_addr=(self.config.bind, self.config.port)
+            lambda: self.mux, sock=self._bind_socket()
         )
         self._transport = transport
         self.port = transport.get_extra_info("sockname")[1]
         self._tick_task = asyncio.create_task(self._tick_loop())
         logger.info("relay worker on udp %s:%s", self.config.bind, self.port)
+
+    def _bind_socket(self) -> socket.socket:
+        family = socket.AF_INET6 if ":" in self.config.bind else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.setblocking(False)
+            size = self.config.udp_buffer_bytes
+            if size:
+                for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+                    sock.setsockopt(socket.SOL_SOCKET, option, size)
+                # Linux reports twice what it grants (bookkeeping overhead included)
+                granted = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // 2
+                if granted < size:
+                    logger.warning(
+                        "UDP receive buffer is %d bytes, not %d: raise net.core.rmem_max",
+                        granted,
+                        size,
+                    )
+            sock.bind((self.config.bind, self.config.port))
+        except OSError:
+            sock.close()
+            raise
+        return sock
 
     async def stop(self) -> None:
         for room in list(self.rooms.values()):

@@ -51,6 +51,13 @@ class RtcSettings(_Section):
     keyframe_interval: float = Field(
         default=0.5, gt=0, description="Minimum seconds between keyframe requests per track."
     )
+    udp_buffer_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=0,
+        description="Receive and send buffer of the UDP socket (0: the kernel's default); "
+        "absorbs bursts while the worker is busy fanning out. Capped by net.core.rmem_max "
+        "and wmem_max.",
+    )
 
 
 class RoomSettings(_Section):
