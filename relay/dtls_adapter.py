@@ -40,22 +40,11 @@ _CIPHERS = (
 
 
 class RelayCertificate(RTCCertificate):
-    """aiortc's certificate with a cipher list that also accepts RSA peers.
-
-    aiortc builds an OpenSSL context (certificate and key loaded again) for every
-    handshake; the worker's certificate never changes, so one context per SRTP profile
-    list serves every leg: a join storm pays for the handshakes, not for the setup."""
+    """aiortc's certificate with a cipher list that also accepts RSA peers."""
 
     def _create_ssl_context(self, srtp_profiles: list[Any]) -> SSL.Context:
-        key = tuple(profile.openssl_profile for profile in srtp_profiles)
-        contexts: dict[tuple[bytes, ...], SSL.Context] = self.__dict__.setdefault(
-            "_eurelay_contexts", {}
-        )
-        ctx = contexts.get(key)
-        if ctx is None:
-            ctx = super()._create_ssl_context(srtp_profiles)
-            ctx.set_cipher_list(_CIPHERS)
-            contexts[key] = ctx
+        ctx = super()._create_ssl_context(srtp_profiles)
+        ctx.set_cipher_list(_CIPHERS)
         return ctx
 
 
