@@ -41,6 +41,19 @@ def publisher_schedule(seconds: float) -> list[tuple[float, tuple[int, ...]]]:
     return sorted(events, key=lambda event: event[0])
 
 
+def publishers_schedule(publishers: int, seconds: float) -> list[tuple[float, tuple[int, ...]]]:
+    """Several publishers' schedules merged, each offset by a fraction of a frame, as
+    independent senders are."""
+    return sorted(
+        (
+            (at + p / (publishers * VIDEO_FPS), sizes)
+            for p in range(publishers)
+            for at, sizes in publisher_schedule(seconds)
+        ),
+        key=lambda event: event[0],
+    )
+
+
 def _session(key: bytes | None = None, inbound: bool = False) -> Session:
     policy = Policy(
         key=key or os.urandom(30),
@@ -52,8 +65,8 @@ def _session(key: bytes | None = None, inbound: bool = False) -> Session:
     return Session(policy)
 
 
-def paced_floor_us_per_packet(subscribers: int, seconds: float = 2.0) -> float:
-    """The floor loop fed on a publisher's schedule, to sockets another process reads.
+def paced_floor_us_per_packet(subscribers: int, publishers: int = 1, seconds: float = 2.0) -> float:
+    """The floor loop fed on the publishers' schedule, to sockets another process reads.
 
     Like for like with a relay: its packets arrive a few at a time with the process asleep
     in between (so caches are cold again at each wake-up), and each send to a socket
@@ -66,7 +79,7 @@ def paced_floor_us_per_packet(subscribers: int, seconds: float = 2.0) -> float:
         cpu = 0.0
         packets = 0
         started = time.monotonic()
-        for at, sizes in publisher_schedule(seconds):
+        for at, sizes in publishers_schedule(publishers, seconds):
             time.sleep(max(0.0, started + at - time.monotonic()))
             before = time.process_time()
             for size in sizes:
@@ -161,11 +174,7 @@ def receive_floor_us_per_packet(publishers: int = 1, seconds: float = 2.0) -> fl
         stdout=subprocess.PIPE,
         text=True,
     )
-    events = sorted(
-        (at + p / (publishers * VIDEO_FPS), sizes)
-        for p in range(publishers)
-        for at, sizes in publisher_schedule(seconds + 1.0)
-    )
+    events = publishers_schedule(publishers, seconds + 1.0)
     try:
         assert receiver.stdout is not None
         port = int(receiver.stdout.readline())

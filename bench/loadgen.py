@@ -352,7 +352,7 @@ async def run_scenario(
 def with_floor(result: Result) -> Result:
     """Add the Python floor for the same number of subscribers, measured now."""
     subscribers = max(1, result.subscribers)
-    result.floor_us_per_packet = floor.paced_floor_us_per_packet(subscribers)
+    result.floor_us_per_packet = floor.paced_floor_us_per_packet(subscribers, result.publishers)
     result.burst_floor_us_per_packet = floor.floor_us_per_packet(subscribers)
     result.ratio_to_floor = result.cpu_us_per_forwarded_packet / result.floor_us_per_packet
     result.received_ratio_to_floor = result.cpu_us_per_received_packet / result.floor_us_per_packet
