@@ -30,6 +30,7 @@ from relay.nack_tracker import NackTracker
 from relay.packet_cache import PacketCache
 from relay.rate_limiter import TokenBucket
 from relay.room import Participant, Permissions
+from relay.srtp_fast import FastSrtp
 from relay.stats import RelayStats
 from relay.track import DownTrack, UpTrack
 from relay.udp_mux import UdpMux
@@ -61,7 +62,7 @@ class _Sink:
     """What ``forward_rtp`` uses of a subscriber leg."""
 
     def __init__(self, addr: tuple[str, int]) -> None:
-        self.tx_srtp = _session()
+        self.tx_srtp = FastSrtp(_session())  # as Leg.connected() wraps the DTLS session
         self.addr = addr
 
 
@@ -90,8 +91,8 @@ class _Host:
 def _publisher(host: _Host, key: bytes) -> tuple[PublisherLeg, UpTrack]:
     participant = Participant("bench", "publisher", Permissions(), TokenBucket(1.0, 1.0))
     leg = PublisherLeg(host, participant, generate_certificate(), "server", time.perf_counter())
-    leg.rx_srtp = _session(key, inbound=True)
-    leg.tx_srtp = _session()
+    leg.rx_srtp = FastSrtp(_session(key, inbound=True))
+    leg.tx_srtp = FastSrtp(_session())
     up = UpTrack(
         sid="TR_bench", kind="video", codec=VP8, mid="0",
         publisher_sid=participant.sid, room="bench", ssrc=SSRC,

@@ -21,6 +21,7 @@ from .rate_limiter import TokenBucket
 from .room import Participant
 from .rtp_header import read_extension
 from .sdp_negotiation import SubscriberSlot, ViewerSlot
+from .srtp_fast import FastSrtp
 from .stats import RelayStats
 from .track import DownTrack, UpTrack, random_ssrc
 from .twcc import TwccRecorder
@@ -86,8 +87,8 @@ class Leg:
 
     def connected(self) -> None:
         """DTLS finished: the fast path may now use the SRTP sessions."""
-        self.tx_srtp = self.dtls.tx_srtp
-        self.rx_srtp = self.dtls.rx_srtp
+        self.tx_srtp = FastSrtp(self.dtls.tx_srtp)
+        self.rx_srtp = FastSrtp(self.dtls.rx_srtp)
 
     def send_rtcp(self, data: bytes) -> None:
         if not data or self.tx_srtp is None or self.addr is None:
