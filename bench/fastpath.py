@@ -35,7 +35,7 @@ from relay.stats import RelayStats
 from relay.track import DownTrack, UpTrack
 from relay.udp_mux import UdpMux
 
-from .floor import HEADER, VIDEO_FPS, VIDEO_FRAME, DrainedSockets, _session
+from .floor import HEADER, KEY_BYTES, VIDEO_FPS, VIDEO_FRAME, DrainedSockets, _session
 
 FRAME = VIDEO_FRAME
 FPS = VIDEO_FPS
@@ -139,7 +139,7 @@ def forwarding(
     subscribers: int, seconds: float = 1.0, rounds: int = 4
 ) -> tuple[float, float, float, int]:
     """(relay µs, floor µs) per forwarded packet, the fraction delivered, the relay's count."""
-    key = os.urandom(30)
+    key = os.urandom(KEY_BYTES)
     sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sender.setblocking(False)
     frames = int(seconds * FPS)
@@ -194,7 +194,7 @@ def receiving(seconds: float = 1.0, rounds: int = 4) -> tuple[float, float, floa
     """(relay µs, floor µs) per received packet with nobody subscribed, paced the same way,
     then the same back to back (caches hot, as on a busy worker); the floor is an unprotect
     and a header read."""
-    key = os.urandom(30)
+    key = os.urandom(KEY_BYTES)
     host = _Host(lambda data, addr: None)
     _publisher(host, key)
     frames = int(seconds * FPS)

@@ -54,11 +54,17 @@ def publishers_schedule(publishers: int, seconds: float) -> list[tuple[float, tu
     )
 
 
+# The SRTP profile two aiortc peers negotiate (aiortc lists it first), so the one the
+# bench's subscribers and publishers use with the relay: the floor pays the same cipher.
+SRTP_PROFILE = Policy.SRTP_PROFILE_AEAD_AES_256_GCM
+KEY_BYTES = 32 + 12  # key and salt
+
+
 def _session(key: bytes | None = None, inbound: bool = False) -> Session:
     policy = Policy(
-        key=key or os.urandom(30),
+        key=key or os.urandom(KEY_BYTES),
         ssrc_type=Policy.SSRC_ANY_INBOUND if inbound else Policy.SSRC_ANY_OUTBOUND,
-        srtp_profile=Policy.SRTP_PROFILE_AES128_CM_SHA1_80,
+        srtp_profile=SRTP_PROFILE,
     )
     policy.allow_repeat_tx = True
     policy.window_size = 1024
@@ -136,7 +142,7 @@ def floor_us_per_packet(subscribers: int, packets: int = 3000, payload_size: int
     return elapsed * 1e6 / (packets * subscribers)
 
 
-RECEIVE_KEY = bytes(range(30))  # both ends of the receive floor; nothing secret here
+RECEIVE_KEY = bytes(range(KEY_BYTES))  # both ends of the receive floor; nothing secret here
 
 
 class _Receiver(asyncio.DatagramProtocol):

@@ -11,14 +11,17 @@ from pylibsrtp import Policy, Session
 
 from relay.srtp_fast import FastSrtp, check_pylibsrtp_compat
 
-KEY = os.urandom(30)
+CM = Policy.SRTP_PROFILE_AES128_CM_SHA1_80
+GCM = Policy.SRTP_PROFILE_AEAD_AES_256_GCM  # what aiortc peers negotiate
+KEYS = {CM: os.urandom(30), GCM: os.urandom(44)}  # key and salt
+TAG = {CM: 10, GCM: 16}
 
 
-def _session(inbound: bool) -> Session:
+def _session(inbound: bool, profile: int = CM) -> Session:
     policy = Policy(
-        key=KEY,
+        key=KEYS[profile],
         ssrc_type=Policy.SSRC_ANY_INBOUND if inbound else Policy.SSRC_ANY_OUTBOUND,
-        srtp_profile=Policy.SRTP_PROFILE_AES128_CM_SHA1_80,
+        srtp_profile=profile,
     )
     return Session(policy)
 
@@ -31,14 +34,15 @@ def test_the_pylibsrtp_internals_it_uses_are_there() -> None:
     assert check_pylibsrtp_compat() == []
 
 
-def test_protect_matches_pylibsrtp_and_unprotect_reverses_it() -> None:
-    plain, fast = _session(False), FastSrtp(_session(False))
-    receiver = FastSrtp(_session(True))
+@pytest.mark.parametrize("profile", [CM, GCM])
+def test_protect_matches_pylibsrtp_and_unprotect_reverses_it(profile: int) -> None:
+    plain, fast = _session(False, profile), FastSrtp(_session(False, profile))
+    receiver = FastSrtp(_session(True, profile))
     for seq in range(5):
         packet = _rtp(seq, 200 + 100 * seq)
         protected = fast.protect(packet)
         assert protected == plain.protect(packet)  # same keys, same bytes on the wire
-        assert len(protected) == len(packet) + 10  # the 80-bit tag
+        assert len(protected) == len(packet) + TAG[profile]
         assert receiver.unprotect(protected) == packet
 
 
