@@ -71,7 +71,7 @@ def _session(key: bytes | None = None, inbound: bool = False) -> Session:
     return Session(policy)
 
 
-def paced_floor_us_per_packet(subscribers: int, publishers: int = 1, seconds: float = 2.0) -> float:
+def paced_floor_us_per_packet(subscribers: int, publishers: int = 1, seconds: float = 4.0) -> float:
     """The floor loop fed on the publishers' schedule, to sockets another process reads.
 
     Like for like with a relay: its packets arrive a few at a time with the process asleep
