@@ -58,6 +58,8 @@ class FastSrtp:
             raise Error(ERRORS[status])
         return buffer[0 : length[0]]  # type: ignore[no-any-return]
 
+    # protect and unprotect are written out twice on purpose: one shared helper is the
+    # extra Python frame per packet this class exists to avoid.
     def unprotect(self, srtp: bytes) -> bytes:
         size = len(srtp)
         if size > self._size:
