@@ -35,16 +35,7 @@ from relay.stats import RelayStats
 from relay.track import DownTrack, UpTrack
 from relay.udp_mux import UdpMux
 
-from .floor import (
-    HEADER,
-    KEY_BYTES,
-    SERVER_CPU,
-    VIDEO_FPS,
-    VIDEO_FRAME,
-    DrainedSockets,
-    _session,
-    on_cpu,
-)
+from .floor import HEADER, KEY_BYTES, VIDEO_FPS, VIDEO_FRAME, DrainedSockets, _session
 
 FRAME = VIDEO_FRAME
 FPS = VIDEO_FPS
@@ -246,9 +237,8 @@ def _back_to_back(frames: int, handle: Callable[[int], None]) -> float:
 
 
 def measure(subscribers: int, seconds: float = 1.0, rounds: int = 4) -> FastPathResult:
-    with on_cpu(SERVER_CPU):  # the socket readers are pinned to the load's core
-        relay_fwd, floor_fwd, delivered, relay_packets = forwarding(subscribers, seconds, rounds)
-        relay_rx, floor_rx, relay_rx_hot, floor_rx_hot = receiving(seconds, rounds)
+    relay_fwd, floor_fwd, delivered, relay_packets = forwarding(subscribers, seconds, rounds)
+    relay_rx, floor_rx, relay_rx_hot, floor_rx_hot = receiving(seconds, rounds)
     return FastPathResult(
         subscribers=subscribers,
         relay_us_per_forwarded_packet=relay_fwd,

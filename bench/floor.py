@@ -14,14 +14,12 @@ for each datagram, which a relay pays the same way.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import socket
 import struct
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 
 from pylibsrtp import Policy, Session
 
@@ -56,32 +54,6 @@ def publishers_schedule(publishers: int, seconds: float) -> list[tuple[float, tu
     )
 
 
-# With two cores or more, the relay (or a floor loop in its place) gets one to itself and
-# the load (clients, readers, senders) another: the two never preempt each other, which
-# on a 2-core machine is most of the run-to-run noise.
-SERVER_CPU, LOAD_CPU = 0, 1
-
-
-def pin(pid: int, cpu: int) -> None:
-    """Keep process (or thread) ``pid`` on ``cpu``, where the machine has the cores."""
-    if os.environ.get("EURELAY_BENCH_NO_PIN"):
-        return
-    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > max(SERVER_CPU, LOAD_CPU):
-        os.sched_setaffinity(pid, {cpu})
-
-
-@contextlib.contextmanager
-def on_cpu(cpu: int) -> Iterator[None]:
-    """Run the calling thread on ``cpu`` for the block."""
-    saved = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
-    pin(0, cpu)
-    try:
-        yield
-    finally:
-        if saved is not None:
-            os.sched_setaffinity(0, saved)
-
-
 # The SRTP profile two aiortc peers negotiate (aiortc lists it first), so the one the
 # bench's subscribers and publishers use with the relay: the floor pays the same cipher.
 SRTP_PROFILE = Policy.SRTP_PROFILE_AEAD_AES_256_GCM
@@ -105,11 +77,6 @@ def paced_floor_us_per_packet(subscribers: int, publishers: int = 1, seconds: fl
     Like for like with a relay: its packets arrive a few at a time with the process asleep
     in between (so caches are cold again at each wake-up), and each send to a socket
     someone waits on wakes the reader, which loopback charges to the sender."""
-    with on_cpu(SERVER_CPU):  # the relay's core; the readers are pinned to the load's
-        return _paced_floor(subscribers, publishers, seconds)
-
-
-def _paced_floor(subscribers: int, publishers: int, seconds: float) -> float:
     sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sender.setblocking(False)
     payloads = {size: os.urandom(size) for size in (*VIDEO_FRAME, AUDIO_BYTES)}
@@ -139,11 +106,6 @@ def _paced_floor(subscribers: int, publishers: int, seconds: float) -> float:
 
 def floor_us_per_packet(subscribers: int, packets: int = 3000, payload_size: int = 1100) -> float:
     """The floor loop back to back (caches hot), to sockets this process drains."""
-    with on_cpu(SERVER_CPU):
-        return _burst_floor(subscribers, packets, payload_size)
-
-
-def _burst_floor(subscribers: int, packets: int, payload_size: int) -> float:
     receivers = []
     for _ in range(subscribers):
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -218,7 +180,6 @@ def receive_floor_us_per_packet(publishers: int = 1, seconds: float = 2.0) -> fl
         stdout=subprocess.PIPE,
         text=True,
     )
-    pin(receiver.pid, SERVER_CPU)  # where the relay would receive; this thread sends
     events = publishers_schedule(publishers, seconds + 1.0)
     try:
         assert receiver.stdout is not None
@@ -278,7 +239,6 @@ class DrainedSockets:
             text=True,
         )
         assert self.process.stdout is not None
-        pin(self.process.pid, LOAD_CPU)
         self.addrs = [("127.0.0.1", int(p)) for p in self.process.stdout.readline().split()]
         self.read = 0
 

@@ -78,10 +78,7 @@ async def server_process() -> AsyncIterator[NodeProcess]:
         f"keys: {{{KEY}: {SECRET}}}\nrooms: {{max_participants: 0}}\n"
         "capacity: {max_participants: 0}\nsignaling: {messages_per_second: 1000}\n"
     )
-    # the server on a core of its own, this load client (and its threads) on another
-    floor.pin(0, floor.LOAD_CPU)
     async with spawn_node(config, "--log-level", "warning") as node:
-        floor.pin(node.pid, floor.SERVER_CPU)
         yield node
 
 

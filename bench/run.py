@@ -52,10 +52,8 @@ forwarding rows are `eurelay bench` scenarios (see the README).
 Machine: {machine}. Server: `eurelay serve` (uvloop) in its own process; load
 client (publishers and non-decoding subscribers, `bench/raw_peer.py`) in another, on
 loopback inside a private network namespace. Measured over {duration} s of steady state.
-With two cores or more the server is pinned to CPU 0 and the load client (and the floors'
-readers) to CPU 1, so neither preempts the other (`EURELAY_BENCH_NO_PIN=1` turns that
-off); the floor loops run on CPU 0 in the relay's place. On a 2-core machine the load
-client's core is all the load gets: at hundreds of subscribers it is near 100 %.
+Both processes share the machine's two cores, so at hundreds of subscribers the load
+client competes with the server for CPU.
 
 {summary}
 
