@@ -105,7 +105,7 @@ class Node:
         # serialized once: a join in a room of N is N messages, so N joins are N squared
         text = message.model_dump_json()
         for session in self._room_sessions(room, exclude):
-            session.send_text(text)
+            session.send(text)
 
     # RoomObserver ------------------------------------------------------------------------
 

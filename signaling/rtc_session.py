@@ -75,17 +75,10 @@ class RtcSession:
 
     # outgoing ---------------------------------------------------------------------------
 
-    def send(self, message: p._Message) -> None:
+    def send(self, message: p._Message | str) -> None:
+        """A message, or one already serialized (broadcasts serialize once for everyone)."""
         try:
             self._outbox.put_nowait(message)
-        except asyncio.QueueFull:
-            logger.warning("session %s too slow to read its events; closing", self._sid)
-            self.close("slow_consumer")
-
-    def send_text(self, text: str) -> None:
-        """A message already serialized (broadcasts serialize once for every recipient)."""
-        try:
-            self._outbox.put_nowait(text)
         except asyncio.QueueFull:
             logger.warning("session %s too slow to read its events; closing", self._sid)
             self.close("slow_consumer")
