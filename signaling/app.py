@@ -13,10 +13,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from . import admin_api, cluster_api, dev_endpoints, whep, whip
 from .app_keys import METRICS, NODE
-from .errors import error_middleware
+from .errors import create_error_middleware
 from .metrics import create_registry
 from .node import Node
-from .rtc_session import RtcSession
+from .rtc_session import CLOSE_INTERNAL, RtcSession
 from .settings import Settings
 from .whip import cors_middleware
 
@@ -29,7 +29,12 @@ async def rtc(request: web.Request) -> web.StreamResponse:
         heartbeat=20.0, max_msg_size=node.settings.signaling.max_message_bytes + 1
     )
     await ws.prepare(request)
-    await RtcSession(node, ws).run(request)
+    try:
+        await RtcSession(node, ws).run(request)
+    except Exception:  # a bug of ours: the socket is upgraded, so no HTTP 500 can be sent
+        logger.exception("WebSocket session failed")
+        with contextlib.suppress(Exception):
+            await ws.close(code=CLOSE_INTERNAL, message=b"internal_error")
     return ws
 
 
@@ -56,7 +61,7 @@ async def index(request: web.Request) -> web.Response:
 
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(
-        middlewares=[cors_middleware, error_middleware], client_max_size=256 * 1024
+        middlewares=[cors_middleware, create_error_middleware()], client_max_size=256 * 1024
     )
     node = Node(settings)
     app[NODE] = node

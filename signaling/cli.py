@@ -180,7 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--log-level", default="info")
     s.set_defaults(func=serve)
     t = sub.add_parser("token", help="mint an access token (printed alone on stdout)")
-    t.add_argument("--room", required=True)
+    t.add_argument(
+        "--room", required=True, help="the room it acts on; '' with --admin: an operator token"
+    )
     t.add_argument("--identity", required=True)
     t.add_argument("--name")
     t.add_argument("--publish", action="store_true")

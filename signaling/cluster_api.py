@@ -7,8 +7,8 @@ from aiohttp import web
 
 from regions.models import NodeState
 
-from .admin_api import _admin
 from .app_keys import NODE
+from .authz import OnCluster, OnRoom, require
 from .cluster import PlacementUnavailable
 from .errors import ApiError
 
@@ -46,7 +46,7 @@ async def route(request: web.Request) -> web.Response:
     room = request.query.get("room", "")
     if not room:
         raise ApiError(400, "invalid_message", "room is required")
-    _admin(request, room)
+    require(request, OnRoom(room, "admin"))
     client_ip = request.query.get("client_ip") or request.remote
     try:
         decision = await request.app[NODE].cluster.decide(
@@ -58,7 +58,7 @@ async def route(request: web.Request) -> web.Response:
 
 
 async def nodes(request: web.Request) -> web.Response:
-    _admin(request)
+    require(request, OnCluster())
     cluster = request.app[NODE].cluster
     return web.json_response(
         {

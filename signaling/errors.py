@@ -1,10 +1,23 @@
-"""HTTP errors of the control plane, turned into JSON responses by one middleware."""
+"""HTTP errors of the control plane, turned into JSON responses by one middleware.
+
+Client input never produces a 500: handlers raise ``ApiError`` (or a token / access error),
+and anything else that escapes a handler is a bug of ours, logged with its traceback once per
+route and exception type (so a client repeating the request cannot flood the log) and
+answered with a plain JSON 500 that carries no traceback.
+"""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from .authz import AccessDenied
+from .tokens import TokenError
+
+logger = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
@@ -17,13 +30,35 @@ class ApiError(Exception):
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except ApiError as exc:
-        return web.json_response({"code": exc.code, "message": str(exc)}, status=exc.status)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        return web.json_response({"code": "http_error", "message": exc.reason}, status=exc.status)
+def _error(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"code": code, "message": message}, status=status)
+
+
+def create_error_middleware() -> Middleware:
+    logged: set[tuple[str, str]] = set()  # (route, exception type) logged with a traceback
+
+    @web.middleware
+    async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except ApiError as exc:
+            return _error(exc.status, exc.code, str(exc))
+        except TokenError as exc:
+            return _error(401, exc.code, str(exc))
+        except AccessDenied as exc:
+            return _error(403, exc.code, str(exc))
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            return _error(exc.status, "http_error", exc.reason)
+        except Exception as exc:
+            resource = request.match_info.route.resource
+            key = (resource.canonical if resource else request.path, type(exc).__name__)
+            if key not in logged:
+                logged.add(key)
+                logger.exception("%s %s failed", request.method, key[0])
+            else:
+                logger.debug("%s %s failed again: %s", request.method, key[0], key[1])
+            return _error(500, "internal_error", "the server failed to handle this request")
+
+    return error_middleware

@@ -21,6 +21,7 @@ from relay.room import Participant, Permissions
 from relay.worker import PublishedTrackInfo
 
 from . import protocol as p
+from .authz import AccessDenied, OnRoom, authorize
 from .cluster import PlacementUnavailable
 from .node import Node, describe_participant
 from .tokens import Claims, TokenError, verify
@@ -149,7 +150,7 @@ class RtcSession:
         except PlacementUnavailable as exc:
             await self._fail(exc.code, str(exc))
             return
-        except TokenError as exc:
+        except (TokenError, AccessDenied) as exc:
             await self._fail(exc.code, str(exc))
             return
         except RelayError as exc:
@@ -197,8 +198,7 @@ class RtcSession:
         room = join.room or claims.grant.room
         if not room:
             raise TokenError("token_wrong_room", "the token names no room and join names none")
-        if claims.grant.room and claims.grant.room != room:
-            raise TokenError("token_wrong_room", f"the token is for room {claims.grant.room!r}")
+        authorize(claims, OnRoom(room, "join"))
         join.room = room
         return claims
 

@@ -15,6 +15,7 @@ from relay.errors import RelayError, SdpError
 from relay.room import Permissions
 
 from .app_keys import NODE
+from .authz import OnRoom, require
 from .errors import ApiError
 from .whip import (
     add_session_routes,
@@ -22,7 +23,6 @@ from .whip import (
     place_or_redirect,
     read_sdp,
     relay_status,
-    room_claims,
 )
 
 
@@ -30,10 +30,11 @@ async def whep_post(request: web.Request) -> web.Response:
     node = request.app[NODE]
     room_name = request.match_info["room"]
     room = node.worker.rooms.get(room_name)
-    if room is not None and room.public_viewing and "Authorization" not in request.headers:
+    public = room is not None and room.public_viewing
+    claims = require(request, OnRoom(room_name, "subscribe", public=public))
+    if claims is None:
         identity, name = "viewer-" + secrets.token_hex(4), ""
     else:
-        claims = room_claims(request, lambda c: c.grant.can_subscribe, "subscribing")
         identity, name = claims.sub, claims.name
     redirect = await place_or_redirect(request)
     if redirect is not None:

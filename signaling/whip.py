@@ -8,6 +8,7 @@ fragments (the relay is ICE-lite and needs none, so it only acknowledges them).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Awaitable, Callable
 
@@ -18,9 +19,10 @@ from relay.room import Participant, Permissions
 from relay.sdp_negotiation import MAX_SDP_BYTES, parse_description
 
 from .app_keys import NODE
+from .authz import OnRoom, OnSession, require, require_claims
 from .cluster import PlacementUnavailable
 from .errors import ApiError
-from .tokens import Claims, TokenError, verify
+from .node import Node
 
 SDP = "application/sdp"
 TRICKLE = "application/trickle-ice-sdpfrag"
@@ -32,31 +34,29 @@ CORS = {
 }
 
 
-def bearer_claims(request: web.Request) -> Claims:
-    header = request.headers.get("Authorization", "")
-    token = header[7:] if header.startswith("Bearer ") else None
+TEXT_CHARSETS = (None, "utf-8", "utf8", "us-ascii")
+
+
+async def read_text(request: web.Request, content_type: str, limit: int, code: str) -> str:
+    """The body as text: the media type and charset checked, the bytes decoded strictly."""
+    if request.content_type != content_type:
+        raise ApiError(415, "unsupported_media_type", f"Content-Type must be {content_type}")
+    charset = request.charset.lower() if request.charset else None
+    if charset not in TEXT_CHARSETS:
+        raise ApiError(415, "unsupported_media_type", f"charset {charset!r}: only UTF-8 is read")
+    if request.content_length is not None and request.content_length > limit:
+        raise ApiError(413, code, f"body larger than {limit} bytes")
+    body = await request.read()
+    if len(body) > limit:
+        raise ApiError(413, code, f"body larger than {limit} bytes")
     try:
-        return verify(token, request.app[NODE].settings.keys)
-    except TokenError as exc:
-        raise ApiError(401, exc.code, str(exc)) from None
-
-
-def room_claims(request: web.Request, need: Callable[[Claims], bool], what: str) -> Claims:
-    claims = bearer_claims(request)
-    room = request.match_info["room"]
-    if claims.grant.room and claims.grant.room != room:
-        raise ApiError(403, "token_wrong_room", f"the token is for room {claims.grant.room!r}")
-    if not need(claims):
-        raise ApiError(403, "permission_denied", f"the token does not allow {what}")
-    return claims
+        return body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ApiError(400, code, f"the body is not UTF-8 text (byte {exc.start})") from None
 
 
 async def read_sdp(request: web.Request) -> str:
-    if request.content_type != SDP:
-        raise ApiError(415, "unsupported_media_type", f"Content-Type must be {SDP}")
-    if request.content_length is not None and request.content_length > MAX_SDP_BYTES:
-        raise ApiError(413, "invalid_sdp", "SDP offer too large")
-    body = await request.text()
+    body = await read_text(request, SDP, MAX_SDP_BYTES, "invalid_sdp")
     try:
         parse_description(body)  # refuse garbage before any state is created
     except SdpError as exc:
@@ -83,17 +83,28 @@ def etag(participant: Participant) -> str:
     return '"' + hashlib.sha256(participant.sid.encode()).hexdigest()[:16] + '"'
 
 
-def session_participant(request: web.Request) -> Participant:
+def session_kind(node: Node, participant: Participant) -> str:
+    """Which session resource a participant is: ``whep`` viewer, ``whip`` ingest, or ``rtc``."""
+    if participant.follow is not None:
+        return "whep"
+    if participant.sid in node.sessions or participant.subscriber_leg is not None:
+        return "rtc"
+    return "whip"
+
+
+def session_participant(request: web.Request, kind: str) -> Participant:
     """The session's participant, once the caller may act on it (401/403 before 404)."""
-    room = request.app[NODE].worker.rooms.get(request.match_info["room"])
+    node = request.app[NODE]
+    room_name = request.match_info["room"]
+    room = node.worker.rooms.get(room_name)
     participant = room.participants.get(request.match_info["session"]) if room else None
-    if participant is not None and anonymous_viewer(request, participant):
-        return participant
-    claims = bearer_claims(request)
+    if participant is not None and session_kind(node, participant) != kind:
+        participant = None  # a WHEP session is not reachable under /whip/, nor a WebSocket's
+    public = participant is not None and kind == "whep" and room is not None and room.public_viewing
+    owner = participant.identity if participant else None
+    require(request, OnSession(room_name, owner, public=public))
     if participant is None:
         raise ApiError(404, "not_found", "no such session")
-    if claims.sub != participant.identity and not claims.grant.room_admin:
-        raise ApiError(403, "permission_denied", "not your session")
     return participant
 
 
@@ -132,7 +143,7 @@ async def place_or_redirect(request: web.Request) -> web.Response | None:
 
 
 async def whip_post(request: web.Request) -> web.Response:
-    claims = room_claims(request, lambda c: c.grant.can_publish, "publishing")
+    claims = require_claims(request, OnRoom(request.match_info["room"], "publish"))
     redirect = await place_or_redirect(request)
     if redirect is not None:
         return redirect
@@ -159,31 +170,18 @@ async def whip_post(request: web.Request) -> web.Response:
     return created(request, "whip", participant, answer)
 
 
-def anonymous_viewer(request: web.Request, participant: Participant) -> bool:
-    """A tokenless WHEP viewer of a public room: its session URL is its only credential."""
-    room = request.app[NODE].worker.rooms.get(request.match_info["room"])
-    return (
-        "Authorization" not in request.headers
-        and room is not None
-        and room.public_viewing
-        and participant.follow is not None
-    )
-
-
-async def session_delete(request: web.Request) -> web.Response:
-    participant = session_participant(request)
+async def session_delete(request: web.Request, kind: str) -> web.Response:
+    participant = session_participant(request, kind)
     await request.app[NODE].worker.leave(participant, "left")
     return web.Response(status=200)
 
 
-async def session_patch(request: web.Request) -> web.Response:
-    participant = session_participant(request)
-    if request.content_type != TRICKLE:
-        raise ApiError(415, "unsupported_media_type", f"Content-Type must be {TRICKLE}")
+async def session_patch(request: web.Request, kind: str) -> web.Response:
+    participant = session_participant(request, kind)
+    body = await read_text(request, TRICKLE, MAX_SDP_BYTES, "invalid_message")
     if_match = request.headers.get("If-Match")
     if if_match not in (None, "*", etag(participant)):
         raise ApiError(412, "etag_mismatch", "the session's ETag does not match")
-    body = await request.text()
     if "a=ice-ufrag:" in body or "a=ice-pwd:" in body:
         # An ICE restart would need new credentials on the leg; not supported yet.
         raise ApiError(405, "ice_restart_unsupported", "ICE restarts are not supported")
@@ -214,9 +212,10 @@ def add_session_routes(app: web.Application, kind: str, post: Handler) -> None:
     """The resource routes WHIP and WHEP share: offer, session delete/patch, preflights."""
     app.router.add_post(f"/{kind}/{{room}}", post)
     app.router.add_route("OPTIONS", f"/{kind}/{{room}}", options)
-    app.router.add_delete(f"/{kind}/{{room}}/{{session}}", session_delete)
-    app.router.add_patch(f"/{kind}/{{room}}/{{session}}", session_patch)
-    app.router.add_route("OPTIONS", f"/{kind}/{{room}}/{{session}}", options)
+    session = f"/{kind}/{{room}}/{{session}}"
+    app.router.add_delete(session, functools.partial(session_delete, kind=kind))
+    app.router.add_patch(session, functools.partial(session_patch, kind=kind))
+    app.router.add_route("OPTIONS", session, options)
 
 
 def add_routes(app: web.Application) -> None:
