@@ -21,13 +21,12 @@ import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
 
 from relay.codecs import VP8
 from relay.dtls_adapter import generate_certificate
-from relay.leg import PublisherLeg
 from relay.nack_tracker import NackTracker
 from relay.packet_cache import PacketCache
+from relay.publisher_leg import PublisherLeg
 from relay.rate_limiter import TokenBucket
 from relay.room import Participant, Permissions
 from relay.srtp_fast import FastSrtp
@@ -67,13 +66,12 @@ class _Sink:
 
 
 class _Host:
+    """The socket and repair a publisher leg reports to; repair does nothing here."""
+
     def __init__(self, sendto: Callable[[bytes, tuple[str, int]], object]) -> None:
         self.stats = RelayStats()
-        self.mux = UdpMux(self.stats, lambda leg: None)
+        self.mux = UdpMux(self.stats)
         self.mux.fast_sendto = sendto  # type: ignore[assignment]  # a socket's returns an int
-
-    def sendto(self, data: bytes, addr: tuple[str, int]) -> None:
-        pass
 
     def request_keyframe(self, up: UpTrack) -> None:
         pass
@@ -81,16 +79,12 @@ class _Host:
     def retransmit(self, down: DownTrack, lost: list[int]) -> None:
         pass
 
-    def data_received(self, participant: Participant, lossy: bool, message: bytes | str) -> None:
-        pass
-
-    def leg_failed(self, leg: Any) -> None:
-        pass
-
 
 def _publisher(host: _Host, key: bytes) -> tuple[PublisherLeg, UpTrack]:
     participant = Participant("bench", "publisher", Permissions(), TokenBucket(1.0, 1.0))
-    leg = PublisherLeg(host, participant, generate_certificate(), "server", time.perf_counter())
+    leg = PublisherLeg(
+        host.mux, host, participant, generate_certificate(), "server", time.perf_counter()
+    )
     leg.rx_srtp = FastSrtp(_session(key, inbound=True))
     leg.tx_srtp = FastSrtp(_session())
     up = UpTrack(

@@ -8,11 +8,10 @@ timestamp, SRTP-protect with that subscriber's session and ``sendto``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from .rtp_header import HEADER, SEQ_TS_SSRC, is_keyframe_start, payload_offset
 from .stats import RelayStats
-from .track import DownTrack, UpTrack
+from .track import DownTrack, Sink, UpTrack
 
 SendTo = Callable[[bytes, tuple[str, int]], None]
 
@@ -77,13 +76,13 @@ def forward_rtp(
         out_ts = (timestamp + down.ts_offset) & 0xFFFFFFFF
         sink = down.sink
         try:
-            packet = sink.tx_srtp.protect(
+            packet = sink.tx_srtp.protect(  # type: ignore[union-attr]  # active: connected
                 pack(first, marker | down.payload_type, out_seq, out_ts, down.ssrc) + payload
             )
         except Exception:
             stats.dropped["send_error"] += 1
             continue
-        sendto(packet, sink.addr)
+        sendto(packet, sink.addr)  # type: ignore[arg-type]  # active: latched
         down.last_seq = out_seq
         down.last_ts = out_ts
         down.packets_sent += 1
@@ -145,8 +144,10 @@ def fill_hole(down: DownTrack, out_seq: int, sendto: SendTo, stats: RelayStats) 
     return True
 
 
-def _protect_and_send(sink: Any, rtp: bytes, sendto: SendTo, stats: RelayStats) -> bool:
+def _protect_and_send(sink: Sink, rtp: bytes, sendto: SendTo, stats: RelayStats) -> bool:
     """Slow-path send of one packet to one subscriber leg."""
+    if sink.tx_srtp is None or sink.addr is None:
+        return False
     try:
         packet = sink.tx_srtp.protect(rtp)
     except Exception:

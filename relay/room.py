@@ -5,13 +5,20 @@ The worker calls into these objects; they never touch sockets, tasks or clocks.
 
 from __future__ import annotations
 
+import enum
 import secrets
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .errors import NotFoundError, RoomFullError
+from .negotiation import NegotiationController
 from .rate_limiter import TokenBucket
 from .track import DownTrack, UpTrack
+
+if TYPE_CHECKING:
+    from .publisher_leg import PublisherLeg
+    from .subscriber_leg import SubscriberLeg
+    from .viewer_leg import ViewerLeg
 
 
 def new_sid(prefix: str) -> str:
@@ -23,6 +30,14 @@ class Permissions:
     can_publish: bool = True
     can_subscribe: bool = True
     can_publish_data: bool = True
+
+
+class ParticipantKind(enum.Enum):
+    """How a participant reached the relay, which decides the legs it has."""
+
+    SIGNALLED = "rtc"  # /v1/rtc: a subscriber leg (data channels) and, to publish, a publisher leg
+    INGEST = "whip"  # WHIP: a publisher leg only
+    VIEWER = "whep"  # WHEP: a viewer leg only, following the room's publisher
 
 
 @dataclass(slots=True, eq=False)
@@ -37,10 +52,20 @@ class Participant:
     sid: str = field(default_factory=lambda: new_sid("PA"))
     published: dict[str, UpTrack] = field(default_factory=dict)  # by track sid
     subscriptions: dict[str, DownTrack] = field(default_factory=dict)  # by up track sid
-    publisher_leg: Any = None
-    subscriber_leg: Any = None
+    kind: ParticipantKind = ParticipantKind.SIGNALLED
+    # Asked for a subscriber offer whenever one is needed (a WebSocket session, a bridge).
+    controller: NegotiationController | None = None
+    publisher_leg: PublisherLeg | None = None
+    subscriber_leg: SubscriberLeg | None = None
+    viewer_leg: ViewerLeg | None = None
     joined_at: float = 0.0
-    follow: str | None = None  # WHEP viewers: "" follows the room's publisher, else an identity
+
+    def legs(self) -> list[PublisherLeg | SubscriberLeg | ViewerLeg]:
+        legs: list[PublisherLeg | SubscriberLeg | ViewerLeg] = []
+        for leg in (self.publisher_leg, self.subscriber_leg, self.viewer_leg):
+            if leg is not None:
+                legs.append(leg)
+        return legs
 
 
 @dataclass(slots=True, eq=False)

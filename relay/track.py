@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Protocol
 
 from .codecs import Codec
 from .keyframe_requester import KeyframeRequester
 from .nack_tracker import NackTracker
 from .packet_cache import PacketCache
 from .simulcast import LayerSelector
+
+if TYPE_CHECKING:
+    from .rate_limiter import TokenBucket
+    from .srtp_fast import FastSrtp
 
 HISTORY_SPANS = 16  # enough for the packet cache's 1.5 s, even with frequent padding
 
@@ -123,15 +127,26 @@ class UpTrack:
         self.octets_marked = self.octets
 
 
+class Sink(Protocol):
+    """What a down track sends into: a leg toward a subscriber, a viewer or a bridge."""
+
+    addr: tuple[str, int] | None
+    tx_srtp: FastSrtp | None  # set once DTLS is up; a down track is active only after
+    rtt_ms: float | None
+    retransmit_budget: TokenBucket
+
+    def send_sender_report(self, report: bytes, lsr: int) -> None: ...
+
+
 @dataclass(slots=True, eq=False)
 class DownTrack:
-    """One subscriber's copy of an UpTrack. ``sink`` is the subscriber leg (opaque here)."""
+    """One subscriber's copy of an UpTrack, sent into its ``sink``."""
 
     up: UpTrack
     subscriber_sid: str
     mid: str
     payload_type: int
-    sink: Any
+    sink: Sink
     ssrc: int = field(default_factory=random_ssrc)
     active: bool = False  # the subscriber has accepted the m-line carrying this SSRC
     waiting_keyframe: bool = True

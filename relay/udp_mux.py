@@ -18,12 +18,12 @@ logger = logging.getLogger(__name__)
 
 
 class UdpMux(asyncio.DatagramProtocol):
-    def __init__(self, stats: RelayStats, on_latch: Callable[[Leg], None]) -> None:
+    def __init__(self, stats: RelayStats) -> None:
         self.stats = stats
         self.responder: IceLiteResponder[Leg] = IceLiteResponder()
         self.by_addr: dict[tuple[str, int], Leg] = {}
         self.transport: asyncio.DatagramTransport | None = None
-        self._on_latch = on_latch
+        self.on_latch: Callable[[Leg], None] = lambda leg: None  # set by the transports
         self.fast_sendto: Callable[[bytes, tuple[str, int]], None] = self.sendto
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -93,4 +93,4 @@ class UdpMux(asyncio.DatagramProtocol):
                 del self.by_addr[leg.addr]
             leg.addr = addr
             self.by_addr[addr] = leg
-            self._on_latch(leg)
+            self.on_latch(leg)

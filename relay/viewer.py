@@ -5,39 +5,34 @@ Plain state changes on rooms, legs and tracks; the worker activates what this se
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from .room import Participant, Room
+from .room import Participant, ParticipantKind, Room
 from .track import DownTrack
-
-if TYPE_CHECKING:
-    from .leg import SubscriberLeg
+from .viewer_leg import ViewerLeg
 
 
-def viewer_source(room: Room, viewer: Participant) -> Participant | None:
+def viewer_source(room: Room, viewer: Participant, follow: str) -> Participant | None:
     """The publisher a viewer receives: the named one, else the earliest publishing."""
     candidates = [
         p
         for p in room.participants.values()
         if p is not viewer
-        and p.follow is None
+        and p.kind is not ParticipantKind.VIEWER
         and p.published
-        and (not viewer.follow or p.identity == viewer.follow)
+        and (not follow or p.identity == follow)
     ]
     return min(candidates, key=lambda p: p.joined_at, default=None)
 
 
-def rewire_viewer(room: Room, viewer: Participant, now: float) -> None:
+def rewire_viewer(room: Room, viewer: Participant, leg: ViewerLeg, now: float) -> None:
     """Point each of the viewer's m-lines at the current source's track of that kind.
 
     A new source continues the same SSRC and numbering and starts at a keyframe, so the
     viewer's player sees one uninterrupted stream (a host reconnecting mid-livestream).
     """
-    leg: SubscriberLeg = viewer.subscriber_leg
-    source = viewer_source(room, viewer)
-    for slot in leg.viewer_slots:
+    source = viewer_source(room, viewer, leg.follow)
+    for slot in leg.slots:
         current = leg.by_ssrc.get(slot.ssrc)
-        previous = current or leg.viewer_history.get(slot.ssrc)
+        previous = current or leg.history.get(slot.ssrc)
         wanted = None
         if source is not None:
             wanted = next(
@@ -55,7 +50,7 @@ def rewire_viewer(room: Room, viewer: Participant, now: float) -> None:
             current.detach()
             viewer.subscriptions.pop(current.up.sid, None)
             del leg.by_ssrc[slot.ssrc]
-            leg.viewer_history[slot.ssrc] = current
+            leg.history[slot.ssrc] = current
         if wanted is None:
             continue
         payload_type = slot.payload_type_for(wanted.codec.mime)
@@ -74,4 +69,3 @@ def rewire_viewer(room: Room, viewer: Participant, now: float) -> None:
         leg.by_ssrc[slot.ssrc] = down
         viewer.subscriptions[wanted.sid] = down
         down.attach(wanted, now)
-    leg.accepted_ssrcs = {s.ssrc for s in leg.viewer_slots}

@@ -138,7 +138,7 @@ class Cluster:
         samples: dict[str, list[float]] = {}
         for room in list(self.worker.rooms.values()):
             for participant in list(room.participants.values()):
-                leg = participant.subscriber_leg
+                leg = participant.subscriber_leg or participant.viewer_leg
                 if leg is not None and leg.addr is not None and leg.rtt_ms is not None:
                     samples.setdefault(client_prefix(leg.addr[0]), []).append(leg.rtt_ms)
         for prefix, rtts in samples.items():

@@ -138,11 +138,6 @@ class Node:
         )
         self._broadcast(room, message, participant)
 
-    def negotiation_needed(self, participant: Participant) -> None:
-        session = self.sessions.get(participant.sid)
-        if session is not None:
-            session.offer_needed()
-
     def data_rejected(self, participant: Participant, code: str, message: str) -> None:
         session = self.sessions.get(participant.sid)
         if session is not None:

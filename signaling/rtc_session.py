@@ -85,7 +85,9 @@ class RtcSession:
             self.close("slow_consumer")
 
     def offer_needed(self) -> None:
-        self.send_marker(_OFFER)
+        """The relay's ``NegotiationController``: an offer goes out after ``joined``."""
+        if self.participant is not None:  # during join: ``_join`` asks once it has joined
+            self.send_marker(_OFFER)
 
     def send_marker(self, marker: object) -> None:
         with contextlib.suppress(asyncio.QueueFull):
@@ -233,6 +235,7 @@ class RtcSession:
                 can_subscribe=grant.can_subscribe,
                 can_publish_data=grant.can_publish_data,
             ),
+            controller=self,
             auto_subscribe=join.auto_subscribe,
             name=claims.name,
         )

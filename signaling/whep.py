@@ -12,7 +12,7 @@ import secrets
 from aiohttp import web
 
 from relay.errors import RelayError, SdpError
-from relay.room import Permissions
+from relay.room import ParticipantKind, Permissions
 
 from .app_keys import NODE
 from .authz import OnRoom, require
@@ -45,15 +45,14 @@ async def whep_post(request: web.Request) -> web.Response:
             room_name,
             identity,
             Permissions(can_publish=False, can_subscribe=True, can_publish_data=False),
+            kind=ParticipantKind.VIEWER,
             auto_subscribe=False,
             name=name,
-            signaling_leg=False,
         )
     except RelayError as exc:
         raise ApiError(relay_status(exc), exc.code, str(exc)) from None
-    participant.follow = request.query.get("participant", "")
     try:
-        answer = await node.worker.view(participant, offer)
+        answer = await node.worker.view(participant, offer, request.query.get("participant", ""))
     except (RelayError, SdpError) as exc:
         await node.worker.leave(participant, "rejected")
         raise ApiError(relay_status(exc), exc.code, str(exc)) from None

@@ -15,14 +15,13 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from relay.errors import NodeFullError, RelayError, RoomFullError, SdpError
-from relay.room import Participant, Permissions
+from relay.room import Participant, ParticipantKind, Permissions
 from relay.sdp_negotiation import MAX_SDP_BYTES, parse_description
 
 from .app_keys import NODE
 from .authz import OnRoom, OnSession, require, require_claims
 from .cluster import PlacementUnavailable
 from .errors import ApiError
-from .node import Node
 
 SDP = "application/sdp"
 TRICKLE = "application/trickle-ice-sdpfrag"
@@ -83,22 +82,13 @@ def etag(participant: Participant) -> str:
     return '"' + hashlib.sha256(participant.sid.encode()).hexdigest()[:16] + '"'
 
 
-def session_kind(node: Node, participant: Participant) -> str:
-    """Which session resource a participant is: ``whep`` viewer, ``whip`` ingest, or ``rtc``."""
-    if participant.follow is not None:
-        return "whep"
-    if participant.sid in node.sessions or participant.subscriber_leg is not None:
-        return "rtc"
-    return "whip"
-
-
 def session_participant(request: web.Request, kind: str) -> Participant:
     """The session's participant, once the caller may act on it (401/403 before 404)."""
     node = request.app[NODE]
     room_name = request.match_info["room"]
     room = node.worker.rooms.get(room_name)
     participant = room.participants.get(request.match_info["session"]) if room else None
-    if participant is not None and session_kind(node, participant) != kind:
+    if participant is not None and participant.kind.value != kind:
         participant = None  # a WHEP session is not reachable under /whip/, nor a WebSocket's
     public = participant is not None and kind == "whep" and room is not None and room.public_viewing
     owner = participant.identity if participant else None
@@ -154,9 +144,9 @@ async def whip_post(request: web.Request) -> web.Response:
             request.match_info["room"],
             claims.sub,
             Permissions(can_publish=True, can_subscribe=False, can_publish_data=False),
+            kind=ParticipantKind.INGEST,
             auto_subscribe=False,
             name=claims.name,
-            signaling_leg=False,
         )
     except RelayError as exc:
         raise ApiError(relay_status(exc), exc.code, str(exc)) from None

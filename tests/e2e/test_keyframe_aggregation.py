@@ -10,9 +10,9 @@ import time
 import pytest
 
 from relay import rtcp
-from relay.leg import SubscriberLeg
 from relay.rate_limiter import TokenBucket
 from relay.room import Participant, Permissions
+from relay.subscriber_leg import SubscriberLeg
 from relay.track import DownTrack
 
 from ..helpers import RunningNode, eventually
@@ -42,8 +42,15 @@ async def test_fifty_plis_make_one_upstream_request_per_interval(relay_node: Run
         viewer = Participant(
             room="kf", identity=f"v{i}", permissions=Permissions(), data_limiter=TokenBucket(1, 1)
         )
-        leg = SubscriberLeg(worker, viewer, worker.certificate, "server", time.perf_counter())
-        leg.rx_srtp = _PlainRtcp()
+        leg = SubscriberLeg(
+            worker.mux,
+            worker.repair,
+            viewer,
+            worker.transports.certificate,
+            "server",
+            time.perf_counter(),
+        )
+        leg.rx_srtp = _PlainRtcp()  # type: ignore[assignment]
         down = DownTrack(up=up, subscriber_sid=viewer.sid, mid="0", payload_type=96, sink=leg)
         leg.by_ssrc[down.ssrc] = down
         legs.append((leg, down))

@@ -26,7 +26,7 @@ async def test_viewer_follows_the_publisher_across_a_reconnect(relay_node: Runni
         await frame_of_size(tracks["video"], (320, 240))
         await asyncio.wait_for(tracks["audio"].recv(), 10)
         viewer = relay_node.node.worker.rooms["shop"].participants[location.rsplit("/", 1)[1]]
-        ssrcs = set(viewer.subscriber_leg.by_ssrc)
+        ssrcs = set(viewer.viewer_leg.by_ssrc)
 
         await host.leave()  # the host drops out mid-stream ...
         await asyncio.sleep(0.3)
@@ -35,7 +35,7 @@ async def test_viewer_follows_the_publisher_across_a_reconnect(relay_node: Runni
         await again.publish(FlatColorTrack(176, 144), AudioStreamTrack())
         # ... and the viewer, never renegotiated, gets the new host on the same track
         await frame_of_size(tracks["video"], (176, 144), timeout=15)
-        assert set(viewer.subscriber_leg.by_ssrc) == ssrcs
+        assert set(viewer.viewer_leg.by_ssrc) == ssrcs
 
         async with (
             aiohttp.ClientSession() as http,

@@ -10,6 +10,7 @@ from relay.codecs import VP8
 from relay.nack_tracker import NackTracker
 from relay.packet_cache import PacketCache
 from relay.rate_limiter import TokenBucket
+from relay.repair import Repair
 from relay.stats import RelayStats
 from relay.track import DownTrack, UpTrack
 
@@ -49,22 +50,31 @@ class _Sink:
             return packet
 
 
-class _Host:
-    """The worker's retransmit logic against a fake sink, counting what goes out."""
+class _Wire:
+    """The worker's socket as ``Repair`` sees it, counting what goes out."""
 
     def __init__(self) -> None:
-        from relay.worker import RelayWorker
-
         self.stats = RelayStats()
         self.sent: list[bytes] = []
-        self.keyframes = 0
-        self.retransmit = RelayWorker.retransmit.__get__(self)  # type: ignore[attr-defined]
-        self.mux = self
+        self.fast_sendto = self.sendto
 
     def sendto(self, data: bytes, addr: tuple[str, int]) -> None:
         self.sent.append(data)
 
-    def request_keyframe(self, up: UpTrack) -> None:
+
+class _Host:
+    """``Repair`` against a fake sink; keyframe requests counted instead of sent."""
+
+    def __init__(self) -> None:
+        self.wire = _Wire()
+        self.stats = self.wire.stats
+        self.sent = self.wire.sent
+        self.keyframes = 0
+        self.repair = Repair(self.wire, lambda up: None)
+        self.repair.request_keyframe = self._count  # type: ignore[method-assign]
+        self.retransmit = self.repair.retransmit
+
+    def _count(self, up: UpTrack) -> None:
         self.keyframes += 1
 
 

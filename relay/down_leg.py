@@ -1,0 +1,125 @@
+"""What every leg that sends media down to a peer shares: its down tracks by SSRC, the
+RTCP it receives from the peer (PLI/FIR, NACK, REMB, receiver reports) and the round trip
+measured from its sender reports. It is the ``Sink`` its down tracks send into.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from . import rtcp
+from .dtls_adapter import DtlsRole, RelayCertificate
+from .leg import Leg, RepairRequests, Wire
+from .rate_limiter import TokenBucket
+from .room import Participant
+from .track import DownTrack
+
+MAX_NACKED = 64  # sequence numbers honoured per NACK packet; the rest are ignored
+
+
+class DownLeg(Leg):
+    def __init__(
+        self,
+        wire: Wire,
+        repair: RepairRequests,
+        participant: Participant,
+        certificate: RelayCertificate,
+        role: DtlsRole,
+        now: float,
+    ) -> None:
+        super().__init__(wire, repair, participant, certificate, role, now)
+        self.by_ssrc: dict[int, DownTrack] = {}
+        self._sr_sent: dict[int, float] = {}  # LSR (NTP middle 32 bits) -> when we sent it
+        self.retransmit_budget = TokenBucket(rate=400.0, burst=200.0)  # NACK floods stop here
+
+    def accepted_ssrcs(self) -> set[int]:
+        """The SSRCs the peer has agreed to receive."""
+        raise NotImplementedError
+
+    def refresh_active(self) -> list[DownTrack]:
+        """Mark down tracks sendable once both DTLS is up and the peer accepted them."""
+        newly: list[DownTrack] = []
+        ready = self.tx_srtp is not None
+        accepted = self.accepted_ssrcs()
+        for ssrc, down in self.by_ssrc.items():
+            active = ready and ssrc in accepted
+            if active and not down.active:
+                down.waiting_keyframe = True
+                newly.append(down)
+            down.active = active
+        return newly
+
+    def send_sender_report(self, report: bytes, lsr: int) -> None:
+        """Send an SR and remember when, so the peer's RR gives us the round trip."""
+        self._sr_sent[lsr] = time.monotonic()
+        if len(self._sr_sent) > 16:
+            del self._sr_sent[next(iter(self._sr_sent))]
+        self.send_rtcp(report)
+
+    def _on_receiver_report(self, packet: Any) -> None:
+        now = time.monotonic()
+        for report in packet.reports:
+            down = self.by_ssrc.get(report.ssrc)
+            selector = down.selector if down is not None else None  # simulcast only
+            if selector is not None:
+                selector.on_report(report.fraction_lost / 256.0, now)
+            if down is not None and down.unrepaired_loss(report.packets_lost, report.fraction_lost):
+                # Some receivers NACK only on new gaps: send what they last asked for once
+                # more (a hole stalls their jitter buffer), and a keyframe for the rest.
+                self.repair.retransmit(down, down.nacked)
+                self.repair.request_keyframe(down.up)
+            sent = self._sr_sent.get(report.lsr)
+            if sent is None or not report.lsr:
+                continue
+            rtt = (now - sent - report.dlsr / 65536.0) * 1000.0
+            if rtt < 0:
+                continue
+            if selector is not None:
+                selector.on_rtt(rtt, now)
+            self.rtt_ms = rtt if self.rtt_ms is None else self.rtt_ms + 0.2 * (rtt - self.rtt_ms)
+
+    def on_srtp(self, data: bytes, arrival: float) -> None:
+        if self.rx_srtp is None:
+            self.wire.stats.dropped["not_connected"] += 1
+            return
+        if not rtcp.is_rtcp(data):
+            return  # peers send no media on a down leg
+        packets = self.unprotect_rtcp(data)
+        if packets is None:
+            return
+        stats = self.wire.stats
+        for packet in packets:
+            name = type(packet).__name__
+            if name == "RtcpPsfbPacket":
+                fmt = packet.fmt  # type: ignore[attr-defined]
+                if fmt == rtcp.PSFB_PLI:
+                    stats.pli_received += 1
+                elif fmt == rtcp.PSFB_FIR:
+                    stats.fir_received += 1
+                else:
+                    if fmt == rtcp.PSFB_APP:
+                        self._on_remb(packet)
+                    continue
+                down = self.by_ssrc.get(packet.media_ssrc)  # type: ignore[attr-defined]
+                if down is not None:
+                    self.repair.request_keyframe(down.up)
+            elif name == "RtcpRtpfbPacket" and packet.fmt == rtcp.RTPFB_NACK:  # type: ignore[attr-defined]
+                stats.nack_received += 1
+                down = self.by_ssrc.get(packet.media_ssrc)  # type: ignore[attr-defined]
+                if down is not None:  # NACKs for SSRCs we never sent are ignored
+                    down.nacked = packet.lost[:MAX_NACKED]  # type: ignore[attr-defined]
+                    self.repair.retransmit(down, down.nacked)
+            elif name in ("RtcpRrPacket", "RtcpSrPacket"):
+                self._on_receiver_report(packet)
+
+    def _on_remb(self, packet: Any) -> None:
+        """A peer's receive estimate caps the simulcast layers it is sent."""
+        remb = rtcp.parse_remb(packet.fci)
+        if remb is None:
+            return
+        bitrate, ssrcs = remb
+        for ssrc in ssrcs:
+            down = self.by_ssrc.get(ssrc)
+            if down is not None and down.selector is not None:
+                down.selector.on_remb(bitrate)

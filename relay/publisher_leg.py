@@ -1,0 +1,183 @@
+"""The publisher leg: media flows up from a peer, and the relay answers its offers.
+
+Its ``on_srtp`` is the start of the fast path: unprotect, bind the stream, note gaps for
+NACKs upstream, then ``forward_rtp`` to every subscriber of the track.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+import pylibsrtp
+
+from . import rtcp
+from .dtls_adapter import DtlsRole, RelayCertificate
+from .forwarder import forward_rtp, read_seq_ts_ssrc
+from .leg import Leg, RepairRequests, Wire
+from .room import Participant
+from .rtp_header import read_extension
+from .track import UpTrack
+from .twcc import TwccRecorder
+
+if TYPE_CHECKING:
+    from aiortc.rtp import RtcpSrPacket
+
+
+class PublisherLeg(Leg):
+    """Media flows up from the participant; the relay answers its offers."""
+
+    direction = "publisher"
+
+    def __init__(
+        self,
+        wire: Wire,
+        repair: RepairRequests,
+        participant: Participant,
+        certificate: RelayCertificate,
+        role: DtlsRole,
+        now: float,
+    ) -> None:
+        super().__init__(wire, repair, participant, certificate, role, now)
+        self.by_ssrc: dict[int, UpTrack] = {}
+        self.unbound: list[UpTrack] = []  # tracks whose offer carried no a=ssrc
+        self.twcc_id = 0  # header extension id of transport-wide sequence numbers; 0: none
+        self.rid_id = 0  # header extension ids naming simulcast layers; 0: none
+        self.mid_id = 0
+        self.by_rid: dict[tuple[str, str], UpTrack] = {}  # (mid, rid) -> layer, until bound
+        self.twcc = TwccRecorder(sender_ssrc=self.rtcp_ssrc)
+
+    def add_track(self, track: UpTrack) -> None:
+        if track.layers:
+            for layer in track.layers:
+                self.by_rid[(track.mid, layer.rid)] = layer
+        elif track.ssrc is None:
+            self.unbound.append(track)
+        else:
+            self.by_ssrc[track.ssrc] = track
+
+    def remove_track(self, track: UpTrack) -> None:
+        for stream in track.streams():
+            if stream.ssrc is not None and self.by_ssrc.get(stream.ssrc) is stream:
+                del self.by_ssrc[stream.ssrc]
+            self.by_rid.pop((track.mid, stream.rid), None)
+        if track in self.unbound:
+            self.unbound.remove(track)
+
+    def _bind_layer(self, rtp: bytes, ssrc: int) -> UpTrack | None:
+        """First packet of a simulcast layer: its rid (and mid) extension names it."""
+        rid = read_extension(rtp, self.rid_id)
+        if not rid:
+            return None
+        mid = read_extension(rtp, self.mid_id) if self.mid_id else None
+        name = rid.decode("ascii", "replace")
+        layer = None
+        if mid is not None:
+            layer = self.by_rid.get((mid.decode("ascii", "replace"), name))
+        else:  # without the mid extension a rid must be unique on the leg
+            matches = [t for (_, r), t in self.by_rid.items() if r == name]
+            layer = matches[0] if len(matches) == 1 else None
+        if layer is None or layer.ssrc is not None:
+            return None
+        layer.ssrc = ssrc
+        self.by_ssrc[ssrc] = layer
+        return layer
+
+    def _bind(self, ssrc: int, payload_type: int) -> UpTrack | None:
+        """First packet of an SSRC the offer did not name: bind it by payload type."""
+        for track in self.unbound:
+            if track.codec.payload_type == payload_type:
+                self.unbound.remove(track)
+                track.ssrc = ssrc
+                self.by_ssrc[ssrc] = track
+                return track
+        return None
+
+    def on_srtp(self, data: bytes, arrival: float) -> None:
+        stats = self.wire.stats
+        if self.rx_srtp is None:
+            stats.dropped["not_connected"] += 1
+            return
+        if rtcp.is_rtcp(data):
+            self._on_rtcp(data)
+            return
+        try:
+            rtp = self.rx_srtp.unprotect(data)
+        except pylibsrtp.Error:
+            stats.dropped["srtp_error"] += 1
+            return
+        if len(rtp) < 12:
+            stats.dropped["malformed"] += 1
+            return
+        if self.twcc_id:
+            value = read_extension(rtp, self.twcc_id)
+            if value is not None and len(value) >= 2:
+                self.twcc.record((value[0] << 8) | value[1], int(arrival * 1_000_000))
+        stats.rtp_packets_in += 1
+        stats.rtp_bytes_in += len(data)
+        seq, timestamp, ssrc = read_seq_ts_ssrc(rtp)
+        up = self.by_ssrc.get(ssrc)
+        if up is None:
+            up = self._bind_layer(rtp, ssrc) if self.rid_id else None
+            up = up or self._bind(ssrc, rtp[1] & 0x7F)
+            if up is None:
+                stats.dropped["unknown_ssrc"] += 1
+                return
+        up.stats.update_jitter(arrival * up.codec.clock_rate, timestamp)
+        nacks = up.nacks
+        if nacks is not None:
+            gap = nacks.received(seq, arrival)
+            if gap:
+                self.send_nack(up, gap)
+            if nacks.hopeless:
+                nacks.hopeless = False
+                self.repair.request_keyframe(up)
+        forward_rtp(up, rtp, seq, timestamp, self.wire.fast_sendto, stats, arrival)
+
+    def _on_rtcp(self, data: bytes) -> None:
+        packets = self.unprotect_rtcp(data)
+        if packets is None:
+            return
+        for packet in packets:
+            if type(packet).__name__ == "RtcpSrPacket":
+                self._on_sender_report(packet)  # type: ignore[arg-type]
+
+    def _on_sender_report(self, sr: RtcpSrPacket) -> None:
+        up = self.by_ssrc.get(sr.ssrc)
+        if up is None:
+            return
+        up.stats.last_sr_mid32 = rtcp.ntp_middle32(sr.sender_info.ntp_timestamp)
+        up.stats.last_sr_at = time.monotonic()
+        for down in up.down_tracks:
+            if down.active and down.started:
+                down.sink.send_sender_report(
+                    rtcp.sender_report_for(down, sr), up.stats.last_sr_mid32
+                )
+
+    def send_nack(self, up: UpTrack, lost: list[int]) -> None:
+        if up.ssrc is not None:
+            self.send_rtcp(rtcp.nack(self.rtcp_ssrc, up.ssrc, lost))
+            self.wire.stats.nack_sent += 1
+
+    def send_due_nacks(self, now: float) -> None:
+        """Repeat NACKs for packets still missing; hopeless gaps become a keyframe request."""
+        for up in self.by_ssrc.values():
+            nacks = up.nacks
+            if nacks is None or not nacks.missing:
+                continue
+            again = nacks.due(now)
+            if again:
+                self.send_nack(up, again)
+            if nacks.hopeless:
+                nacks.hopeless = False
+                self.repair.request_keyframe(up)
+
+    def send_twcc_feedback(self) -> None:
+        if self.twcc_id and self.twcc.pending:
+            if not self.twcc.media_ssrc and self.by_ssrc:
+                self.twcc.media_ssrc = next(iter(self.by_ssrc))
+            self.send_rtcp(self.twcc.feedback())
+            self.wire.stats.twcc_feedback_sent += 1
+
+    def send_receiver_reports(self, now: float) -> None:
+        self.send_rtcp(rtcp.receiver_report(self.rtcp_ssrc, list(self.by_ssrc.values()), now))

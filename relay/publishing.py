@@ -1,0 +1,178 @@
+"""Publishing: answering a publisher's offers (new m-lines become tracks, dropped ones are
+unpublished), handing new tracks to the room's subscribers and viewers, and muting."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from .codecs import Codec
+from .errors import NotFoundError, PermissionDeniedError, SdpError
+from .nack_tracker import NackTracker
+from .packet_cache import PacketCache
+from .publisher_leg import PublisherLeg
+from .repair import Repair
+from .room import Participant, ParticipantKind, Room, new_sid
+from .rooms import Rooms
+from .sdp_negotiation import (
+    OfferedMedia,
+    RemoteDescription,
+    choose_codec,
+    parse_description,
+    publisher_answer,
+    twcc_extension,
+)
+from .simulcast import MID_URI, RID_URI
+from .subscriptions import Subscriptions
+from .track import UpTrack
+from .transport import Transports
+from .viewing import Viewing
+
+
+@dataclass(slots=True)
+class PublishedTrackInfo:
+    """What a publisher says about an m-line of its offer (name and source are informative)."""
+
+    name: str = ""
+
+
+class TrackEvents(Protocol):
+    def track_published(self, room: Room, participant: Participant, track: UpTrack) -> None: ...
+    def track_unpublished(self, room: Room, participant: Participant, track: UpTrack) -> None: ...
+    def track_muted(self, room: Room, participant: Participant, track: UpTrack) -> None: ...
+
+
+class Publishing:
+    def __init__(
+        self,
+        rooms: Rooms,
+        transports: Transports,
+        repair: Repair,
+        subscriptions: Subscriptions,
+        viewing: Viewing,
+        events: TrackEvents,
+        keyframe_interval: float,
+    ) -> None:
+        self.rooms = rooms
+        self.transports = transports
+        self.repair = repair
+        self.subscriptions = subscriptions
+        self.viewing = viewing
+        self.events = events
+        self.keyframe_interval = keyframe_interval
+
+    async def publish(
+        self,
+        participant: Participant,
+        offer_sdp: str,
+        info: dict[str, PublishedTrackInfo] | None = None,
+    ) -> str:
+        """Answer a publisher offer; new m-lines become tracks, dropped ones are unpublished."""
+        if not participant.permissions.can_publish:
+            raise PermissionDeniedError("this token does not allow publishing")
+        room = self.rooms.get(participant.room)
+        offer = parse_description(offer_sdp)
+        leg = participant.publisher_leg
+        if leg is None:
+            leg = self.transports.answering_leg(PublisherLeg, participant, offer)
+            participant.publisher_leg = leg
+        elif offer.fingerprints != leg.remote_fingerprints:
+            raise SdpError("the DTLS fingerprint changed; start a new session instead")
+        leg.twcc_id = twcc_extension(offer) or 0
+        for media in offer.media:
+            if media.simulcast:
+                leg.rid_id = media.extensions[RID_URI]
+                leg.mid_id = media.extensions.get(MID_URI, 0)
+        accepted = self._accept_media(room, participant, leg, offer, info or {})
+        setup = "passive" if leg.dtls.role == "server" else "active"
+        offer.setup = "passive" if setup == "active" else "actpass"
+        answer = publisher_answer(offer, self.transports.local(leg), accepted)
+        self.transports.maybe_start(leg)
+        return answer
+
+    def _accept_media(
+        self,
+        room: Room,
+        participant: Participant,
+        leg: PublisherLeg,
+        offer: RemoteDescription,
+        info: dict[str, PublishedTrackInfo],
+    ) -> dict[str, Codec]:
+        by_mid = {t.mid: t for t in participant.published.values()}
+        accepted: dict[str, Codec] = {}
+        for media in offer.media:
+            existing = by_mid.pop(media.mid, None)
+            sending = media.port != 0 and media.direction in ("sendonly", "sendrecv")
+            if media.kind not in ("audio", "video") or not sending:
+                if existing is not None:
+                    self.unpublish(room, participant, existing)
+                continue
+            if existing is not None:
+                accepted[media.mid] = existing.codec
+                continue
+            codec = choose_codec(media)
+            if codec is None:
+                continue
+            accepted[media.mid] = codec
+            track = self._new_track(participant, media, codec, new_sid("TR"))
+            track.name = info.get(media.mid, PublishedTrackInfo()).name
+            if media.simulcast:
+                for rid in media.rids:
+                    layer = self._new_track(participant, media, codec, track.sid)
+                    layer.rid, layer.ssrc = rid, None
+                    track.layers.append(layer)
+            participant.published[track.sid] = track
+            leg.add_track(track)
+            self.events.track_published(room, participant, track)
+            for other in room.others(participant):
+                if other.permissions.can_subscribe and other.auto_subscribe:
+                    self.subscriptions.add(other, track)
+            self.viewing.rewire_all(room)
+        for gone in by_mid.values():  # m-lines missing from the new offer
+            self.unpublish(room, participant, gone)
+        return accepted
+
+    def _new_track(
+        self, participant: Participant, media: OfferedMedia, codec: Codec, sid: str
+    ) -> UpTrack:
+        track = UpTrack(
+            sid=sid,
+            kind=media.kind,
+            codec=codec,
+            mid=media.mid,
+            publisher_sid=participant.sid,
+            room=participant.room,
+            ssrc=media.ssrc,
+        )
+        track.keyframes.interval = self.keyframe_interval
+        if track.kind == "video":
+            track.cache = PacketCache()
+            track.nacks = NackTracker()
+        return track
+
+    def unpublish(self, room: Room, participant: Participant, track: UpTrack) -> None:
+        participant.published.pop(track.sid, None)
+        if participant.publisher_leg is not None:
+            participant.publisher_leg.remove_track(track)
+        for down in track.all_downs():
+            subscriber = room.participants.get(down.subscriber_sid)
+            if subscriber is not None and subscriber.kind is not ParticipantKind.VIEWER:
+                self.subscriptions.drop(subscriber, down)  # viewers are rewired below
+        for stream in track.streams():
+            stream.down_tracks = []
+            stream.pending = []
+        self.events.track_unpublished(room, participant, track)
+        self.viewing.rewire_all(room)
+
+    def set_muted(self, participant: Participant, track_sid: str, muted: bool) -> None:
+        track = participant.published.get(track_sid)
+        if track is None:
+            raise NotFoundError(f"track {track_sid} is not published by this participant")
+        if track.muted != muted:
+            for stream in track.streams():
+                stream.muted = muted
+            if not muted:
+                for down in track.all_downs():
+                    down.waiting_keyframe = True
+                self.repair.request_keyframe(track)
+            self.events.track_muted(self.rooms.get(participant.room), participant, track)

@@ -1,0 +1,66 @@
+"""The worker's rooms and who is in them: creation, admission within the room's and the
+node's capacity, and removal. Plain state, no I/O."""
+
+from __future__ import annotations
+
+from .errors import NodeFullError, NotFoundError
+from .publisher_leg import PublisherLeg
+from .room import Participant, Room
+from .track import UpTrack
+
+
+class Rooms:
+    def __init__(self, max_per_room: int, max_participants: int) -> None:
+        self.by_name: dict[str, Room] = {}
+        self.max_per_room = max_per_room
+        self.max_participants = max_participants  # on this worker; 0: no limit
+
+    def create(self, name: str, max_participants: int | None = None, by_api: bool = False) -> Room:
+        room = self.by_name.get(name)
+        if room is None:
+            limit = self.max_per_room if max_participants is None else max_participants
+            room = Room(name=name, max_participants=limit, created_by_api=by_api)
+            self.by_name[name] = room
+        return room
+
+    def get(self, name: str) -> Room:
+        room = self.by_name.get(name)
+        if room is None:
+            raise NotFoundError(f"room {name} does not exist")
+        return room
+
+    @property
+    def participant_count(self) -> int:
+        return sum(len(r.participants) for r in self.by_name.values())
+
+    @property
+    def track_count(self) -> int:
+        return sum(len(r.tracks()) for r in self.by_name.values())
+
+    def admit(self, participant: Participant) -> Room:
+        if self.max_participants and self.participant_count >= self.max_participants:
+            raise NodeFullError("this node has reached its participant capacity")
+        room = self.create(participant.room)
+        try:
+            room.admit(participant)
+        except Exception:
+            if not room.participants and not room.created_by_api:
+                self.by_name.pop(room.name, None)
+            raise
+        return room
+
+    def remove(self, participant: Participant) -> Room | None:
+        """Take a participant out; its room goes with the last one. None if not here."""
+        room = self.by_name.get(participant.room)
+        if room is None or room.participants.get(participant.sid) is not participant:
+            return None
+        del room.participants[participant.sid]
+        if not room.participants:
+            self.by_name.pop(room.name, None)
+        return room
+
+    def publisher_leg(self, up: UpTrack) -> PublisherLeg | None:
+        """The leg a track's media comes up on (where its keyframe requests go)."""
+        room = self.by_name.get(up.room)
+        publisher = room.participants.get(up.publisher_sid) if room else None
+        return publisher.publisher_leg if publisher else None

@@ -1,0 +1,122 @@
+"""Leg transports: creating legs on the worker's socket, DTLS once a leg's address is
+latched, data channels, and closing. Which leg kinds exist and what they carry is the
+legs' business; this unit only knows when a transport is up or gone, and says so through
+``on_connected`` and ``on_failed``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+from .dtls_adapter import DtlsRole, generate_certificate, local_fingerprint
+from .leg import Leg
+from .publisher_leg import PublisherLeg
+from .repair import Repair
+from .room import Participant
+from .sdp_negotiation import MAX_MESSAGE_SIZE, LocalTransport, RemoteDescription, answer_role
+from .subscriber_leg import DataHandler, SubscriberLeg
+from .udp_mux import UdpMux
+from .viewer_leg import ViewerLeg
+
+logger = logging.getLogger(__name__)
+AnyLeg = TypeVar("AnyLeg", PublisherLeg, SubscriberLeg, ViewerLeg)
+
+
+class Transports:
+    def __init__(
+        self,
+        mux: UdpMux,
+        repair: Repair,
+        announce: list[str],
+        on_connected: Callable[[Leg], None],
+        on_failed: Callable[[Leg], None],
+    ) -> None:
+        self.mux = mux
+        self.repair = repair
+        self.announce = announce
+        self.port = 0  # the socket's, once bound
+        self.certificate = generate_certificate()
+        self.fingerprint = local_fingerprint(self.certificate)
+        # Publisher legs in join order: the periodic work walks these, not every room, so
+        # rooms where nobody publishes cost the ticks nothing.
+        self.publisher_legs: dict[PublisherLeg, None] = {}
+        self._on_connected = on_connected
+        self._on_failed = on_failed
+        self._tasks: set[asyncio.Task[None]] = set()
+        mux.on_latch = self.maybe_start
+
+    def new_leg(self, kind: type[AnyLeg], participant: Participant, role: DtlsRole) -> AnyLeg:
+        leg = kind(self.mux, self.repair, participant, self.certificate, role, time.perf_counter())
+        leg.dtls.on_closed(lambda: self._on_failed(leg))
+        self.mux.responder.add(leg.credentials, leg)
+        if isinstance(leg, PublisherLeg):
+            self.publisher_legs[leg] = None
+        return leg
+
+    def answering_leg(
+        self, kind: type[AnyLeg], participant: Participant, offer: RemoteDescription
+    ) -> AnyLeg:
+        """A leg for which the peer offered: DTLS role and fingerprints come from its offer."""
+        _, role = answer_role(offer.setup)
+        leg = self.new_leg(kind, participant, role)
+        leg.remote_fingerprints = offer.fingerprints
+        return leg
+
+    def local(self, leg: Leg) -> LocalTransport:
+        return LocalTransport(
+            credentials=leg.credentials,
+            fingerprint=self.fingerprint,
+            candidates=[(address, self.port) for address in self.announce],
+        )
+
+    def maybe_start(self, leg: Leg) -> None:
+        """Start DTLS once the address is latched and the peer's fingerprints are known."""
+        if leg.ready_to_start:
+            leg.dtls_started = True
+            self.spawn(self._run_dtls(leg))
+
+    async def _run_dtls(self, leg: Leg) -> None:
+        try:
+            ok = await leg.dtls.start(leg.remote_fingerprints)
+        except Exception:  # a peer must never leave a leg half-open
+            logger.exception("DTLS start crashed for %s", leg.participant.sid)
+            ok = False
+        if leg.closed:
+            return
+        if not ok:
+            logger.info(
+                "DTLS handshake failed for %s leg of %s", leg.direction, leg.participant.sid
+            )
+            self._on_failed(leg)
+            return
+        if leg.dtls.handshake_seconds is not None:
+            self.mux.stats.dtls_handshake_seconds.observe(leg.dtls.handshake_seconds)
+        leg.connected()
+        self._on_connected(leg)
+
+    def open_data(self, leg: SubscriberLeg, on_data: DataHandler) -> None:
+        remote_port = leg.negotiation.remote_sctp_port
+        reliable, lossy, task = leg.dtls.open_data_channels(remote_port, MAX_MESSAGE_SIZE)
+        leg.open_data(reliable, lossy, on_data)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self, leg: Leg) -> None:
+        leg.closed = True
+        if isinstance(leg, PublisherLeg):
+            self.publisher_legs.pop(leg, None)
+        self.mux.forget(leg)
+        await leg.dtls.close()
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def cancel_tasks(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
