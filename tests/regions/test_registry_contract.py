@@ -136,6 +136,25 @@ async def test_drain_in_flight_never_undoes_a_heartbeat(
     assert a.load.sessions == 7  # a drain writing back the load it read would lose the beat
 
 
+async def test_expired_node_stays_gone_until_it_registers(make_registry: Factory) -> None:
+    registry = make_registry()
+    await registry.register(node("a"))
+    assert await registry.assign_room("shop", "a") == "a"
+    await registry.set_state("a", NodeState.DRAINING)  # must not make the record outlive its TTL
+    deadline = time.monotonic() + 10 * TTL
+    while await registry.room_node("shop") is not None:  # a stops beating
+        assert time.monotonic() < deadline, "a drained node that stopped beating never expired"
+        await asyncio.sleep(0.05)
+    await registry.heartbeat("a", NodeLoad(sessions=1))  # a late beat does not revive the record
+    await registry.set_state("a", NodeState.ACTIVE)
+    await registry.heartbeat("ghost", NodeLoad())  # nor does a beat create one
+    assert await registry.live_nodes() == []
+    assert await registry.room_node("shop") is None
+    await registry.register(node("a"))  # how a node comes back (signaling/cluster.py)
+    [a] = await registry.live_nodes()
+    assert a.state == NodeState.ACTIVE
+
+
 async def test_concurrent_room_assignment_agrees(make_registry: Factory) -> None:
     first, second = make_registry(), make_registry()
     await first.register(node("a"))
