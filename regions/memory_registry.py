@@ -25,14 +25,15 @@ class MemoryRegistry:
         self._nodes[node.id] = node.model_copy(update={"last_heartbeat": time.time()})
 
     async def heartbeat(self, node_id: str, load: NodeLoad) -> None:
-        node = self._nodes.get(node_id)
+        # An expired record stays expired, as Redis's does: the node comes back by registering.
+        node = self._nodes.get(node_id) if self._alive(node_id) else None
         if node is not None:
             self._nodes[node_id] = node.model_copy(
                 update={"load": load, "last_heartbeat": time.time()}
             )
 
     async def set_state(self, node_id: str, state: NodeState) -> None:
-        node = self._nodes.get(node_id)
+        node = self._nodes.get(node_id) if self._alive(node_id) else None
         if node is not None:
             self._nodes[node_id] = node.model_copy(update={"state": state})
 

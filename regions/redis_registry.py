@@ -3,8 +3,10 @@
 Keys (prefix ``eurelay:``): ``node:{id}`` JSON node record with a TTL of ``node_ttl`` that
 each heartbeat renews, so a dead node's record expires by itself; ``nodes`` set of ids;
 ``room:{name}`` owning node id; ``policy:{name}`` JSON residency policy; ``rtt:{prefix}``
-hash region -> learned RTT (ms). Room assignment is one Lua script, so concurrent
-placements of the same room agree.
+hash region -> learned RTT (ms). Heartbeats and state changes are Lua scripts that edit
+only their own fields of ``node:{id}`` inside Redis, so one never writes back a stale copy
+of the other (a heartbeat cannot undo DRAINING), and neither recreates an expired record.
+Room assignment is one Lua script too, so concurrent placements of the same room agree.
 """
 
 from __future__ import annotations
@@ -34,6 +36,33 @@ redis.call('SET', KEYS[1], ARGV[1])
 return ARGV[1]
 """
 
+# KEYS[1] node key, KEYS[2] node id set; ARGV[1] load JSON, ARGV[2] unix time, ARGV[3] TTL ms.
+# Only load and last_heartbeat change; state is register's and set_state's. A missing record
+# stays missing: the node re-registers with its own state (signaling/cluster.py). cjson writes
+# numbers with 14 significant digits: last_heartbeat keeps 0.1 ms, plenty for liveness.
+HEARTBEAT = """
+local raw = redis.call('GET', KEYS[1])
+if not raw then return 0 end
+local ok, node = pcall(cjson.decode, raw)
+if not ok or type(node) ~= 'table' then return 0 end
+node.load = cjson.decode(ARGV[1])
+node.last_heartbeat = tonumber(ARGV[2])
+redis.call('SET', KEYS[1], cjson.encode(node), 'PX', ARGV[3])
+redis.call('SADD', KEYS[2], node.id)
+return 1
+"""
+
+# KEYS[1] node key; ARGV[1] state. KEEPTTL: a state change is not a heartbeat.
+SET_STATE = """
+local raw = redis.call('GET', KEYS[1])
+if not raw then return 0 end
+local ok, node = pcall(cjson.decode, raw)
+if not ok or type(node) ~= 'table' then return 0 end
+node.state = ARGV[1]
+redis.call('SET', KEYS[1], cjson.encode(node), 'KEEPTTL')
+return 1
+"""
+
 RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
@@ -50,6 +79,8 @@ class RedisRegistry:
         )
         self._assign = self._redis.register_script(ASSIGN)
         self._release = self._redis.register_script(RELEASE)
+        self._heartbeat = self._redis.register_script(HEARTBEAT)
+        self._set_state = self._redis.register_script(SET_STATE)
 
     @property
     def _ttl_ms(self) -> int:
@@ -80,14 +111,15 @@ class RedisRegistry:
         await self._write(node.model_copy(update={"last_heartbeat": time.time()}))
 
     async def heartbeat(self, node_id: str, load: NodeLoad) -> None:
-        node = await self._read(node_id)
-        if node is not None:
-            await self._write(node.model_copy(update={"load": load, "last_heartbeat": time.time()}))
+        await self._call(
+            self._heartbeat(
+                keys=[PREFIX + "node:" + node_id, PREFIX + "nodes"],
+                args=[load.model_dump_json(), repr(time.time()), self._ttl_ms],
+            )
+        )
 
     async def set_state(self, node_id: str, state: NodeState) -> None:
-        node = await self._read(node_id)
-        if node is not None:
-            await self._write(node.model_copy(update={"state": state}))
+        await self._call(self._set_state(keys=[PREFIX + "node:" + node_id], args=[state.value]))
 
     async def deregister(self, node_id: str) -> None:
         pipe = self._redis.pipeline(transaction=True)

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
+from redis.asyncio.connection import AbstractConnection
 
 from regions.models import NodeLoad, NodeRecord, NodeState, RoomPolicy
+from regions.redis_registry import RedisRegistry
 from regions.registry import Registry, create_registry
 
 from ..helpers import require_binary
@@ -71,6 +75,84 @@ async def test_draining_and_deregister(make_registry: Factory) -> None:
     assert a.state == NodeState.DRAINING  # heartbeats keep the state
     await registry.deregister("a")
     assert await registry.live_nodes() == []
+
+
+class MidCall:
+    """Runs ``step`` once, as soon as Redis has answered the first command of a call: the call
+    is then between its round trips, where another signaling instance's write can land.
+
+    Hooks redis-py's reply reader, limited by a context variable to the call under test, so the
+    test drives the registry through its public methods only and needs no sleeps.
+    """
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, step: Callable[[], Awaitable[None]]):
+        self.step = step
+        self.landed = False  # step ran while the call was in flight
+        self._inside = contextvars.ContextVar("inside", default=False)
+        read_response = AbstractConnection.read_response
+
+        async def read_then_step(conn: AbstractConnection, *args: Any, **kwargs: Any) -> Any:
+            reply = await read_response(conn, *args, **kwargs)
+            if self._inside.get() and not self.landed:
+                self.landed = True  # before the step: its own replies pass straight through
+                await self.step()
+            return reply
+
+        monkeypatch.setattr(AbstractConnection, "read_response", read_then_step)
+
+    async def run(self, call: Awaitable[None]) -> None:
+        token = self._inside.set(True)
+        try:
+            await call
+        finally:
+            self._inside.reset(token)
+        if not self.landed:  # the memory backend: no round trips to land between
+            await self.step()
+
+
+async def test_heartbeat_in_flight_never_undoes_draining(
+    make_registry: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    beating, draining = make_registry(), make_registry()
+    await beating.register(node("a"))  # connects first: the next reply is the heartbeat's own
+    drain = MidCall(monkeypatch, lambda: draining.set_state("a", NodeState.DRAINING))
+    await drain.run(beating.heartbeat("a", NodeLoad(sessions=7)))
+    assert drain.landed == isinstance(beating, RedisRegistry)
+    [a] = await make_registry().live_nodes()
+    assert a.state == NodeState.DRAINING  # the drain completed: no heartbeat may undo it
+    assert a.load.sessions == 7  # and the heartbeat's load was not lost either
+
+
+async def test_drain_in_flight_never_undoes_a_heartbeat(
+    make_registry: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    draining, beating = make_registry(), make_registry()
+    await draining.register(node("a"))
+    beat = MidCall(monkeypatch, lambda: beating.heartbeat("a", NodeLoad(sessions=7)))
+    await beat.run(draining.set_state("a", NodeState.DRAINING))
+    assert beat.landed == isinstance(draining, RedisRegistry)
+    [a] = await make_registry().live_nodes()
+    assert a.state == NodeState.DRAINING
+    assert a.load.sessions == 7  # a drain writing back the load it read would lose the beat
+
+
+async def test_expired_node_stays_gone_until_it_registers(make_registry: Factory) -> None:
+    registry = make_registry()
+    await registry.register(node("a"))
+    assert await registry.assign_room("shop", "a") == "a"
+    await registry.set_state("a", NodeState.DRAINING)  # must not make the record outlive its TTL
+    deadline = time.monotonic() + 10 * TTL
+    while await registry.room_node("shop") is not None:  # a stops beating
+        assert time.monotonic() < deadline, "a drained node that stopped beating never expired"
+        await asyncio.sleep(0.05)
+    await registry.heartbeat("a", NodeLoad(sessions=1))  # a late beat does not revive the record
+    await registry.set_state("a", NodeState.ACTIVE)
+    await registry.heartbeat("ghost", NodeLoad())  # nor does a beat create one
+    assert await registry.live_nodes() == []
+    assert await registry.room_node("shop") is None
+    await registry.register(node("a"))  # how a node comes back (signaling/cluster.py)
+    [a] = await registry.live_nodes()
+    assert a.state == NodeState.ACTIVE
 
 
 async def test_concurrent_room_assignment_agrees(make_registry: Factory) -> None:
