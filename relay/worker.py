@@ -68,6 +68,7 @@ class WorkerConfig:
     udp_buffer_bytes: int = 0  # 0: the kernel's default
     tick_interval: float = 0.1
     report_interval: float = 1.0
+    nack_repair: bool = True
 
 
 class RoomObserver(Protocol):
@@ -624,6 +625,8 @@ class RelayWorker:
 
     def retransmit(self, down: DownTrack, lost: list[int]) -> None:
         """Answer a subscriber's NACK from the packet cache; what is gone needs a keyframe."""
+        if not self.config.nack_repair:  # off only to measure what repair is worth
+            return
         if down.up.cache is None:
             return
         now = time.perf_counter()

@@ -52,9 +52,10 @@ class _Sink:
 class _Host:
     """The worker's retransmit logic against a fake sink, counting what goes out."""
 
-    def __init__(self) -> None:
-        from relay.worker import RelayWorker
+    def __init__(self, nack_repair: bool = True) -> None:
+        from relay.worker import RelayWorker, WorkerConfig
 
+        self.config = WorkerConfig(nack_repair=nack_repair)
         self.stats = RelayStats()
         self.sent: list[bytes] = []
         self.keyframes = 0
@@ -89,6 +90,12 @@ def test_nacks_are_answered_in_the_subscribers_numbering() -> None:
     assert struct.unpack_from("!H", host.sent[0], 2)[0] == out_seq
     assert struct.unpack_from("!I", host.sent[0], 8)[0] == down.ssrc
     assert host.stats.retransmitted_packets == 1
+
+
+def test_nack_repair_off_answers_nothing() -> None:
+    host, down = _Host(nack_repair=False), _down()  # what bench.loss compares against
+    host.retransmit(down, [(1010 + down.seq_offset) & 0xFFFF, (down.seq_offset + 5) & 0xFFFF])
+    assert host.sent == [] and host.keyframes == 0 and host.stats.retransmitted_packets == 0
 
 
 def test_hostile_nacks_cost_nothing_lasting() -> None:
