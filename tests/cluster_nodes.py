@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from signaling.node_process import NodeProcess, spawn_node
+from bench.node_process import NodeProcess, spawn_node
 
 from .helpers import API_KEY, API_SECRET
 from .redis_server import RedisServer

@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 import yaml
 
-from signaling.node_process import LISTENING, parse_listening
+from bench.node_process import LISTENING, parse_listening
 from signaling.settings import load_settings
 
 pytestmark = pytest.mark.timeout(60)

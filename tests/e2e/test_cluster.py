@@ -14,8 +14,8 @@ import aiohttp
 import pytest
 from aiortc.mediastreams import AudioStreamTrack
 
+from bench.node_process import NodeProcess
 from signaling.client import ClientError, EurelayClient
-from signaling.node_process import NodeProcess
 
 from ..cluster_nodes import GRACE, HEARTBEAT, TTL, NodeSpec, cluster
 from ..delay_proxy import delay_proxy
