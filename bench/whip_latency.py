@@ -17,8 +17,8 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 from signaling.client import restrict_ice_host_addresses
 from signaling.tokens import Grant, mint
-from tests.chromium import CHROMIUM_FLAGS
 
+from .chromium import CHROMIUM_FLAGS
 from .node_process import NodeProcess
 
 PREPARE_JS = """async () => {

@@ -8,11 +8,11 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
+from bench.redis_server import redis_server
 from regions.models import NodeLoad, NodeRecord, NodeState, RoomPolicy
 from regions.registry import Registry, create_registry
 
 from ..helpers import require_binary
-from ..redis_server import redis_server
 
 pytestmark = pytest.mark.timeout(30)
 TTL = 0.5
