@@ -58,11 +58,16 @@ class FastPathResult:
 
 
 class _Sink:
-    """What ``forward_rtp`` uses of a subscriber leg."""
+    """A subscriber leg as ``forward_rtp`` sees it (``relay.track.Sink``)."""
 
     def __init__(self, addr: tuple[str, int]) -> None:
-        self.tx_srtp = FastSrtp(_session())  # as Leg.connected() wraps the DTLS session
-        self.addr = addr
+        self.tx_srtp: FastSrtp | None = FastSrtp(_session())  # as Leg.connected() wraps DTLS
+        self.addr: tuple[str, int] | None = addr
+        self.rtt_ms: float | None = None
+        self.retransmit_budget = TokenBucket(rate=400.0, burst=200.0)
+
+    def send_sender_report(self, report: bytes, lsr: int) -> None:
+        pass
 
 
 class _Host:

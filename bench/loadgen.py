@@ -29,10 +29,10 @@ from typing import Any
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from signaling.node_process import NodeProcess, spawn_node
 from signaling.tokens import Grant, mint
 
 from . import floor
+from .node_process import NodeProcess, spawn_node
 from .raw_peer import AudioSender, RawPeer, VideoSender
 
 KEY, SECRET = "bench", "bench-secret-" + "0" * 32

@@ -13,29 +13,23 @@ from typing import Any
 
 from relay.netem import Impairment, UdpImpairmentProxy
 from relay.packet_cache import PacketCache
-from relay.worker import RelayWorker
 from signaling.client import restrict_ice_host_addresses
-from tests.e2e.test_weak_network import _call, _measure
-from tests.helpers import running_node
+
+from .decoded_call import measure_decoding, start_call
+from .loopback_node import node_settings, running_node
 
 
 async def one(loss: float, retransmit: bool, seconds: float) -> dict[str, Any]:
-    original = RelayWorker.retransmit
-    if not retransmit:
-        RelayWorker.retransmit = lambda self, down, lost: None  # type: ignore[method-assign]
-    try:
-        async with running_node() as rn:
-            proxy = UdpImpairmentProxy(("127.0.0.1", rn.node.worker.port), seed=3)
-            await proxy.start()
-            try:
-                source, decoded, task = await _call(rn, "loss", None, ("127.0.0.1", proxy.port))
-                proxy.set(down=Impairment(loss=loss))  # once decoding has started
-                ratio, freeze = await _measure(source, decoded, seconds)
-                task.cancel()
-            finally:
-                proxy.close()
-    finally:
-        RelayWorker.retransmit = original  # type: ignore[method-assign]
+    async with running_node(node_settings(rtc={"nack_repair": retransmit})) as rn:
+        proxy = UdpImpairmentProxy(("127.0.0.1", rn.node.worker.port), seed=3)
+        await proxy.start()
+        try:
+            source, decoded, task = await start_call(rn, "loss", None, ("127.0.0.1", proxy.port))
+            proxy.set(down=Impairment(loss=loss))  # once decoding has started
+            ratio, freeze = await measure_decoding(source, decoded, seconds)
+            task.cancel()
+        finally:
+            proxy.close()
     return {
         "loss_percent": loss * 100,
         "retransmit": retransmit,

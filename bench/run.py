@@ -22,6 +22,7 @@ from typing import Any
 
 from . import fastpath, loss, placement, plot, whip_latency
 from .loadgen import KEY, SECRET, Result, as_json, run_all, server_process, table
+from .redis_server import redis_server
 
 # (publishers, subscribers) per standard scenario; one publisher = video + audio
 FAN_OUT = [1, 10, 50, 150, 500]
@@ -186,8 +187,6 @@ async def whip_to_first_frame(runs: int) -> dict[str, float] | None:
 async def placement_rows() -> list[dict[str, Any]]:
     rows = [await placement.measure("memory://")]
     if shutil.which("redis-server"):
-        from tests.redis_server import redis_server  # make bench runs from the source tree
-
         async with redis_server() as redis:
             rows.append(await placement.measure(redis.url))
     for row in rows:

@@ -16,9 +16,10 @@ import aiohttp
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 from signaling.client import restrict_ice_host_addresses
-from signaling.node_process import NodeProcess
 from signaling.tokens import Grant, mint
-from tests.chromium import CHROMIUM_FLAGS
+
+from .chromium import CHROMIUM_FLAGS
+from .node_process import NodeProcess
 
 PREPARE_JS = """async () => {
     window.stream = await navigator.mediaDevices.getUserMedia({video: true});

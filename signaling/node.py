@@ -59,6 +59,7 @@ def worker_config(settings: Settings) -> WorkerConfig:
         data_burst=settings.rooms.data_burst,
         keyframe_interval=settings.rtc.keyframe_interval,
         udp_buffer_bytes=settings.rtc.udp_buffer_bytes,
+        nack_repair=settings.rtc.nack_repair,
     )
 
 

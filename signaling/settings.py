@@ -58,6 +58,11 @@ class RtcSettings(_Section):
         "absorbs bursts while the worker is busy fanning out. Capped by net.core.rmem_max "
         "and wmem_max.",
     )
+    nack_repair: bool = Field(
+        default=True,
+        description="Answer subscribers' NACKs from the packet cache; false only to measure "
+        "what repair is worth.",
+    )
 
 
 class RoomSettings(_Section):

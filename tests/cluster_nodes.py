@@ -11,10 +11,9 @@ from typing import Any
 
 import yaml
 
-from signaling.node_process import NodeProcess, spawn_node
-
-from .helpers import API_KEY, API_SECRET
-from .redis_server import RedisServer
+from bench.loopback_node import API_KEY, API_SECRET
+from bench.node_process import NodeProcess, spawn_node
+from bench.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parents[1]
 HEARTBEAT = 0.3

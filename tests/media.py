@@ -1,4 +1,4 @@
-"""Synthetic media for tests: a frame source of a chosen size and a non-decoding encoder."""
+"""Synthetic media for tests: an encoder whose payloads no decoder accepts."""
 
 from __future__ import annotations
 
@@ -7,28 +7,6 @@ from fractions import Fraction
 from typing import Any
 
 import pytest
-from aiortc.mediastreams import VideoStreamTrack
-from av import VideoFrame
-
-
-class FlatColorTrack(VideoStreamTrack):  # type: ignore[misc]
-    """aiortc's synthetic video track at a chosen resolution."""
-
-    def __init__(self, width: int = 320, height: int = 240) -> None:
-        super().__init__()
-        self.width = width
-        self.height = height
-        self.sent = 0  # frames produced, to compare with frames decoded downstream
-
-    async def recv(self) -> VideoFrame:
-        pts, time_base = await self.next_timestamp()
-        self.sent += 1
-        frame = VideoFrame(width=self.width, height=self.height)
-        for plane in frame.planes:
-            plane.update(bytes(plane.buffer_size))
-        frame.pts = pts
-        frame.time_base = time_base
-        return frame
 
 
 class PassthroughEncoder:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import subprocess
 import sys
 from pathlib import Path
 
@@ -49,6 +50,19 @@ async def test_eurelay_bench_reports_sane_numbers(tmp_path: Path) -> None:
     assert result["received_ratio_to_receive_floor"] > 0
     assert result["server_kib_per_subscriber"] >= 0
     assert not math.isnan(result["relay_forward_p99_us"])
+
+
+def test_bench_runs_without_the_tests_package() -> None:
+    """bench ships in the wheel; tests/ does not, so no bench module may import it."""
+    check = (
+        "import importlib, pkgutil, sys, bench\n"
+        "for m in pkgutil.iter_modules(bench.__path__):\n"
+        "    importlib.import_module('bench.' + m.name)\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'tests'))"
+    )
+    out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
 
 
 def test_report_renders() -> None:

@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from ..chromium import CHROMIUM_FLAGS
+from bench.chromium import CHROMIUM_FLAGS
+
 from ..helpers import require_binary
 
 

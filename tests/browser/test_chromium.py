@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 from aiortc.mediastreams import AudioStreamTrack
 
-from ..helpers import RunningNode, token
+from bench.flat_color_track import FlatColorTrack
+from bench.loopback_node import RunningNode, token
+
 from ..interop.http_sessions import whep_view, whip_publish
-from ..media import FlatColorTrack
 
 pytestmark = pytest.mark.timeout(90)
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"

@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from bench.loopback_node import RunningNode, token
 from relay.netem import Impairment, UdpImpairmentProxy
 from relay.track import UpTrack
 from signaling.client import EurelayClient
 
-from ..helpers import RunningNode, eventually, token
+from ..helpers import eventually
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]
 # Chromium turns its upper layers on as its bandwidth estimate grows: seconds on an idle

@@ -9,13 +9,14 @@ import os
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import aiohttp
 import pytest
 import yaml
 
-from signaling.node_process import LISTENING, parse_listening
+from bench.node_process import LISTENING, parse_listening
 from signaling.settings import load_settings
 
 pytestmark = pytest.mark.timeout(60)
@@ -40,6 +41,14 @@ def test_dockerfile_shape() -> None:
     text = DOCKERFILE.read_text()
     assert text.count("FROM ") == 2  # multi-stage
     assert "USER 10001" in text and "HEALTHCHECK" in text and "7882/udp" in text
+
+
+def test_image_copies_every_packaged_package() -> None:
+    """`pip install .` in the build stage fails on a package listed but not copied."""
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    lines = DOCKERFILE.read_text().splitlines()
+    copied = {line.split()[1] for line in lines if line.startswith("COPY ")}
+    assert set(setuptools["packages"]) <= copied
 
 
 def test_compose_services_use_shipped_configs(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,8 +7,8 @@ import sys
 
 from aiortc.mediastreams import AudioStreamTrack
 
+from bench.flat_color_track import FlatColorTrack
 from signaling.client import EurelayClient
-from tests.media import FlatColorTrack
 
 
 async def main(url: str, token: str) -> None:

@@ -13,10 +13,9 @@ import pytest
 from aioice import stun
 from aiortc.mediastreams import AudioStreamTrack
 
+from bench.flat_color_track import FlatColorTrack
+from bench.loopback_node import RunningNode, node_settings, running_node
 from signaling import protocol as p
-
-from ..helpers import RunningNode, node_settings, running_node
-from ..media import FlatColorTrack
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -14,14 +14,15 @@ import aiohttp
 import pytest
 from aiortc.mediastreams import AudioStreamTrack
 
+from bench.flat_color_track import FlatColorTrack
+from bench.loopback_node import LOOPBACK, token
+from bench.node_process import NodeProcess
+from bench.redis_server import redis_server
 from signaling.client import ClientError, EurelayClient
-from signaling.node_process import NodeProcess
 
 from ..cluster_nodes import GRACE, HEARTBEAT, TTL, NodeSpec, cluster
 from ..delay_proxy import delay_proxy
-from ..helpers import LOOPBACK, require_binary, token
-from ..media import FlatColorTrack
-from ..redis_server import redis_server
+from ..helpers import require_binary
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 ADMIN = token("", "ops", admin=True, publish=False)

@@ -6,10 +6,9 @@ import asyncio
 
 import pytest
 
+from bench.loopback_node import node_settings, running_node
 from signaling import protocol as p
 from signaling.client import EurelayClient
-
-from ..helpers import node_settings, running_node
 
 pytestmark = pytest.mark.timeout(60)
 

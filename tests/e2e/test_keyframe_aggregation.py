@@ -9,14 +9,15 @@ import time
 
 import pytest
 
+from bench.flat_color_track import FlatColorTrack
+from bench.loopback_node import RunningNode
 from relay import rtcp
 from relay.rate_limiter import TokenBucket
 from relay.room import Participant, Permissions
 from relay.subscriber_leg import SubscriberLeg
 from relay.track import DownTrack
 
-from ..helpers import RunningNode, eventually
-from ..media import FlatColorTrack
+from ..helpers import eventually
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -7,8 +7,10 @@ import asyncio
 import pytest
 from aiortc.mediastreams import AudioStreamTrack
 
-from ..helpers import eventually, node_settings, running_node
-from ..media import FlatColorTrack
+from bench.flat_color_track import FlatColorTrack
+from bench.loopback_node import node_settings, running_node
+
+from ..helpers import eventually
 
 pytestmark = pytest.mark.timeout(60)
 

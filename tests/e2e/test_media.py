@@ -9,8 +9,11 @@ import pytest
 from aiortc.mediastreams import AudioStreamTrack, MediaStreamTrack, VideoStreamTrack
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 
-from ..helpers import RunningNode, eventually
-from ..media import FlatColorTrack, PassthroughEncoder, use_encoder
+from bench.flat_color_track import FlatColorTrack
+from bench.loopback_node import RunningNode
+
+from ..helpers import eventually
+from ..media import PassthroughEncoder, use_encoder
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 from aiortc.mediastreams import AudioStreamTrack
 
+from bench.flat_color_track import FlatColorTrack
+from bench.loopback_node import node_settings, running_node, token
 from signaling import protocol as p
 
-from ..helpers import eventually, node_settings, running_node, token
-from ..media import FlatColorTrack
+from ..helpers import eventually
 
 pytestmark = pytest.mark.timeout(60)
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,8 +9,10 @@ import pytest
 from aiortc.mediastreams import AudioStreamTrack
 from prometheus_client.parser import text_string_to_metric_families
 
-from ..helpers import RunningNode, eventually
-from ..media import FlatColorTrack
+from bench.flat_color_track import FlatColorTrack
+from bench.loopback_node import RunningNode
+
+from ..helpers import eventually
 
 pytestmark = pytest.mark.timeout(60)
 

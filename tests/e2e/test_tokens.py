@@ -7,9 +7,8 @@ import time
 import pytest
 from aiortc.mediastreams import VideoStreamTrack
 
+from bench.loopback_node import RunningNode, token
 from signaling.client import ClientError
-
-from ..helpers import RunningNode, token
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -7,11 +7,12 @@ import asyncio
 import pytest
 from aiortc.mediastreams import AudioStreamTrack
 
+from bench.flat_color_track import FlatColorTrack
+from bench.loopback_node import RunningNode, node_settings, running_node
 from signaling import protocol as p
 from signaling.client import ClientError
 
-from ..helpers import RunningNode, eventually, node_settings, running_node
-from ..media import FlatColorTrack
+from ..helpers import eventually
 
 pytestmark = pytest.mark.timeout(60)
 

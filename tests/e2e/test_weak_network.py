@@ -3,65 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import time
-from dataclasses import dataclass, field
 
 import pytest
 
+from bench.decoded_call import measure_decoding, start_call
+from bench.loopback_node import RunningNode
 from relay.netem import Impairment, UdpImpairmentProxy
 
-from ..helpers import RunningNode, token
-from ..media import FlatColorTrack
-
 pytestmark = [pytest.mark.timeout(90), pytest.mark.slow]
-
-
-@dataclass
-class Decoded:
-    times: list[float] = field(default_factory=list)
-
-    def count_between(self, start: float, end: float) -> int:
-        return sum(1 for t in self.times if start <= t < end)
-
-    def longest_gap(self, start: float, end: float) -> float:
-        inside = [start] + [t for t in self.times if start <= t < end] + [end]
-        return max(b - a for a, b in itertools.pairwise(inside))
-
-
-async def _decode_forever(track: object, decoded: Decoded) -> None:
-    while True:
-        await track.recv()  # type: ignore[attr-defined]
-        decoded.times.append(time.monotonic())
-
-
-async def _call(
-    relay_node: RunningNode,
-    room: str,
-    pub_via: tuple[str, int] | None,
-    sub_via: tuple[str, int] | None,
-) -> tuple[FlatColorTrack, Decoded, asyncio.Task[None]]:
-    publisher = relay_node.client(token(room, "pub"), media_via=pub_via)
-    await publisher.connect()
-    source = FlatColorTrack(320, 240)
-    await publisher.publish(source)
-    viewer = relay_node.client(token(room, "sub", publish=False), media_via=sub_via)
-    await viewer.connect()
-    _, track = await viewer.next_track(15)
-    decoded = Decoded()
-    task = asyncio.create_task(_decode_forever(track, decoded))
-    await asyncio.sleep(2.0)  # settle: connected and decoding
-    assert decoded.times, "nothing decoded before impairment"
-    return source, decoded, task
-
-
-async def _measure(source: FlatColorTrack, decoded: Decoded, seconds: float) -> tuple[float, float]:
-    sent_before, started = source.sent, time.monotonic()
-    await asyncio.sleep(seconds)
-    ended = time.monotonic()
-    await asyncio.sleep(0.3)  # frames in flight at the end still count
-    ratio = decoded.count_between(started, ended + 0.3) / max(1, source.sent - sent_before)
-    return ratio, decoded.longest_gap(started, ended)
 
 
 async def _proxy(relay_node: RunningNode, up: Impairment, down: Impairment) -> UdpImpairmentProxy:
@@ -85,10 +35,10 @@ async def test_five_percent_loss_is_repaired(
     )
     via = ("127.0.0.1", proxy.port)
     try:
-        source, decoded, task = await _call(
+        source, decoded, task = await start_call(
             relay_node, f"lossy-{leg}", via if on_publisher else None, None if on_publisher else via
         )
-        ratio, gap = await _measure(source, decoded, 8.0)
+        ratio, gap = await measure_decoding(source, decoded, 8.0)
         task.cancel()
         assert (proxy.up if on_publisher else proxy.down).dropped > 0
         assert getattr(relay_node.node.worker.stats, counter) > 0
@@ -101,7 +51,9 @@ async def test_five_percent_loss_is_repaired(
 async def test_decoding_resumes_quickly_after_heavy_loss(relay_node: RunningNode) -> None:
     proxy = await _proxy(relay_node, Impairment(), Impairment())
     try:
-        _source, decoded, task = await _call(relay_node, "storm", None, ("127.0.0.1", proxy.port))
+        _source, decoded, task = await start_call(
+            relay_node, "storm", None, ("127.0.0.1", proxy.port)
+        )
         proxy.set(down=Impairment(loss=0.20))
         await asyncio.sleep(5.0)
         proxy.set(down=Impairment())

@@ -8,7 +8,7 @@ import aiohttp
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 
-from ..helpers import RunningNode
+from bench.loopback_node import RunningNode
 
 
 async def whip_publish(

@@ -9,8 +9,9 @@ import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection
 from aiortc.mediastreams import AudioStreamTrack
 
-from ..helpers import RunningNode, token
-from ..media import FlatColorTrack
+from bench.flat_color_track import FlatColorTrack
+from bench.loopback_node import RunningNode, token
+
 from .http_sessions import frame_of_size, whep_view, whip_publish
 
 pytestmark = pytest.mark.timeout(60)

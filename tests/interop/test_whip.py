@@ -10,10 +10,10 @@ import aiohttp
 import pytest
 from aiortc.mediastreams import AudioStreamTrack
 
+from bench.flat_color_track import FlatColorTrack
+from bench.loopback_node import RunningNode, token
 from signaling import protocol as p
 
-from ..helpers import RunningNode, token
-from ..media import FlatColorTrack
 from .http_sessions import whep_view, whip_publish
 
 pytestmark = pytest.mark.timeout(60)

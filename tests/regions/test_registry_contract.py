@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 from redis.asyncio.connection import AbstractConnection
 
+from bench.redis_server import redis_server
 from regions.models import NodeLoad, NodeRecord, NodeState, RoomPolicy
 from regions.redis_registry import RedisRegistry
 from regions.registry import Registry, create_registry
 
 from ..helpers import require_binary
-from ..redis_server import redis_server
 
 pytestmark = pytest.mark.timeout(30)
 TTL = 0.5

@@ -65,12 +65,12 @@ class _Wire:
 class _Host:
     """``Repair`` against a fake sink; keyframe requests counted instead of sent."""
 
-    def __init__(self) -> None:
+    def __init__(self, nack_repair: bool = True) -> None:
         self.wire = _Wire()
         self.stats = self.wire.stats
         self.sent = self.wire.sent
         self.keyframes = 0
-        self.repair = Repair(self.wire, lambda up: None)
+        self.repair = Repair(self.wire, lambda up: None, nack_repair)
         self.repair.request_keyframe = self._count  # type: ignore[method-assign]
         self.retransmit = self.repair.retransmit
 
@@ -99,6 +99,12 @@ def test_nacks_are_answered_in_the_subscribers_numbering() -> None:
     assert struct.unpack_from("!H", host.sent[0], 2)[0] == out_seq
     assert struct.unpack_from("!I", host.sent[0], 8)[0] == down.ssrc
     assert host.stats.retransmitted_packets == 1
+
+
+def test_nack_repair_off_answers_nothing() -> None:
+    host, down = _Host(nack_repair=False), _down()  # what bench.loss compares against
+    host.retransmit(down, [(1010 + down.seq_offset) & 0xFFFF, (down.seq_offset + 5) & 0xFFFF])
+    assert host.sent == [] and host.keyframes == 0 and host.stats.retransmitted_packets == 0
 
 
 def test_hostile_nacks_cost_nothing_lasting() -> None:

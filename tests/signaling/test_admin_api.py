@@ -6,9 +6,8 @@ import aiohttp
 import pytest
 from aiortc.mediastreams import AudioStreamTrack
 
+from bench.loopback_node import RunningNode, token
 from signaling import protocol as p
-
-from ..helpers import RunningNode, token
 
 pytestmark = pytest.mark.timeout(30)
 

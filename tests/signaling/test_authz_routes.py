@@ -19,12 +19,12 @@ import pytest
 from aiortc import RTCPeerConnection
 from aiortc.mediastreams import AudioStreamTrack, MediaStreamTrack
 
+from bench.flat_color_track import FlatColorTrack
+from bench.loopback_node import RunningNode, token
 from signaling.authz import AccessDenied, OnCluster, OnRoom, OnSession, authorize
 from signaling.tokens import Claims, Grant, TokenError
 
-from ..helpers import RunningNode, token
 from ..interop.http_sessions import whep_view, whip_publish
-from ..media import FlatColorTrack
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from bench.node_process import spawn_node
 from signaling.cli import main
-from signaling.node_process import spawn_node
 from signaling.tokens import verify
 
 pytestmark = pytest.mark.timeout(30)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
-from ..helpers import RunningNode, node_settings, running_node, token
+from bench.loopback_node import RunningNode, node_settings, running_node, token
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -1,15 +1,14 @@
-"""A real redis-server for the tests, on a free loopback port, stopped by the fixture."""
+"""A real redis-server on a free loopback port, stopped on exit, for the bench and the tests."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import socket
 import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-
-from .helpers import require_binary
 
 
 def free_port() -> int:
@@ -28,7 +27,7 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     async def start(self) -> None:
-        binary = require_binary("redis-server")
+        binary = shutil.which("redis-server")
         if binary is None:
             raise FileNotFoundError("redis-server")
         self.process = await asyncio.create_subprocess_exec(
