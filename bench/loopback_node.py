@@ -14,6 +14,7 @@ from typing import Any
 
 from aiohttp.test_utils import TestServer
 
+from relay.worker import RelayWorker
 from signaling.app import create_app
 from signaling.app_keys import NODE
 from signaling.client import EurelayClient
@@ -71,6 +72,11 @@ class RunningNode:
     @property
     def node(self) -> Node:
         return self.server.app[NODE]
+
+    @property
+    def worker(self) -> RelayWorker:
+        """The relay worker inside, for white-box checks (signaling never reaches in)."""
+        return self.node.relay.worker
 
     @property
     def url(self) -> str:

@@ -21,7 +21,7 @@ from .loopback_node import node_settings, running_node
 
 async def one(loss: float, retransmit: bool, seconds: float) -> dict[str, Any]:
     async with running_node(node_settings(rtc={"nack_repair": retransmit})) as rn:
-        proxy = UdpImpairmentProxy(("127.0.0.1", rn.node.worker.port), seed=3)
+        proxy = UdpImpairmentProxy(("127.0.0.1", rn.worker.port), seed=3)
         await proxy.start()
         try:
             source, decoded, task = await start_call(rn, "loss", None, ("127.0.0.1", proxy.port))

@@ -6,12 +6,14 @@ limited to that room, and listing every room needs an operator token (``signalin
 
 from __future__ import annotations
 
+import dataclasses
+
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from regions.models import RoomPolicy
 from regions.registry import RegistryError
-from relay.room import Room
+from relay.control import RoomInfo
 
 from .app_keys import NODE
 from .authz import OnCluster, OnRoom, authenticate, require
@@ -29,20 +31,13 @@ class CreateRoom(BaseModel):
     allowed_regions: list[str] = Field(default_factory=list, max_length=64)
 
 
-def _room_json(room: Room) -> dict[str, object]:
-    return {
-        "name": room.name,
-        "sid": room.sid,
-        "num_participants": len(room.participants),
-        "num_tracks": len(room.tracks()),
-        "max_participants": room.max_participants,
-        "public_viewing": room.public_viewing,
-    }
+def _room_json(room: RoomInfo) -> dict[str, object]:
+    return dataclasses.asdict(room)
 
 
-def _room(request: web.Request) -> Room:
+def _room(request: web.Request) -> RoomInfo:
     name = request.match_info["room"]
-    room = request.app[NODE].worker.rooms.get(name)
+    room = request.app[NODE].relay.room(name)
     if room is None:
         raise ApiError(404, "not_found", f"room {name} does not exist")
     return room
@@ -50,7 +45,7 @@ def _room(request: web.Request) -> Room:
 
 async def list_rooms(request: web.Request) -> web.Response:
     require(request, OnCluster())
-    rooms = request.app[NODE].worker.rooms.values()
+    rooms = request.app[NODE].relay.rooms()
     return web.json_response({"rooms": [_room_json(r) for r in rooms]})
 
 
@@ -69,8 +64,7 @@ async def create_room(request: web.Request) -> web.Response:
         await node.cluster.set_policy(body.name, policy)
     except RegistryError as exc:
         raise ApiError(503, "registry_unavailable", str(exc)) from None
-    room = node.worker.create_room(body.name, body.max_participants, by_api=True)
-    room.public_viewing = body.public_viewing
+    room = node.relay.create_room(body.name, body.max_participants, body.public_viewing)
     return web.json_response(_room_json(room), status=201)
 
 
@@ -82,26 +76,23 @@ async def get_room(request: web.Request) -> web.Response:
 async def delete_room(request: web.Request) -> web.Response:
     require(request, OnRoom(request.match_info["room"], "admin"))
     room = _room(request)
-    await request.app[NODE].worker.delete_room(room.name)
+    await request.app[NODE].relay.delete_room(room.name)
     return web.Response(status=204)
 
 
 async def list_participants(request: web.Request) -> web.Response:
     require(request, OnRoom(request.match_info["room"], "admin"))
     room = _room(request)
+    people = request.app[NODE].relay.participants(room.name)
     return web.json_response(
-        {"participants": [describe_participant(p).model_dump() for p in room.participants.values()]}
+        {"participants": [describe_participant(p).model_dump() for p in people]}
     )
 
 
 async def remove_participant(request: web.Request) -> web.Response:
     require(request, OnRoom(request.match_info["room"], "admin"))
     room = _room(request)
-    identity = request.match_info["identity"]
-    participant = room.by_identity(identity)
-    if participant is None:
-        raise ApiError(404, "not_found", f"{identity} is not in room {room.name}")
-    await request.app[NODE].worker.leave(participant, "removed")
+    await request.app[NODE].relay.remove(room.name, request.match_info["identity"], "removed")
     return web.Response(status=204)
 
 

@@ -65,7 +65,7 @@ def create_app(settings: Settings) -> web.Application:
     )
     node = Node(settings)
     app[NODE] = node
-    app[METRICS] = create_registry(node.worker, node.sessions)  # type: ignore[arg-type]
+    app[METRICS] = create_registry(node.relay, node.sessions)  # type: ignore[arg-type]
 
     async def node_lifetime(app: web.Application) -> AsyncIterator[None]:
         await node.start()

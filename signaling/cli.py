@@ -48,7 +48,7 @@ async def _run(settings: Settings) -> None:
     node = app[NODE]
     host, port = runner.addresses[0][:2]
     await node.announce(f"http://{host}:{port}")
-    udp_port = node.worker.port
+    udp_port = node.relay.port
     # One machine-readable line for scripts and tests: where the node listens.
     print(f"eurelay listening http={','.join(addresses)} udp={udp_port}", flush=True)
     try:
@@ -56,7 +56,7 @@ async def _run(settings: Settings) -> None:
         waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(drain.wait())]
         await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         if drain.is_set() and not stop.is_set():
-            logger.info("draining: %s participants", node.worker.participant_count)
+            logger.info("draining: %s participants", node.relay.participant_count)
             drained = asyncio.ensure_future(node.drain(settings.drain_grace))
             await asyncio.wait([drained, waiters[0]], return_when=asyncio.FIRST_COMPLETED)
         for waiter in waiters:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from regions.models import NodeLoad, NodeRecord, NodeState, RoomPolicy
 from regions.placement import Decision, PlacementInput, client_prefix, map_region, place
 from regions.registry import Registry, RegistryError, create_registry
-from relay.worker import RelayWorker
+from relay.control import RelayControl
 
 from .settings import Settings
 
@@ -39,9 +39,9 @@ class Placement:
 
 
 class Cluster:
-    def __init__(self, settings: Settings, worker: RelayWorker) -> None:
+    def __init__(self, settings: Settings, relay: RelayControl) -> None:
         self.settings = settings
-        self.worker = worker
+        self.relay = relay
         self.registry: Registry = create_registry(settings.registry.url, settings.node_ttl)
         self.public_url = settings.public_url
         self.state = NodeState.ACTIVE
@@ -62,7 +62,7 @@ class Cluster:
             region=self.settings.region,
             jurisdiction=self.settings.jurisdiction,
             signaling_url=self.public_url,
-            media_address=",".join(f"{a}:{self.worker.port}" for a in self.settings.rtc.announce),
+            media_address=",".join(f"{a}:{self.relay.port}" for a in self.settings.rtc.announce),
             capacity=self.settings.capacity.max_participants,
             load=self.load(),
             state=self.state,
@@ -71,7 +71,7 @@ class Cluster:
 
     def load(self) -> NodeLoad:
         """Load since the previous call: CPU share of one core, media bitrate in and out."""
-        stats = self.worker.stats
+        stats = self.relay.stats
         cpu, wall, octets = (
             time.process_time(),
             time.monotonic(),
@@ -83,8 +83,8 @@ class Cluster:
         return NodeLoad(
             cpu=round((cpu - last_cpu) / elapsed, 3),
             bitrate_bps=int((octets - last_octets) * 8 / elapsed),
-            sessions=self.worker.participant_count,
-            tracks=self.worker.track_count,
+            sessions=self.relay.participant_count,
+            tracks=self.relay.track_count,
         )
 
     @property
@@ -136,11 +136,8 @@ class Cluster:
         """RTTs measured on live sessions (RTCP), filed under the client's truncated prefix:
         one registry write per prefix per heartbeat, however many sessions share it."""
         samples: dict[str, list[float]] = {}
-        for room in list(self.worker.rooms.values()):
-            for participant in list(room.participants.values()):
-                leg = participant.subscriber_leg or participant.viewer_leg
-                if leg is not None and leg.addr is not None and leg.rtt_ms is not None:
-                    samples.setdefault(client_prefix(leg.addr[0]), []).append(leg.rtt_ms)
+        for sample in self.relay.rtt_samples():
+            samples.setdefault(client_prefix(sample.client_ip), []).append(sample.rtt_ms)
         for prefix, rtts in samples.items():
             await self.registry.record_rtt(prefix, self.settings.region, sum(rtts) / len(rtts))
 
@@ -179,7 +176,7 @@ class Cluster:
             owner = await self.registry.room_node(room)
             learned = await self.registry.learned_rtts(client_prefix(client_ip or ""))
         except RegistryError:
-            owner = self.node_id if room in self.worker.rooms else None
+            owner = self.node_id if self.relay.room(room) is not None else None
             learned = {}
         routing = self.settings.routing
         return place(
@@ -198,7 +195,7 @@ class Cluster:
         self, room: str, client_ip: str | None, probes: dict[str, float] | None = None
     ) -> Placement:
         """Decide and, when the session belongs here, claim the room for this node."""
-        if room in self.worker.rooms and self.worker.rooms[room].participants:
+        if self.relay.hosts(room):
             # The room lives here already; its sessions stay together.
             decision = await self.decide(room, client_ip, probes)
             if self.state == NodeState.ACTIVE:

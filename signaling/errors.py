@@ -14,6 +14,14 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from relay.errors import (
+    NodeFullError,
+    NotFoundError,
+    PermissionDeniedError,
+    RelayError,
+    RoomFullError,
+)
+
 from .authz import AccessDenied
 from .tokens import TokenError
 
@@ -28,6 +36,17 @@ class ApiError(Exception):
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def relay_status(exc: RelayError) -> int:
+    """The HTTP status of a media-plane error."""
+    if isinstance(exc, RoomFullError | NodeFullError):
+        return 503
+    if isinstance(exc, NotFoundError):
+        return 404
+    if isinstance(exc, PermissionDeniedError):
+        return 403
+    return 400
 
 
 def _error(status: int, code: str, message: str) -> web.Response:
@@ -47,6 +66,8 @@ def create_error_middleware() -> Middleware:
             return _error(401, exc.code, str(exc))
         except AccessDenied as exc:
             return _error(403, exc.code, str(exc))
+        except RelayError as exc:
+            return _error(relay_status(exc), exc.code, str(exc))
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise

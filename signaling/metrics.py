@@ -17,8 +17,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from relay.control import RelayControl
 from relay.stats import Histogram
-from relay.worker import RelayWorker
 
 
 def _histogram(name: str, doc: str, hist: Histogram) -> HistogramMetricFamily:
@@ -77,23 +77,22 @@ COUNTERS = (
 
 
 class RelayCollector(Collector):
-    def __init__(self, worker: RelayWorker, connections: dict[str, object]) -> None:
-        self.worker = worker
+    def __init__(self, relay: RelayControl, connections: dict[str, object]) -> None:
+        self.relay = relay
         self.connections = connections
 
     def collect(self) -> Iterator[Metric]:
-        w = self.worker
-        s = w.stats
-        yield GaugeMetricFamily("eurelay_relay_rooms", "Rooms on this node.", value=len(w.rooms))
+        relay = self.relay
+        s = relay.stats
+        rooms = len(relay.rooms())
+        yield GaugeMetricFamily("eurelay_relay_rooms", "Rooms on this node.", value=rooms)
         yield GaugeMetricFamily(
-            "eurelay_relay_participants", "Participants on this node.", value=w.participant_count
+            "eurelay_relay_participants",
+            "Participants on this node.",
+            value=relay.participant_count,
         )
         tracks = GaugeMetricFamily("eurelay_relay_tracks", "Published tracks.", labels=["kind"])
-        counts = {"audio": 0, "video": 0}
-        for room in w.rooms.values():
-            for track in room.tracks():
-                counts[track.kind] = counts.get(track.kind, 0) + 1
-        for kind, value in counts.items():
+        for kind, value in relay.track_kinds().items():
             tracks.add_metric([kind], value)
         yield tracks
         yield GaugeMetricFamily(
@@ -135,7 +134,7 @@ class RelayCollector(Collector):
         )
 
 
-def create_registry(worker: RelayWorker, connections: dict[str, object]) -> CollectorRegistry:
+def create_registry(relay: RelayControl, connections: dict[str, object]) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(RelayCollector(worker, connections))
+    registry.register(RelayCollector(relay, connections))
     return registry

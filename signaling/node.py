@@ -1,7 +1,9 @@
-"""The node: one relay worker plus the WebSocket sessions of its participants.
+"""The node: one relay worker behind its command surface, plus the WebSocket sessions of its
+participants.
 
-It is the ``RoomObserver`` of the worker and turns room events into protocol messages for
-the sessions concerned. It is the composition root, so it may import relay (and regions).
+It receives the relay's events (``relay.control.RelayEvents``, plain data) and turns them
+into protocol messages for the sessions concerned. It is the composition root, so it may
+import relay (and regions).
 """
 
 from __future__ import annotations
@@ -11,9 +13,7 @@ import logging
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, Literal
 
-from relay.room import Participant, Room
-from relay.track import UpTrack
-from relay.worker import RelayWorker, WorkerConfig
+from relay.control import ParticipantInfo, RelayControl, TrackInfo, WorkerConfig
 
 from . import protocol as p
 from .cluster import Cluster
@@ -25,24 +25,24 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-def describe_track(track: UpTrack) -> p.TrackDescription:
+def describe_track(track: TrackInfo) -> p.TrackDescription:
     kind: Literal["audio", "video"] = "audio" if track.kind == "audio" else "video"
     return p.TrackDescription(
         sid=track.sid,
         kind=kind,
         name=track.name,
-        mime=track.codec.mime,
+        mime=track.mime,
         muted=track.muted,
-        layers=[layer.rid for layer in track.layers],
+        layers=list(track.layers),
     )
 
 
-def describe_participant(participant: Participant) -> p.ParticipantDescription:
+def describe_participant(participant: ParticipantInfo) -> p.ParticipantDescription:
     return p.ParticipantDescription(
         sid=participant.sid,
         identity=participant.identity,
         name=participant.name,
-        tracks=[describe_track(t) for t in participant.published.values()],
+        tracks=[describe_track(t) for t in participant.tracks],
     )
 
 
@@ -66,14 +66,15 @@ def worker_config(settings: Settings) -> WorkerConfig:
 class Node:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.worker = RelayWorker(worker_config(settings), self)
-        self.cluster = Cluster(settings, self.worker)
+        self.relay = RelayControl(worker_config(settings), self)
+        self.cluster = Cluster(settings, self.relay)
         self.sessions: dict[str, RtcSession] = {}  # by participant sid
+        self._by_room: dict[str, dict[str, RtcSession]] = {}  # room -> sid -> session
         self.draining = False
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        await self.worker.start()
+        await self.relay.start()
 
     async def announce(self, public_url: str) -> None:
         """Register in the cluster once the HTTP listener's address is known."""
@@ -84,13 +85,13 @@ class Node:
         self.draining = True
         await self.cluster.drain()
         deadline = asyncio.get_running_loop().time() + grace
-        while self.worker.participant_count and asyncio.get_running_loop().time() < deadline:
+        while self.relay.participant_count and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.2)
 
     async def stop(self) -> None:
         for session in list(self.sessions.values()):
             session.close("server_shutdown")
-        await self.worker.stop()
+        await self.relay.stop()
         await self.cluster.stop()
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -98,48 +99,61 @@ class Node:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _room_sessions(self, room: Room, exclude: Participant | None = None) -> list[RtcSession]:
-        sessions = (self.sessions.get(sid) for sid in room.participants)
-        return [s for s in sessions if s is not None and s.participant is not exclude]
+    # WebSocket sessions by participant ---------------------------------------------------
 
-    def _broadcast(self, room: Room, message: p._Message, exclude: Participant | None) -> None:
+    def add_session(self, room: str, sid: str, session: RtcSession) -> None:
+        self.sessions[sid] = session
+        self._by_room.setdefault(room, {})[sid] = session
+
+    def drop_session(self, room: str, sid: str) -> RtcSession | None:
+        in_room = self._by_room.get(room)
+        if in_room is not None:
+            in_room.pop(sid, None)
+            if not in_room:
+                del self._by_room[room]
+        return self.sessions.pop(sid, None)
+
+    def _broadcast(self, room: str, message: p._Message, exclude: str) -> None:
         # serialized once: a join in a room of N is N messages, so N joins are N squared
         text = message.model_dump_json()
-        for session in self._room_sessions(room, exclude):
-            session.send(text)
+        for sid, session in list(self._by_room.get(room, {}).items()):
+            if sid != exclude:
+                session.send(text)
 
-    # RoomObserver ------------------------------------------------------------------------
+    # RelayEvents -------------------------------------------------------------------------
 
-    def participant_joined(self, room: Room, participant: Participant) -> None:
+    def participant_joined(self, room: str, participant: ParticipantInfo) -> None:
         message = p.ParticipantJoined(participant=describe_participant(participant))
-        self._broadcast(room, message, participant)
+        self._broadcast(room, message, participant.sid)
 
-    def participant_left(self, room: Room, participant: Participant, reason: str) -> None:
+    def participant_left(
+        self, room: str, participant: ParticipantInfo, reason: str, room_closed: bool
+    ) -> None:
+        own = self.drop_session(room, participant.sid)
         message = p.ParticipantLeft(
             sid=participant.sid, identity=participant.identity, reason=reason
         )
-        self._broadcast(room, message, participant)  # it has already left room.participants
-        own = self.sessions.pop(participant.sid, None)
+        self._broadcast(room, message, participant.sid)
         if own is not None:
             own.close(reason)
-        if room.name not in self.worker.rooms:  # that was the last one
-            self._spawn(self.cluster.room_closed(room.name))
+        if room_closed:
+            self._spawn(self.cluster.room_closed(room))
 
-    def track_published(self, room: Room, participant: Participant, track: UpTrack) -> None:
-        message = p.TrackPublished(participant_sid=participant.sid, track=describe_track(track))
-        self._broadcast(room, message, participant)
+    def track_published(self, room: str, participant_sid: str, track: TrackInfo) -> None:
+        message = p.TrackPublished(participant_sid=participant_sid, track=describe_track(track))
+        self._broadcast(room, message, participant_sid)
 
-    def track_unpublished(self, room: Room, participant: Participant, track: UpTrack) -> None:
-        message = p.TrackUnpublished(participant_sid=participant.sid, track_sid=track.sid)
-        self._broadcast(room, message, participant)
+    def track_unpublished(self, room: str, participant_sid: str, track_sid: str) -> None:
+        message = p.TrackUnpublished(participant_sid=participant_sid, track_sid=track_sid)
+        self._broadcast(room, message, participant_sid)
 
-    def track_muted(self, room: Room, participant: Participant, track: UpTrack) -> None:
+    def track_muted(self, room: str, participant_sid: str, track: TrackInfo) -> None:
         message = p.TrackMuted(
-            participant_sid=participant.sid, track_sid=track.sid, muted=track.muted
+            participant_sid=participant_sid, track_sid=track.sid, muted=track.muted
         )
-        self._broadcast(room, message, participant)
+        self._broadcast(room, message, participant_sid)
 
-    def data_rejected(self, participant: Participant, code: str, message: str) -> None:
-        session = self.sessions.get(participant.sid)
+    def data_rejected(self, participant_sid: str, code: str, message: str) -> None:
+        session = self.sessions.get(participant_sid)
         if session is not None:
             session.send(p.Error(code=code, message=message))

@@ -15,10 +15,9 @@ import time
 import pydantic
 from aiohttp import WSMsgType, web
 
+from relay.control import ParticipantInfo, Permissions, PublishedTrackInfo
 from relay.errors import RelayError
 from relay.rate_limiter import TokenBucket
-from relay.room import Participant, Permissions
-from relay.worker import PublishedTrackInfo
 
 from . import protocol as p
 from .authz import AccessDenied, OnRoom, authorize
@@ -68,7 +67,7 @@ class RtcSession:
     def __init__(self, node: Node, ws: web.WebSocketResponse) -> None:
         self.node = node
         self.ws = ws
-        self.participant: Participant | None = None
+        self.participant: ParticipantInfo | None = None
         self._outbox: asyncio.Queue[object] = asyncio.Queue(maxsize=OUTBOX_LIMIT)
         self._closing: str | None = None
         cfg = node.settings.signaling
@@ -114,7 +113,9 @@ class RtcSession:
             if item is _OFFER:
                 if self.participant is None:
                     continue
-                offer = self.node.worker.subscriber_offer(self.participant)
+                offer = self.node.relay.subscriber_offer(
+                    self.participant.room, self.participant.sid
+                )
                 if offer is None:
                     continue
                 item = p.SubscriberOffer(sdp=offer[0], tracks=offer[1])
@@ -164,8 +165,10 @@ class RtcSession:
         finally:
             participant = self.participant
             if participant is not None:
-                self.node.sessions.pop(participant.sid, None)
-                await self.node.worker.leave(participant, self._closing or "disconnected")
+                self.node.drop_session(participant.room, participant.sid)
+                await self.node.relay.leave(
+                    participant.room, participant.sid, self._closing or "disconnected"
+                )
             if not writer.done():
                 self.close(self._closing or "disconnected")
                 with contextlib.suppress(asyncio.TimeoutError, Exception):
@@ -227,7 +230,8 @@ class RtcSession:
     async def _join(self, join: p.Join, claims: Claims) -> None:
         grant = claims.grant
         assert join.room is not None
-        participant = await self.node.worker.join(
+        relay = self.node.relay
+        participant = await relay.join(
             join.room,
             claims.sub,
             Permissions(
@@ -240,15 +244,17 @@ class RtcSession:
             name=claims.name,
         )
         self.participant = participant
-        self.node.sessions[participant.sid] = self
-        room = self.node.worker.get_room(join.room)
+        self.node.add_session(participant.room, participant.sid, self)
+        room = relay.room(join.room)
+        assert room is not None  # it holds this participant
+        others = [o for o in relay.participants(room.name) if o.sid != participant.sid]
         settings = self.node.settings
         self.send(
             p.Joined(
                 room=room.name,
                 room_sid=room.sid,
                 participant=describe_participant(participant),
-                others=[describe_participant(o) for o in room.others(participant)],
+                others=[describe_participant(o) for o in others],
                 ice_servers=list(settings.rtc.ice_servers),
                 node_id=settings.node_id,
                 region=settings.region,
@@ -298,25 +304,24 @@ class RtcSession:
                 )
 
     async def _dispatch(self, message: p._Message) -> None:
-        worker = self.node.worker
-        participant = self.participant
-        assert participant is not None
+        relay = self.node.relay
+        assert self.participant is not None
+        room, sid = self.participant.room, self.participant.sid  # its own room, always
         match message:
             case p.PublishOffer(sdp=sdp, tracks=tracks):
                 info = {t.mid: PublishedTrackInfo(name=t.name) for t in tracks}
-                answer = await worker.publish(participant, sdp, info)
-                mids = {t.mid: t.sid for t in participant.published.values()}
+                answer, mids = await relay.publish(room, sid, sdp, info)
                 self.send(p.PublishAnswer(sdp=answer, tracks=mids))
             case p.SubscriberAnswer(sdp=sdp):
-                await worker.subscriber_answer(participant, sdp)
+                await relay.subscriber_answer(room, sid, sdp)
             case p.Subscribe(track_sid=track_sid):
-                worker.subscribe(participant, track_sid)
+                relay.subscribe(room, sid, track_sid)
             case p.Unsubscribe(track_sid=track_sid):
-                worker.unsubscribe(participant, track_sid)
+                relay.unsubscribe(room, sid, track_sid)
             case p.SetQuality(track_sid=track_sid, quality=quality):
-                worker.set_quality(participant, track_sid, quality)
+                relay.set_quality(room, sid, track_sid, quality)
             case p.Mute(track_sid=track_sid, muted=muted):
-                worker.set_muted(participant, track_sid, muted)
+                relay.set_muted(room, sid, track_sid, muted)
             case p.Ping(timestamp=ts):
                 self.send(p.Pong(timestamp=ts))
             case p.Trickle():

@@ -11,25 +11,24 @@ import secrets
 
 from aiohttp import web
 
-from relay.errors import RelayError, SdpError
-from relay.room import ParticipantKind, Permissions
+from relay.control import ParticipantKind, Permissions
+from relay.errors import RelayError
 
 from .app_keys import NODE
 from .authz import OnRoom, require
-from .errors import ApiError
+from .errors import ApiError, relay_status
 from .whip import (
     add_session_routes,
     created,
     place_or_redirect,
     read_sdp,
-    relay_status,
 )
 
 
 async def whep_post(request: web.Request) -> web.Response:
     node = request.app[NODE]
     room_name = request.match_info["room"]
-    room = node.worker.rooms.get(room_name)
+    room = node.relay.room(room_name)
     public = room is not None and room.public_viewing
     claims = require(request, OnRoom(room_name, "subscribe", public=public))
     if claims is None:
@@ -41,7 +40,7 @@ async def whep_post(request: web.Request) -> web.Response:
         return redirect
     offer = await read_sdp(request)
     try:
-        participant = await node.worker.join(
+        participant = await node.relay.join(
             room_name,
             identity,
             Permissions(can_publish=False, can_subscribe=True, can_publish_data=False),
@@ -52,9 +51,10 @@ async def whep_post(request: web.Request) -> web.Response:
     except RelayError as exc:
         raise ApiError(relay_status(exc), exc.code, str(exc)) from None
     try:
-        answer = await node.worker.view(participant, offer, request.query.get("participant", ""))
-    except (RelayError, SdpError) as exc:
-        await node.worker.leave(participant, "rejected")
+        follow = request.query.get("participant", "")
+        answer = await node.relay.view(room_name, participant.sid, offer, follow)
+    except RelayError as exc:
+        await node.relay.leave(room_name, participant.sid, "rejected")
         raise ApiError(relay_status(exc), exc.code, str(exc)) from None
     return created(request, "whep", participant, answer)
 

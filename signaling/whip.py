@@ -14,14 +14,14 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from relay.errors import NodeFullError, RelayError, RoomFullError, SdpError
-from relay.room import Participant, ParticipantKind, Permissions
+from relay.control import ParticipantInfo, ParticipantKind, Permissions
+from relay.errors import RelayError, SdpError
 from relay.sdp_negotiation import MAX_SDP_BYTES, parse_description
 
 from .app_keys import NODE
 from .authz import OnRoom, OnSession, require, require_claims
 from .cluster import PlacementUnavailable
-from .errors import ApiError
+from .errors import ApiError, relay_status
 
 SDP = "application/sdp"
 TRICKLE = "application/trickle-ice-sdpfrag"
@@ -78,18 +78,18 @@ def ice_server_links(request: web.Request) -> list[str]:
     return links
 
 
-def etag(participant: Participant) -> str:
+def etag(participant: ParticipantInfo) -> str:
     return '"' + hashlib.sha256(participant.sid.encode()).hexdigest()[:16] + '"'
 
 
-def session_participant(request: web.Request, kind: str) -> Participant:
+def session_participant(request: web.Request, kind: str) -> ParticipantInfo:
     """The session's participant, once the caller may act on it (401/403 before 404)."""
-    node = request.app[NODE]
+    relay = request.app[NODE].relay
     room_name = request.match_info["room"]
-    room = node.worker.rooms.get(room_name)
-    participant = room.participants.get(request.match_info["session"]) if room else None
+    participant = relay.participant(room_name, request.match_info["session"])
     if participant is not None and participant.kind.value != kind:
         participant = None  # a WHEP session is not reachable under /whip/, nor a WebSocket's
+    room = relay.room(room_name)
     public = participant is not None and kind == "whep" and room is not None and room.public_viewing
     owner = participant.identity if participant else None
     require(request, OnSession(room_name, owner, public=public))
@@ -98,15 +98,9 @@ def session_participant(request: web.Request, kind: str) -> Participant:
     return participant
 
 
-def relay_status(exc: RelayError) -> int:
-    if isinstance(exc, RoomFullError | NodeFullError):
-        return 503
-    if isinstance(exc, SdpError):
-        return 400
-    return 400
-
-
-def created(request: web.Request, kind: str, participant: Participant, answer: str) -> web.Response:
+def created(
+    request: web.Request, kind: str, participant: ParticipantInfo, answer: str
+) -> web.Response:
     location = f"/{kind}/{request.match_info['room']}/{participant.sid}"
     response = web.Response(status=201, text=answer, content_type=SDP)
     response.headers["Location"] = location
@@ -138,10 +132,11 @@ async def whip_post(request: web.Request) -> web.Response:
     if redirect is not None:
         return redirect
     offer = await read_sdp(request)
-    worker = request.app[NODE].worker
+    relay = request.app[NODE].relay
+    room = request.match_info["room"]
     try:
-        participant = await worker.join(
-            request.match_info["room"],
+        participant = await relay.join(
+            room,
             claims.sub,
             Permissions(can_publish=True, can_subscribe=False, can_publish_data=False),
             kind=ParticipantKind.INGEST,
@@ -151,18 +146,18 @@ async def whip_post(request: web.Request) -> web.Response:
     except RelayError as exc:
         raise ApiError(relay_status(exc), exc.code, str(exc)) from None
     try:
-        answer = await worker.publish(participant, offer)
-        if not participant.published:
+        answer, tracks = await relay.publish(room, participant.sid, offer)
+        if not tracks:
             raise SdpError("the offer has no audio or video the relay can forward")
     except RelayError as exc:
-        await worker.leave(participant, "rejected")
+        await relay.leave(room, participant.sid, "rejected")
         raise ApiError(relay_status(exc), exc.code, str(exc)) from None
     return created(request, "whip", participant, answer)
 
 
 async def session_delete(request: web.Request, kind: str) -> web.Response:
     participant = session_participant(request, kind)
-    await request.app[NODE].worker.leave(participant, "left")
+    await request.app[NODE].relay.leave(participant.room, participant.sid, "left")
     return web.Response(status=200)
 
 

@@ -107,7 +107,7 @@ async def test_two_browsers_call_and_chat_through_the_demo_page(
     await ann.wait_for_function(  # type: ignore[attr-defined]
         "document.getElementById('chat-log').textContent.includes('bob: hi ann, bob here')"
     )
-    room = relay_node.node.worker.rooms["duo"]
+    room = relay_node.worker.rooms["duo"]
     assert sorted(p.identity for p in room.participants.values()) == ["ann", "bob"]
     assert len(room.tracks()) == 4
 
@@ -149,4 +149,4 @@ async def test_chromium_publisher_gets_congestion_feedback(
             break
         await asyncio.sleep(0.2)
     assert estimate > 1_000_000, f"Chromium's send estimate stayed at {estimate} bit/s"
-    assert relay_node.node.worker.stats.twcc_feedback_sent > 0
+    assert relay_node.worker.stats.twcc_feedback_sent > 0

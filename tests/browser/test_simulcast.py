@@ -61,7 +61,7 @@ async def _viewer(
 
 
 def _layer_of(relay_node: RunningNode, identity: str) -> str:
-    viewer = relay_node.node.worker.rooms["sim"].by_identity(identity)
+    viewer = relay_node.worker.rooms["sim"].by_identity(identity)
     assert viewer is not None
     downs = [d for d in viewer.subscriptions.values() if d.up.kind == "video"]
     return downs[0].up.rid if downs else ""
@@ -85,8 +85,8 @@ async def _publish_simulcast(relay_node: RunningNode, browser: object) -> UpTrac
         }""",
         [relay_node.http("/whip/sim"), token("sim", "chromium", subscribe=False)],
     )
-    await eventually(lambda: "sim" in relay_node.node.worker.rooms, 10)
-    room = relay_node.node.worker.rooms["sim"]
+    await eventually(lambda: "sim" in relay_node.worker.rooms, 10)
+    room = relay_node.worker.rooms["sim"]
     track = next(t for t in room.tracks() if t.kind == "video")
     assert [layer.rid for layer in track.layers] == ["q", "h", "f"]
     return track
@@ -115,7 +115,7 @@ async def test_each_viewer_gets_its_own_layer(relay_node: RunningNode, browser: 
 
         top_widths = top.since(lowered)
         assert len(top_widths) >= 30 and set(top_widths) == {WIDTHS["f"]}, set(top_widths)
-        assert relay_node.node.worker.stats.layer_switches >= 2
+        assert relay_node.worker.stats.layer_switches >= 2
     finally:
         for task in tasks:
             task.cancel()
@@ -128,7 +128,7 @@ async def test_capped_viewer_drops_a_layer_and_climbs_back(
     layer and decodes it; lifting the cap moves it up again; an uncapped viewer keeps the
     top layer throughout."""
     track = await _publish_simulcast(relay_node, browser)
-    proxy = UdpImpairmentProxy(("127.0.0.1", relay_node.node.worker.port), seed=5)
+    proxy = UdpImpairmentProxy(("127.0.0.1", relay_node.worker.port), seed=5)
     await proxy.start()
     tasks: list[asyncio.Task[None]] = []
     try:

@@ -76,12 +76,12 @@ async def test_oversized_frame_closes_only_that_session(relay_node: RunningNode)
         if msg.type == aiohttp.WSMsgType.TEXT:
             assert json.loads(msg.data)["code"] == "message_too_large"
     await _frames_flowing(track)
-    assert "bystanders" in relay_node.node.worker.rooms
+    assert "bystanders" in relay_node.worker.rooms
 
 
 async def test_udp_garbage_crashes_nothing(relay_node: RunningNode) -> None:
     track = await _watched_call(relay_node)
-    worker = relay_node.node.worker
+    worker = relay_node.worker
     target = ("127.0.0.1", worker.port)
     some_ufrag = next(iter(worker.mux.responder._by_ufrag))
     request = stun.Message(stun.Method.BINDING, stun.Class.REQUEST)
@@ -115,7 +115,7 @@ async def test_udp_garbage_crashes_nothing(relay_node: RunningNode) -> None:
 async def test_garbage_from_a_latched_address_is_dropped(relay_node: RunningNode) -> None:
     """SRTP that fails authentication on a live leg is dropped, and the leg keeps working."""
     track = await _watched_call(relay_node)
-    worker = relay_node.node.worker
+    worker = relay_node.worker
     room = worker.rooms["bystanders"]
     leg = room.by_identity("host").publisher_leg
     before = worker.stats.dropped["srtp_error"] + worker.stats.dropped["malformed"]
@@ -159,4 +159,4 @@ async def test_a_silent_websocket_is_closed_after_the_join_timeout() -> None:
             assert json.loads(msg.data)["code"] == "join_timeout"
             closing = await ws.receive(timeout=5)
             assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
-        assert rn.node.worker.rooms == {}
+        assert rn.worker.rooms == {}

@@ -33,7 +33,7 @@ class _PlainRtcp:
 async def test_fifty_plis_make_one_upstream_request_per_interval(relay_node: RunningNode) -> None:
     publisher = await relay_node.join("kf", "host")
     await publisher.publish(FlatColorTrack(160, 120))
-    worker = relay_node.node.worker
+    worker = relay_node.worker
     up = worker.rooms["kf"].tracks()[0]
     leg_pub = worker.rooms["kf"].by_identity("host").publisher_leg  # type: ignore[union-attr]
     await eventually(lambda: leg_pub.tx_srtp is not None and up.packets > 10)

@@ -23,7 +23,7 @@ async def test_rtt_from_receiver_reports_reaches_the_registry() -> None:
         viewer = await rn.join("rtt", "viewer", publish=False)
         _, track = await viewer.next_track(10)
         await asyncio.wait_for(track.recv(), 10)
-        leg = rn.node.worker.rooms["rtt"].by_identity("viewer").subscriber_leg  # type: ignore[union-attr]
+        leg = rn.worker.rooms["rtt"].by_identity("viewer").subscriber_leg  # type: ignore[union-attr]
         # aiortc answers the relay's (forwarded) sender reports with receiver reports
         await eventually(lambda: leg.rtt_ms is not None, timeout=15)
         assert 0 <= leg.rtt_ms < 100  # loopback

@@ -37,7 +37,7 @@ async def test_three_subscribers_decode_video_and_receive_audio(relay_node: Runn
         assert (frame.width, frame.height) == (320, 240)
         audio = await asyncio.wait_for(tracks["audio"].recv(), 10)
         assert audio.sample_rate == 48000 and audio.samples > 0
-    stats = relay_node.node.worker.stats
+    stats = relay_node.worker.stats
     assert stats.rtp_packets_out > stats.rtp_packets_in  # fanned out, not decoded
 
 

@@ -28,7 +28,7 @@ async def test_leave_removes_participant_and_empty_room_is_gone() -> None:
         bob = await rn.join("meet", "bob")
         await bob.publish(FlatColorTrack(160, 120), AudioStreamTrack())
         await alice.next_track(10)
-        worker = rn.node.worker
+        worker = rn.worker
         assert len(worker.rooms["meet"].participants) == 2
 
         await bob.leave()
@@ -61,7 +61,7 @@ async def test_silent_peer_is_removed_after_consent_timeout() -> None:
             line = await asyncio.wait_for(proc.stdout.readline(), 20)  # type: ignore[union-attr]
             assert line.startswith(b"ready"), line
             await watcher.next_track(10)
-            worker = rn.node.worker
+            worker = rn.worker
             assert worker.rooms["vanish"].by_identity("ghost") is not None
 
             os.kill(proc.pid, signal.SIGSTOP)  # its sockets stay open, it just goes silent
@@ -86,5 +86,5 @@ async def test_same_identity_replaces_the_older_session() -> None:
         second = await rn.join("dup", "alice")
         closed = await first.wait_for(p.Closed, timeout=5)
         assert closed.reason == "duplicate_identity"
-        room = rn.node.worker.rooms["dup"]
+        room = rn.worker.rooms["dup"]
         assert [x.sid for x in room.participants.values()] == [second.sid]

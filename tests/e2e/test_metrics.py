@@ -43,7 +43,7 @@ async def test_metrics_move_with_traffic(relay_node: RunningNode) -> None:
     await host.wait_data_channels()
     host.send_data("hi")
     await asyncio.wait_for(viewer.data.get(), 5)
-    await eventually(lambda: relay_node.node.worker.stats.rtp_packets_out > 50)
+    await eventually(lambda: relay_node.worker.stats.rtp_packets_out > 50)
 
     busy = await _scrape(relay_node)
     assert busy["eurelay_relay_rooms"] == 1

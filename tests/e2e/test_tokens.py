@@ -34,7 +34,7 @@ async def test_bad_tokens_are_refused(
     with pytest.raises(ClientError) as refused:
         await client.connect()
     assert refused.value.code == code
-    assert relay_node.node.worker.rooms == {}
+    assert relay_node.worker.rooms == {}
     assert relay_node.node.sessions == {}
 
 
@@ -43,7 +43,7 @@ async def test_token_for_another_room_is_refused(relay_node: RunningNode) -> Non
     with pytest.raises(ClientError) as refused:
         await client.connect()
     assert refused.value.code == "token_wrong_room"
-    assert relay_node.node.worker.rooms == {}
+    assert relay_node.worker.rooms == {}
 
 
 async def test_subscribe_only_token_cannot_publish(relay_node: RunningNode) -> None:
@@ -51,6 +51,6 @@ async def test_subscribe_only_token_cannot_publish(relay_node: RunningNode) -> N
     with pytest.raises(ClientError) as refused:
         await viewer.publish(VideoStreamTrack())
     assert refused.value.code == "permission_denied"
-    room = relay_node.node.worker.rooms["show"]
+    room = relay_node.worker.rooms["show"]
     assert room.tracks() == []
     assert room.by_identity("viewer") is not None  # refused the action, not the session

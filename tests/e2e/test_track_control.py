@@ -20,7 +20,7 @@ pytestmark = pytest.mark.timeout(60)
 async def test_h264_packetization_mode_1_is_forwarded(relay_node: RunningNode) -> None:
     publisher = await relay_node.join("h264", "camera")
     await publisher.publish(FlatColorTrack(320, 240), video_codec="video/H264")
-    track = relay_node.node.worker.rooms["h264"].tracks()[0]
+    track = relay_node.worker.rooms["h264"].tracks()[0]
     assert track.codec.mime == "video/H264"
     assert str(track.codec.fmtp["packetization-mode"]) == "1"
     viewer = await relay_node.join("h264", "viewer", publish=False)
@@ -38,7 +38,7 @@ async def test_relay_sends_sender_and_receiver_reports(relay_node: RunningNode) 
     for _ in range(2):
         await viewer.next_track(10)
     subscriber_ssrcs = {
-        d.ssrc for t in relay_node.node.worker.rooms["rtcp"].tracks() for d in t.down_tracks
+        d.ssrc for t in relay_node.worker.rooms["rtcp"].tracks() for d in t.down_tracks
     }
 
     async def kinds(pc: object, kind: str) -> list[int]:
@@ -55,7 +55,7 @@ async def test_relay_sends_sender_and_receiver_reports(relay_node: RunningNode) 
             await asyncio.sleep(0.2)
 
     await asyncio.wait_for(reported(), 10)
-    assert relay_node.node.worker.stats.rtcp_packets_out > 0
+    assert relay_node.worker.stats.rtcp_packets_out > 0
 
 
 async def test_mute_and_unsubscribe(relay_node: RunningNode) -> None:
@@ -66,7 +66,7 @@ async def test_mute_and_unsubscribe(relay_node: RunningNode) -> None:
     for _ in range(2):
         sid, track = await viewer.next_track(10)
         received[track.kind] = sid
-    worker = relay_node.node.worker
+    worker = relay_node.worker
     video_sid = received["video"]
     assert video_sid in mids.values()
 
@@ -106,7 +106,7 @@ async def test_node_capacity_is_enforced() -> None:
         with pytest.raises(ClientError) as refused:
             await rn.join("c", "three")
         assert refused.value.code == "node_full"
-        assert "c" not in rn.node.worker.rooms
+        assert "c" not in rn.worker.rooms
 
 
 async def test_publishing_more_tracks_later_renegotiates(relay_node: RunningNode) -> None:
@@ -120,4 +120,4 @@ async def test_publishing_more_tracks_later_renegotiates(relay_node: RunningNode
     assert sid == published.track.sid and audio.kind == "audio"
     await asyncio.wait_for(audio.recv(), 10)
     await asyncio.wait_for(video.recv(), 10)
-    assert len(relay_node.node.worker.rooms["grow"].tracks()) == 2
+    assert len(relay_node.worker.rooms["grow"].tracks()) == 2

@@ -26,7 +26,7 @@ async def test_viewer_follows_the_publisher_across_a_reconnect(relay_node: Runni
     try:
         await frame_of_size(tracks["video"], (320, 240))
         await asyncio.wait_for(tracks["audio"].recv(), 10)
-        viewer = relay_node.node.worker.rooms["shop"].participants[location.rsplit("/", 1)[1]]
+        viewer = relay_node.worker.rooms["shop"].participants[location.rsplit("/", 1)[1]]
         ssrcs = set(viewer.viewer_leg.by_ssrc)
 
         await host.leave()  # the host drops out mid-stream ...
@@ -46,7 +46,7 @@ async def test_viewer_follows_the_publisher_across_a_reconnect(relay_node: Runni
             ) as resp,
         ):
             assert resp.status == 200
-        assert viewer.sid not in relay_node.node.worker.rooms["shop"].participants
+        assert viewer.sid not in relay_node.worker.rooms["shop"].participants
     finally:
         await pc.close()
 
@@ -90,7 +90,7 @@ async def test_private_room_needs_a_token(relay_node: RunningNode) -> None:
             ) as resp,
         ):
             assert resp.status == 401
-        assert len(relay_node.node.worker.rooms["private"].participants) == 1
+        assert len(relay_node.worker.rooms["private"].participants) == 1
     finally:
         await pc.close()
 
@@ -103,7 +103,7 @@ async def test_whip_publisher_to_whep_viewer(relay_node: RunningNode) -> None:
     try:
         await frame_of_size(tracks["video"], (320, 240))
         await asyncio.wait_for(tracks["audio"].recv(), 10)
-        room = relay_node.node.worker.rooms["relay"]
+        room = relay_node.worker.rooms["relay"]
         assert sorted(p.identity for p in room.participants.values()) == ["fan", "studio"]
     finally:
         await pc.close()

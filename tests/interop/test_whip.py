@@ -52,7 +52,7 @@ async def test_aiortc_whip_publisher_reaches_websocket_viewers(relay_node: Runni
                 assert resp.status == 200
         left = await viewer.wait_for(p.ParticipantLeft, timeout=5)
         assert left.identity == "streamer"
-        assert relay_node.node.worker.rooms["ingest"].by_identity("streamer") is None
+        assert relay_node.worker.rooms["ingest"].by_identity("streamer") is None
     finally:
         await pc.close()
 
@@ -83,7 +83,7 @@ async def test_ffmpeg_whip_muxer_publishes_h264_and_opus(relay_node: RunningNode
     try:
         room = None
         for _ in range(200):
-            room = relay_node.node.worker.rooms.get("ffmpeg")
+            room = relay_node.worker.rooms.get("ffmpeg")
             if room is not None and len(room.tracks()) == 2:
                 break
             await asyncio.sleep(0.05)

@@ -52,7 +52,7 @@ async def test_room_lifecycle_through_the_api(relay_node: RunningNode) -> None:
         async with http.delete(url("/v1/rooms/town"), headers=admin) as resp:
             assert resp.status == 204
         await alice.wait_for(p.Closed, timeout=5)
-        assert "town" not in relay_node.node.worker.rooms
+        assert "town" not in relay_node.worker.rooms
         async with http.get(url("/v1/rooms/town"), headers=admin) as resp:
             assert resp.status == 404
             assert (await resp.json())["code"] == "not_found"
@@ -73,4 +73,4 @@ async def test_api_needs_an_admin_token(relay_node: RunningNode) -> None:
             assert resp.status == 400
         async with http.post(url, data=b"{oops", headers=scoped) as resp:
             assert resp.status == 400
-        assert relay_node.node.worker.rooms == {}
+        assert relay_node.worker.rooms == {}

@@ -120,7 +120,7 @@ async def victim(relay_node: RunningNode) -> AsyncIterator[Victim]:
 
 
 async def still_playing(relay_node: RunningNode, victim: Victim) -> None:
-    room = relay_node.node.worker.rooms["victim"]
+    room = relay_node.worker.rooms["victim"]
     assert victim.session("whip") in room.participants
     assert victim.session("whep") in room.participants
     for _ in range(5):  # frames keep arriving after the attempts
@@ -176,7 +176,7 @@ async def test_same_room_sessions_need_their_owner_or_an_admin(
         admin = bearer(token("victim", "moderator", admin=True))
         async with http.delete(url, headers=admin) as resp:
             assert resp.status == 200
-    assert victim.session("whip") not in relay_node.node.worker.rooms["victim"].participants
+    assert victim.session("whip") not in relay_node.worker.rooms["victim"].participants
 
 
 async def test_cluster_routes_need_an_operator_token(relay_node: RunningNode) -> None:
@@ -220,7 +220,7 @@ async def test_bytes_that_are_not_text_are_client_errors(
             assert resp.status == status
             assert (await resp.json())["code"] in ("invalid_sdp", "unsupported_media_type")
             assert resp.headers["Access-Control-Allow-Origin"] == "*"
-    assert relay_node.node.worker.rooms == {}
+    assert relay_node.worker.rooms == {}
     assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
 
 
@@ -250,7 +250,7 @@ async def test_an_unexpected_failure_is_a_logged_500_without_traceback(
     async def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("a bug of ours")
 
-    monkeypatch.setattr(relay_node.node.worker, "leave", broken)
+    monkeypatch.setattr(relay_node.worker, "leave", broken)
     headers = bearer(token("victim", "host"))
     with caplog.at_level(logging.DEBUG, logger="signaling.errors"):
         async with aiohttp.ClientSession() as http:
@@ -339,7 +339,7 @@ async def test_every_route_is_documented_and_refuses_another_rooms_token(
                 assert (await resp.json())["code"] == "token_wrong_room", f"{method} {path}"
             checked += 1
     assert checked >= 12  # the walk really reached the room, session and operator routes
-    assert "victim" in relay_node.node.worker.rooms
+    assert "victim" in relay_node.worker.rooms
     await still_playing(relay_node, victim)
 
 

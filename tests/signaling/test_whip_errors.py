@@ -61,7 +61,7 @@ async def _refused(
         assert resp.status == status
         assert (await resp.json())["code"] == code
         assert resp.headers["Access-Control-Allow-Origin"] == "*"
-    assert relay_node.node.worker.rooms == {}
+    assert relay_node.worker.rooms == {}
 
 
 async def test_session_errors_and_preflight(relay_node: RunningNode) -> None:
@@ -100,7 +100,7 @@ async def test_draining_and_ice_server_links() -> None:
             rn.http("/whip/w"), data="v=0\r\n", headers={**SDP, **bearer(token("w", "pub"))}
         ) as resp:
             assert resp.status == 503
-        assert rn.node.worker.rooms == {}
+        assert rn.worker.rooms == {}
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,303 @@
+"""The relay as the control plane sees it: commands in, plain events out.
+
+Signaling names rooms, participants and tracks by id and gets DTOs back; it never holds
+or assigns a relay object. ``RelayControl`` is the in-process implementation over one
+``RelayWorker``; the surface is narrow so that a worker in another process can sit behind
+the same methods later.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from .errors import NotFoundError
+from .negotiation import NegotiationController
+from .publishing import PublishedTrackInfo
+from .room import Participant, ParticipantKind, Permissions, Room
+from .stats import RelayStats
+from .track import UpTrack
+from .worker import RelayWorker, WorkerConfig
+
+__all__ = [
+    "NegotiationController",
+    "ParticipantInfo",
+    "ParticipantKind",
+    "Permissions",
+    "PublishedTrackInfo",
+    "RelayControl",
+    "RelayEvents",
+    "RoomInfo",
+    "RttSample",
+    "TrackInfo",
+    "WorkerConfig",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class TrackInfo:
+    sid: str
+    kind: str
+    name: str
+    mime: str
+    muted: bool
+    layers: tuple[str, ...]  # simulcast rids, lowest first
+
+
+@dataclass(frozen=True, slots=True)
+class ParticipantInfo:
+    sid: str
+    identity: str
+    name: str
+    room: str
+    kind: ParticipantKind
+    tracks: tuple[TrackInfo, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RoomInfo:
+    name: str
+    sid: str
+    num_participants: int
+    num_tracks: int
+    max_participants: int
+    public_viewing: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RttSample:
+    """A round trip measured on a live down leg (RTCP), with the client's address."""
+
+    client_ip: str
+    rtt_ms: float
+
+
+class RelayEvents(Protocol):
+    """What the relay tells the control plane."""
+
+    def participant_joined(self, room: str, participant: ParticipantInfo) -> None: ...
+    def participant_left(
+        self, room: str, participant: ParticipantInfo, reason: str, room_closed: bool
+    ) -> None: ...
+    def track_published(self, room: str, participant_sid: str, track: TrackInfo) -> None: ...
+    def track_unpublished(self, room: str, participant_sid: str, track_sid: str) -> None: ...
+    def track_muted(self, room: str, participant_sid: str, track: TrackInfo) -> None: ...
+    def data_rejected(self, participant_sid: str, code: str, message: str) -> None: ...
+
+
+def track_info(track: UpTrack) -> TrackInfo:
+    return TrackInfo(
+        sid=track.sid,
+        kind=track.kind,
+        name=track.name,
+        mime=track.codec.mime,
+        muted=track.muted,
+        layers=tuple(layer.rid for layer in track.layers),
+    )
+
+
+def participant_info(participant: Participant) -> ParticipantInfo:
+    return ParticipantInfo(
+        sid=participant.sid,
+        identity=participant.identity,
+        name=participant.name,
+        room=participant.room,
+        kind=participant.kind,
+        tracks=tuple(track_info(t) for t in participant.published.values()),
+    )
+
+
+def room_info(room: Room) -> RoomInfo:
+    return RoomInfo(
+        name=room.name,
+        sid=room.sid,
+        num_participants=len(room.participants),
+        num_tracks=len(room.tracks()),
+        max_participants=room.max_participants,
+        public_viewing=room.public_viewing,
+    )
+
+
+class _Translator:
+    """The worker's observer: its objects become DTOs for the control plane."""
+
+    def __init__(self, events: RelayEvents) -> None:
+        self.events = events
+        self.worker: RelayWorker | None = None
+
+    def participant_joined(self, room: Room, participant: Participant) -> None:
+        self.events.participant_joined(room.name, participant_info(participant))
+
+    def participant_left(self, room: Room, participant: Participant, reason: str) -> None:
+        closed = self.worker is not None and room.name not in self.worker.rooms
+        self.events.participant_left(room.name, participant_info(participant), reason, closed)
+
+    def track_published(self, room: Room, participant: Participant, track: UpTrack) -> None:
+        self.events.track_published(room.name, participant.sid, track_info(track))
+
+    def track_unpublished(self, room: Room, participant: Participant, track: UpTrack) -> None:
+        self.events.track_unpublished(room.name, participant.sid, track.sid)
+
+    def track_muted(self, room: Room, participant: Participant, track: UpTrack) -> None:
+        self.events.track_muted(room.name, participant.sid, track_info(track))
+
+    def data_rejected(self, participant: Participant, code: str, message: str) -> None:
+        self.events.data_rejected(participant.sid, code, message)
+
+
+class RelayControl:
+    """Commands on one in-process worker. Errors are ``relay.errors.RelayError``s."""
+
+    def __init__(self, config: WorkerConfig, events: RelayEvents) -> None:
+        translator = _Translator(events)
+        # In process, tests and benchmarks may look inside; the control plane never does.
+        self.worker = RelayWorker(config, translator)
+        translator.worker = self.worker
+
+    # lifecycle and load ----------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.worker.start()
+
+    async def stop(self) -> None:
+        await self.worker.stop()
+
+    @property
+    def port(self) -> int:
+        return self.worker.port
+
+    @property
+    def stats(self) -> RelayStats:
+        """The worker's counters (read them; the relay owns them)."""
+        return self.worker.stats
+
+    @property
+    def participant_count(self) -> int:
+        return self.worker.participant_count
+
+    @property
+    def track_count(self) -> int:
+        return self.worker.track_count
+
+    def track_kinds(self) -> dict[str, int]:
+        counts = {"audio": 0, "video": 0}
+        for room in self.worker.rooms.values():
+            for track in room.tracks():
+                counts[track.kind] = counts.get(track.kind, 0) + 1
+        return counts
+
+    def rtt_samples(self) -> list[RttSample]:
+        """Round trips of the down legs that have measured one."""
+        samples = []
+        for room in list(self.worker.rooms.values()):
+            for participant in list(room.participants.values()):
+                for leg in (participant.subscriber_leg, participant.viewer_leg):
+                    if leg is not None and leg.addr is not None and leg.rtt_ms is not None:
+                        samples.append(RttSample(leg.addr[0], leg.rtt_ms))
+        return samples
+
+    # rooms -----------------------------------------------------------------------------
+
+    def rooms(self) -> list[RoomInfo]:
+        return [room_info(r) for r in self.worker.rooms.values()]
+
+    def room(self, name: str) -> RoomInfo | None:
+        room = self.worker.rooms.get(name)
+        return room_info(room) if room is not None else None
+
+    def hosts(self, name: str) -> bool:
+        """Whether a session of room ``name`` is on this worker."""
+        room = self.worker.rooms.get(name)
+        return room is not None and bool(room.participants)
+
+    def create_room(
+        self, name: str, max_participants: int | None = None, public_viewing: bool = False
+    ) -> RoomInfo:
+        room = self.worker.create_room(name, max_participants, by_api=True)
+        room.public_viewing = public_viewing
+        return room_info(room)
+
+    async def delete_room(self, name: str) -> None:
+        await self.worker.delete_room(name)
+
+    def participants(self, room: str) -> list[ParticipantInfo]:
+        return [participant_info(p) for p in self.worker.get_room(room).participants.values()]
+
+    def participant(self, room: str, sid: str) -> ParticipantInfo | None:
+        found = self.worker.rooms.get(room)
+        participant = found.participants.get(sid) if found is not None else None
+        return participant_info(participant) if participant is not None else None
+
+    # participants ----------------------------------------------------------------------
+
+    async def join(
+        self,
+        room: str,
+        identity: str,
+        permissions: Permissions,
+        kind: ParticipantKind = ParticipantKind.SIGNALLED,
+        controller: NegotiationController | None = None,
+        auto_subscribe: bool = True,
+        name: str = "",
+    ) -> ParticipantInfo:
+        participant = await self.worker.join(
+            room,
+            identity,
+            permissions,
+            kind=kind,
+            controller=controller,
+            auto_subscribe=auto_subscribe,
+            name=name,
+        )
+        return participant_info(participant)
+
+    async def leave(self, room: str, sid: str, reason: str) -> None:
+        """Remove a participant; nothing happens when it has already gone."""
+        found = self.worker.rooms.get(room)
+        participant = found.participants.get(sid) if found is not None else None
+        if participant is not None:
+            await self.worker.leave(participant, reason)
+
+    async def remove(self, room: str, identity: str, reason: str) -> None:
+        participant = self.worker.get_room(room).by_identity(identity)
+        if participant is None:
+            raise NotFoundError(f"{identity} is not in room {room}")
+        await self.worker.leave(participant, reason)
+
+    def _get(self, room: str, sid: str) -> Participant:
+        return self.worker.get_room(room).get(sid)
+
+    async def publish(
+        self,
+        room: str,
+        sid: str,
+        offer_sdp: str,
+        info: dict[str, PublishedTrackInfo] | None = None,
+    ) -> tuple[str, dict[str, str]]:
+        """Answer a publisher offer: the SDP answer and the track sid of each m-line."""
+        participant = self._get(room, sid)
+        answer = await self.worker.publish(participant, offer_sdp, info)
+        return answer, {t.mid: t.sid for t in participant.published.values()}
+
+    async def view(self, room: str, sid: str, offer_sdp: str, follow: str = "") -> str:
+        return await self.worker.view(self._get(room, sid), offer_sdp, follow)
+
+    def subscriber_offer(self, room: str, sid: str) -> tuple[str, dict[str, str]] | None:
+        found = self.worker.rooms.get(room)
+        participant = found.participants.get(sid) if found is not None else None
+        return self.worker.subscriber_offer(participant) if participant is not None else None
+
+    async def subscriber_answer(self, room: str, sid: str, answer_sdp: str) -> None:
+        await self.worker.subscriber_answer(self._get(room, sid), answer_sdp)
+
+    def subscribe(self, room: str, sid: str, track_sid: str) -> None:
+        self.worker.subscribe(self._get(room, sid), track_sid)
+
+    def unsubscribe(self, room: str, sid: str, track_sid: str) -> None:
+        self.worker.unsubscribe(self._get(room, sid), track_sid)
+
+    def set_quality(self, room: str, sid: str, track_sid: str, quality: str) -> None:
+        self.worker.set_quality(self._get(room, sid), track_sid, quality)
+
+    def set_muted(self, room: str, sid: str, track_sid: str, muted: bool) -> None:
+        self.worker.set_muted(self._get(room, sid), track_sid, muted)
