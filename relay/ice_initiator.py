@@ -34,9 +34,10 @@ MAX_OUTSTANDING = 32
 class CheckSchedule:
     """When to send checks and when to give up, in seconds."""
 
-    # Until answered: retransmit after 50 ms (RFC 8445's pacing Ta), doubling up to 500 ms
-    # (its RTO floor for one pair), so a sibling worker on loopback answers in one round trip
-    # and a lossy public path is not flooded.
+    # Until answered: a first retransmit after 50 ms (RFC 8445's pacing Ta), doubling up to
+    # 500 ms, the RTO RFC 8445 section 14.3 gives a lone pair. Faster than that RTO at first
+    # on purpose: there is one pair, and a lost first check should not cost a sibling worker
+    # on loopback half a second; the cap keeps a lossy public path from being flooded.
     first_retransmit: float = 0.05
     max_retransmit: float = 0.5
     # No answer within this bound: the leg fails and the control plane may try elsewhere.
