@@ -16,6 +16,7 @@ import pylibsrtp
 
 from . import rtcp
 from .dtls_adapter import DtlsRole, DtlsSession, RelayCertificate
+from .ice_initiator import IceInitiator
 from .ice_lite import IceCredentials
 from .room import Participant
 from .srtp_fast import FastSrtp
@@ -62,6 +63,9 @@ class Leg:
         self.credentials = IceCredentials.generate()
         self.dtls = DtlsSession(certificate, self._send_dtls, role)
         self.addr: Address | None = None
+        # Set on a leg that initiates (relay to relay): it checks toward a known address
+        # instead of waiting for the peer's binding requests.
+        self.initiator: IceInitiator | None = None
         self.last_seen = now
         self.remote_fingerprints: list[tuple[str, str]] = []
         self.dtls_started = False

@@ -1,0 +1,277 @@
+"""An initiating leg against the existing answering leg, over two real sockets on 127.0.0.1
+(two workers' muxes in one process, no signaling): checks, latching, DTLS roles, SRTP both
+ways, and what must not connect."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import pytest
+from aioice import stun
+from aioice.utils import random_transaction_id
+
+from relay.ice_initiator import CheckSchedule
+from relay.ice_lite import IceCredentials
+from relay.leg import Address, Leg
+from relay.publisher_leg import PublisherLeg
+from relay.rate_limiter import TokenBucket
+from relay.repair import Repair
+from relay.room import Participant, Permissions
+from relay.stats import RelayStats
+from relay.transport import RemoteTransport, Transports
+from relay.udp_mux import UdpMux
+from tests.helpers import eventually
+
+pytestmark = pytest.mark.timeout(20)
+
+LOOPBACK = "127.0.0.1"
+RTP = bytes([0x80, 96, 0, 1, 0, 0, 0, 1, 0, 0, 0, 7]) + b"media"
+
+
+class RecordingLeg(PublisherLeg):
+    """Keeps the RTP it receives instead of forwarding it: the point here is the transport."""
+
+    received: list[bytes]
+
+    def on_srtp(self, data: bytes, arrival: float) -> None:
+        assert self.rx_srtp is not None
+        self.received.append(bytes(self.rx_srtp.unprotect(data)))
+
+
+def _participant(identity: str) -> Participant:
+    return Participant("room", identity, Permissions(), TokenBucket(rate=10.0, burst=10.0))
+
+
+@dataclass
+class Side:
+    """One worker's socket: a mux and its transports, as ``RelayWorker`` wires them."""
+
+    mux: UdpMux
+    transports: Transports
+    endpoint: asyncio.BaseTransport
+    addr: Address
+    connected: list[Leg] = field(default_factory=list)
+    failed: list[Leg] = field(default_factory=list)
+    legs: list[RecordingLeg] = field(default_factory=list)
+
+    def answering(self) -> RecordingLeg:
+        leg = self.transports.new_leg(RecordingLeg, _participant("answering"), "server")
+        leg.received = []
+        self.legs.append(leg)
+        return leg
+
+    def initiating(
+        self, remote: RemoteTransport, schedule: CheckSchedule | None = None
+    ) -> RecordingLeg:
+        participant = _participant("initiating")
+        leg = self.transports.initiating_leg(RecordingLeg, participant, remote, schedule)
+        leg.received = []
+        self.legs.append(leg)
+        return leg
+
+    async def close(self) -> None:
+        for leg in self.legs:
+            await self.transports.close(leg)
+        self.transports.cancel_tasks()
+        self.endpoint.close()
+
+
+async def _side() -> Side:
+    mux = UdpMux(RelayStats())
+    connected: list[Leg] = []
+    failed: list[Leg] = []
+    transports = Transports(
+        mux, Repair(mux, lambda up: None), [LOOPBACK], connected.append, failed.append
+    )
+    endpoint, _ = await asyncio.get_running_loop().create_datagram_endpoint(
+        lambda: mux, local_addr=(LOOPBACK, 0)
+    )
+    addr = endpoint.get_extra_info("sockname")[:2]
+    transports.port = addr[1]
+    return Side(mux, transports, endpoint, addr, connected, failed)
+
+
+@pytest.fixture
+async def sides() -> AsyncIterator[tuple[Side, Side]]:
+    a = await _side()
+    try:
+        b = await _side()
+    except BaseException:
+        await a.close()
+        raise
+    try:
+        yield a, b
+    finally:
+        await b.close()
+        await a.close()
+
+
+class Peer(asyncio.DatagramProtocol):
+    """A bare socket the test speaks STUN through: a silent origin, or an intruder."""
+
+    def __init__(self) -> None:
+        self.inbox: asyncio.Queue[bytes] = asyncio.Queue()
+        self.transport: asyncio.DatagramTransport | None = None
+        self.addr: Address = ("", 0)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.addr = transport.get_extra_info("sockname")[:2]
+
+    def datagram_received(self, data: bytes, addr: Address) -> None:
+        self.inbox.put_nowait(data)
+
+    async def receive(self, timeout: float = 5.0) -> bytes:
+        return await asyncio.wait_for(self.inbox.get(), timeout)
+
+    def send(self, data: bytes, addr: Address) -> None:
+        assert self.transport is not None
+        self.transport.sendto(data, addr)
+
+
+@pytest.fixture
+async def peers() -> AsyncIterator[tuple[Peer, Peer]]:
+    loop = asyncio.get_running_loop()
+    opened: list[asyncio.BaseTransport] = []
+    try:
+        for _ in range(2):
+            transport, _ = await loop.create_datagram_endpoint(Peer, local_addr=(LOOPBACK, 0))
+            opened.append(transport)
+        yield opened[0].get_protocol(), opened[1].get_protocol()  # type: ignore[misc]
+    finally:
+        for transport in opened:
+            transport.close()
+
+
+def _answer(transaction_id: bytes, pwd: str, mapped: Address) -> bytes:
+    answer = stun.Message(stun.Method.BINDING, stun.Class.RESPONSE, transaction_id)
+    answer.attributes["XOR-MAPPED-ADDRESS"] = mapped
+    answer.add_message_integrity(pwd.encode())
+    return bytes(answer)
+
+
+async def test_initiating_leg_connects_to_an_answering_leg_and_srtp_flows_both_ways(
+    sides: tuple[Side, Side],
+) -> None:
+    a, b = sides
+    origin = a.answering()
+    origin.remote_fingerprints = [b.transports.fingerprint]  # learned through signaling
+    viewer = b.initiating(RemoteTransport(a.addr, origin.credentials, [a.transports.fingerprint]))
+
+    await eventually(lambda: origin.tx_srtp is not None and viewer.tx_srtp is not None, 10)
+
+    assert origin.addr == b.addr and a.mux.by_addr == {b.addr: origin}
+    assert viewer.addr == a.addr and b.mux.by_addr == {a.addr: viewer}
+    assert len(b.mux.responder) == 0  # the initiating leg is latched by answers only
+    assert viewer.dtls.role == "client" and origin.dtls.role == "server"
+    assert origin.rx_srtp is not None and viewer.rx_srtp is not None
+    assert a.connected == [origin] and b.connected == [viewer]
+
+    viewer.wire.sendto(viewer.tx_srtp.protect(RTP), a.addr)
+    await eventually(lambda: origin.received == [RTP], 5)
+    reply = RTP[:3] + b"\x02" + RTP[4:]
+    assert origin.tx_srtp is not None
+    origin.wire.sendto(origin.tx_srtp.protect(reply), b.addr)
+    await eventually(lambda: viewer.received == [reply], 5)
+    assert a.failed == [] and b.failed == []
+
+
+@pytest.mark.parametrize("wrong", ["ufrag", "pwd"])
+async def test_wrong_credentials_never_connect_and_fail_within_the_bound(
+    sides: tuple[Side, Side], wrong: str
+) -> None:
+    a, b = sides
+    origin = a.answering()
+    origin.remote_fingerprints = [b.transports.fingerprint]
+    good = origin.credentials
+    bad = IceCredentials(
+        good.ufrag + "x" if wrong == "ufrag" else good.ufrag,
+        IceCredentials.generate().pwd if wrong == "pwd" else good.pwd,
+    )
+    bound = 0.5
+    started = asyncio.get_running_loop().time()
+    viewer = b.initiating(
+        RemoteTransport(a.addr, bad, [a.transports.fingerprint]),
+        CheckSchedule(connect_timeout=bound),
+    )
+
+    await eventually(lambda: b.failed == [viewer], bound + 3)
+
+    assert asyncio.get_running_loop().time() - started >= bound  # it kept trying until then
+    assert a.mux.stats.dropped["unauthorized"] >= 2  # the origin refused several checks
+    assert viewer.initiator is not None and viewer.initiator.last_error == 401
+    assert origin.addr is None and viewer.addr is None
+    assert a.mux.by_addr == {} and b.mux.by_addr == {}
+    assert not origin.dtls_started and not viewer.dtls_started
+    assert a.failed == [] and b.connected == []
+
+
+async def test_only_an_authenticated_answer_from_the_checked_address_latches(
+    sides: tuple[Side, Side], peers: tuple[Peer, Peer]
+) -> None:
+    _, b = sides
+    origin, intruder = peers
+    remote = IceCredentials.generate()
+    # No fingerprints: DTLS does not start, the point is the latch.
+    viewer = b.initiating(RemoteTransport(origin.addr, remote, []))
+    check = stun.parse_message(await origin.receive())
+    assert check.attributes["USERNAME"] == f"{remote.ufrag}:{viewer.credentials.ufrag}"
+    assert check.check_message_integrity(remote.pwd.encode())
+    good = _answer(check.transaction_id, remote.pwd, b.addr)
+
+    intruder.send(good, b.addr)  # the right answer from the wrong address
+    origin.send(_answer(random_transaction_id(), remote.pwd, b.addr), b.addr)
+    origin.send(_answer(check.transaction_id, IceCredentials.generate().pwd, b.addr), b.addr)
+    origin.send(RTP, b.addr)  # media before the latch
+    stats = b.mux.stats
+    await eventually(
+        lambda: stats.dropped["unknown_source"] >= 2 and stats.dropped["unauthorized"] >= 2, 5
+    )
+    assert viewer.addr is None and b.mux.by_addr == {}
+
+    origin.send(good, b.addr)
+    await eventually(lambda: viewer.addr == origin.addr, 5)
+    assert b.mux.by_addr == {origin.addr: viewer}
+    assert b.failed == []
+
+
+async def test_closing_the_leg_stops_its_checks(
+    sides: tuple[Side, Side], peers: tuple[Peer, Peer]
+) -> None:
+    _, b = sides
+    origin, _ = peers
+    every_10_ms = CheckSchedule(first_retransmit=0.01, max_retransmit=0.01)
+    viewer = b.initiating(RemoteTransport(origin.addr, IceCredentials.generate(), []), every_10_ms)
+    for _ in range(3):  # checks go out to a silent origin
+        await origin.receive()
+
+    await b.transports.close(viewer)
+    assert b.mux.checking == {}
+    await asyncio.sleep(0)  # let the protocol read what was sent before the close
+    while not origin.inbox.empty():
+        origin.inbox.get_nowait()
+    with pytest.raises(TimeoutError):  # twenty check intervals of silence
+        await origin.receive(timeout=0.2)
+    assert b.failed == []
+
+
+async def test_an_origin_that_stops_answering_fails_the_leg_on_lost_consent(
+    sides: tuple[Side, Side],
+) -> None:
+    a, b = sides
+    origin = a.answering()
+    origin.remote_fingerprints = [b.transports.fingerprint]
+    quick = CheckSchedule(consent_interval=0.05, consent_timeout=0.5)
+    viewer = b.initiating(
+        RemoteTransport(a.addr, origin.credentials, [a.transports.fingerprint]), quick
+    )
+    await eventually(lambda: viewer.tx_srtp is not None, 10)
+    seen = origin.last_seen
+    await eventually(lambda: origin.last_seen > seen, 5)  # consent checks keep arriving
+
+    a.legs.remove(origin)
+    await a.transports.close(origin)  # the origin forgets the credentials: 401s from now on
+    await eventually(lambda: b.failed == [viewer], 5)
+    assert viewer.addr == a.addr  # it had connected: this was consent, not the first check
