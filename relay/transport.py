@@ -49,13 +49,14 @@ class Transports:
         mux: UdpMux,
         repair: Repair,
         announce: list[str],
+        port: int,
         on_connected: Callable[[Leg], None],
         on_failed: Callable[[Leg], None],
     ) -> None:
         self.mux = mux
         self.repair = repair
         self.announce = announce
-        self.port = 0  # the socket's, once bound
+        self.port = port  # the configured one; the bound one once the socket is up
         self.certificate = generate_certificate()
         self.fingerprint = local_fingerprint(self.certificate)
         # Publisher legs in join order: the periodic work walks these, not every room, so

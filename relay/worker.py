@@ -80,7 +80,12 @@ class RelayWorker:
         self.rooms: dict[str, Room] = self.membership.by_name  # the same dict
         self.repair = Repair(self.mux, self.membership.publisher_leg, config.nack_repair)
         self.transports = Transports(
-            self.mux, self.repair, config.announce, self._leg_connected, self.leg_failed
+            self.mux,
+            self.repair,
+            config.announce,
+            config.port,
+            self._leg_connected,
+            self.leg_failed,
         )
         self.subscriptions = Subscriptions(self.membership, self.transports, self.repair)
         self.viewing = Viewing(self.membership, self.transports, self.subscriptions)
@@ -174,7 +179,8 @@ class RelayWorker:
         room = self.membership.get(name)
         for participant in list(room.participants.values()):
             await self.leave(participant, reason)
-        self.rooms.pop(name, None)
+        if self.rooms.get(name) is room:  # a join during the leaves made a new one: keep it
+            del self.rooms[name]
 
     async def join(
         self,

@@ -196,9 +196,12 @@ class Cluster:
     ) -> Placement:
         """Decide and, when the session belongs here, claim the room for this node."""
         if self.relay.hosts(room):
-            # The room lives here already; its sessions stay together.
+            # The room lives here already; its sessions stay together, and the claim is kept
+            # (idempotent: it may have been released while the room was empty for a moment).
             decision = await self.decide(room, client_ip, probes)
             if self.state == NodeState.ACTIVE:
+                with contextlib.suppress(RegistryError):
+                    await self.registry.assign_room(room, self.node_id)
                 return Placement(decision, True)
         else:
             decision = await self.decide(room, client_ip, probes)
@@ -224,5 +227,9 @@ class Cluster:
         return Placement(decision, True)
 
     async def room_closed(self, room: str) -> None:
+        """Give the room's claim up, unless a session of it came back meanwhile (a reconnect
+        with the same identity empties the room for a moment)."""
+        if self.relay.hosts(room):
+            return
         with contextlib.suppress(RegistryError):
             await self.registry.release_room(room, self.node_id)

@@ -92,6 +92,8 @@ class Node:
         for session in list(self.sessions.values()):
             session.close("server_shutdown")
         await self.relay.stop()
+        if self._tasks:  # room releases the stop itself caused go out before deregistering
+            await asyncio.wait(list(self._tasks), timeout=2.0)
         await self.cluster.stop()
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:

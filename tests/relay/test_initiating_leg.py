@@ -83,7 +83,7 @@ async def _side() -> Side:
     connected: list[Leg] = []
     failed: list[Leg] = []
     transports = Transports(
-        mux, Repair(mux, lambda up: None), [LOOPBACK], connected.append, failed.append
+        mux, Repair(mux, lambda up: None), [LOOPBACK], 0, connected.append, failed.append
     )
     endpoint, _ = await asyncio.get_running_loop().create_datagram_endpoint(
         lambda: mux, local_addr=(LOOPBACK, 0)
