@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from relay.codecs import VP8
 from relay.dtls_adapter import generate_certificate
+from relay.leg import LegEnv
 from relay.nack_tracker import NackTracker
 from relay.packet_cache import PacketCache
 from relay.publisher_leg import PublisherLeg
@@ -87,9 +88,8 @@ class _Host:
 
 def _publisher(host: _Host, key: bytes) -> tuple[PublisherLeg, UpTrack]:
     participant = Participant("bench", "publisher", Permissions(), TokenBucket(1.0, 1.0))
-    leg = PublisherLeg(
-        host.mux, host, participant, generate_certificate(), "server", time.perf_counter()
-    )
+    env = LegEnv(host.mux, host, generate_certificate())
+    leg = PublisherLeg(env, participant, "server", time.perf_counter())
     leg.rx_srtp = FastSrtp(_session(key, inbound=True))
     leg.tx_srtp = FastSrtp(_session())
     up = UpTrack(

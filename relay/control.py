@@ -173,11 +173,11 @@ class RelayControl:
 
     @property
     def participant_count(self) -> int:
-        return self.worker.participant_count
+        return self.worker.membership.participant_count
 
     @property
     def track_count(self) -> int:
-        return self.worker.track_count
+        return self.worker.membership.track_count
 
     def track_kinds(self) -> dict[str, int]:
         counts = {"audio": 0, "video": 0}
@@ -213,7 +213,7 @@ class RelayControl:
     def create_room(
         self, name: str, max_participants: int | None = None, public_viewing: bool = False
     ) -> RoomInfo:
-        room = self.worker.create_room(name, max_participants, by_api=True)
+        room = self.worker.membership.create(name, max_participants, by_api=True)
         room.public_viewing = public_viewing
         return room_info(room)
 
@@ -221,7 +221,7 @@ class RelayControl:
         await self.worker.delete_room(name)
 
     def participants(self, room: str) -> list[ParticipantInfo]:
-        return [participant_info(p) for p in self.worker.get_room(room).participants.values()]
+        return [participant_info(p) for p in self.worker.membership.get(room).participants.values()]
 
     def participant(self, room: str, sid: str) -> ParticipantInfo | None:
         found = self.worker.rooms.get(room)
@@ -259,13 +259,13 @@ class RelayControl:
             await self.worker.leave(participant, reason)
 
     async def remove(self, room: str, identity: str, reason: str) -> None:
-        participant = self.worker.get_room(room).by_identity(identity)
+        participant = self.worker.membership.get(room).by_identity(identity)
         if participant is None:
             raise NotFoundError(f"{identity} is not in room {room}")
         await self.worker.leave(participant, reason)
 
     def _get(self, room: str, sid: str) -> Participant:
-        return self.worker.get_room(room).get(sid)
+        return self.worker.membership.get(room).get(sid)
 
     async def publish(
         self,
@@ -276,28 +276,28 @@ class RelayControl:
     ) -> tuple[str, dict[str, str]]:
         """Answer a publisher offer: the SDP answer and the track sid of each m-line."""
         participant = self._get(room, sid)
-        answer = await self.worker.publish(participant, offer_sdp, info)
+        answer = await self.worker.publishing.publish(participant, offer_sdp, info)
         return answer, {t.mid: t.sid for t in participant.published.values()}
 
     async def view(self, room: str, sid: str, offer_sdp: str, follow: str = "") -> str:
-        return await self.worker.view(self._get(room, sid), offer_sdp, follow)
+        return await self.worker.viewing.view(self._get(room, sid), offer_sdp, follow)
 
     def subscriber_offer(self, room: str, sid: str) -> tuple[str, dict[str, str]] | None:
         found = self.worker.rooms.get(room)
         participant = found.participants.get(sid) if found is not None else None
-        return self.worker.subscriber_offer(participant) if participant is not None else None
+        return self.worker.subscriptions.offer(participant) if participant is not None else None
 
     async def subscriber_answer(self, room: str, sid: str, answer_sdp: str) -> None:
-        await self.worker.subscriber_answer(self._get(room, sid), answer_sdp)
+        await self.worker.subscriptions.answer(self._get(room, sid), answer_sdp)
 
     def subscribe(self, room: str, sid: str, track_sid: str) -> None:
-        self.worker.subscribe(self._get(room, sid), track_sid)
+        self.worker.subscriptions.subscribe(self._get(room, sid), track_sid)
 
     def unsubscribe(self, room: str, sid: str, track_sid: str) -> None:
-        self.worker.unsubscribe(self._get(room, sid), track_sid)
+        self.worker.subscriptions.unsubscribe(self._get(room, sid), track_sid)
 
     def set_quality(self, room: str, sid: str, track_sid: str, quality: str) -> None:
-        self.worker.set_quality(self._get(room, sid), track_sid, quality)
+        self.worker.subscriptions.set_quality(self._get(room, sid), track_sid, quality)
 
     def set_muted(self, room: str, sid: str, track_sid: str, muted: bool) -> None:
-        self.worker.set_muted(self._get(room, sid), track_sid, muted)
+        self.worker.publishing.set_muted(self._get(room, sid), track_sid, muted)

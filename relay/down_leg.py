@@ -9,8 +9,8 @@ import time
 from typing import Any
 
 from . import rtcp
-from .dtls_adapter import DtlsRole, RelayCertificate
-from .leg import Leg, RepairRequests, Wire
+from .dtls_adapter import DtlsRole
+from .leg import Leg, LegEnv
 from .rate_limiter import TokenBucket
 from .room import Participant
 from .track import DownTrack
@@ -19,16 +19,8 @@ MAX_NACKED = 64  # sequence numbers honoured per NACK packet; the rest are ignor
 
 
 class DownLeg(Leg):
-    def __init__(
-        self,
-        wire: Wire,
-        repair: RepairRequests,
-        participant: Participant,
-        certificate: RelayCertificate,
-        role: DtlsRole,
-        now: float,
-    ) -> None:
-        super().__init__(wire, repair, participant, certificate, role, now)
+    def __init__(self, env: LegEnv, participant: Participant, role: DtlsRole, now: float) -> None:
+        super().__init__(env, participant, role, now)
         self.by_ssrc: dict[int, DownTrack] = {}
         self._sr_sent: dict[int, float] = {}  # LSR (NTP middle 32 bits) -> when we sent it
         self.retransmit_budget = TokenBucket(rate=400.0, burst=200.0)  # NACK floods stop here

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 import pylibsrtp
@@ -45,23 +46,24 @@ class RepairRequests(Protocol):
     def retransmit(self, down: DownTrack, lost: list[int]) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class LegEnv:
+    """What every leg of a worker shares: the socket, where repair goes, the certificate."""
+
+    wire: Wire
+    repair: RepairRequests
+    certificate: RelayCertificate
+
+
 class Leg:
     direction = "none"
 
-    def __init__(
-        self,
-        wire: Wire,
-        repair: RepairRequests,
-        participant: Participant,
-        certificate: RelayCertificate,
-        role: DtlsRole,
-        now: float,
-    ) -> None:
-        self.wire = wire
-        self.repair = repair
+    def __init__(self, env: LegEnv, participant: Participant, role: DtlsRole, now: float) -> None:
+        self.wire = env.wire
+        self.repair = env.repair
         self.participant = participant
         self.credentials = IceCredentials.generate()
-        self.dtls = DtlsSession(certificate, self._send_dtls, role)
+        self.dtls = DtlsSession(env.certificate, self._send_dtls, role)
         self.addr: Address | None = None
         # Set on a leg that initiates (relay to relay): it checks toward a known address
         # instead of waiting for the peer's binding requests.

@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING
 import pylibsrtp
 
 from . import rtcp
-from .dtls_adapter import DtlsRole, RelayCertificate
+from .dtls_adapter import DtlsRole
 from .forwarder import forward_rtp, read_seq_ts_ssrc
-from .leg import Leg, RepairRequests, Wire
+from .leg import Leg, LegEnv
 from .room import Participant
 from .rtp_header import read_extension
 from .track import UpTrack
@@ -29,16 +29,8 @@ class PublisherLeg(Leg):
 
     direction = "publisher"
 
-    def __init__(
-        self,
-        wire: Wire,
-        repair: RepairRequests,
-        participant: Participant,
-        certificate: RelayCertificate,
-        role: DtlsRole,
-        now: float,
-    ) -> None:
-        super().__init__(wire, repair, participant, certificate, role, now)
+    def __init__(self, env: LegEnv, participant: Participant, role: DtlsRole, now: float) -> None:
+        super().__init__(env, participant, role, now)
         self.by_ssrc: dict[int, UpTrack] = {}
         self.unbound: list[UpTrack] = []  # tracks whose offer carried no a=ssrc
         self.twcc_id = 0  # header extension id of transport-wide sequence numbers; 0: none

@@ -8,8 +8,8 @@ from collections.abc import Callable
 from aiortc import RTCDataChannel
 
 from .down_leg import DownLeg
-from .dtls_adapter import DtlsRole, RelayCertificate
-from .leg import RepairRequests, Wire
+from .dtls_adapter import DtlsRole
+from .leg import LegEnv
 from .negotiation import SubscriberNegotiation
 from .room import Participant
 
@@ -19,16 +19,8 @@ DataHandler = Callable[[Participant, bool, bytes | str], None]  # (sender, lossy
 class SubscriberLeg(DownLeg):
     direction = "subscriber"
 
-    def __init__(
-        self,
-        wire: Wire,
-        repair: RepairRequests,
-        participant: Participant,
-        certificate: RelayCertificate,
-        role: DtlsRole,
-        now: float,
-    ) -> None:
-        super().__init__(wire, repair, participant, certificate, role, now)
+    def __init__(self, env: LegEnv, participant: Participant, role: DtlsRole, now: float) -> None:
+        super().__init__(env, participant, role, now)
         self.negotiation = SubscriberNegotiation()
         self.reliable: RTCDataChannel | None = None
         self.lossy: RTCDataChannel | None = None

@@ -21,7 +21,7 @@ from .dtls_adapter import DtlsRole, generate_certificate, local_fingerprint
 from .errors import StateError
 from .ice_initiator import CheckSchedule, IceInitiator
 from .ice_lite import IceCredentials
-from .leg import Address, Leg
+from .leg import Address, Leg, LegEnv
 from .publisher_leg import PublisherLeg
 from .repair import Repair
 from .room import Participant
@@ -59,6 +59,7 @@ class Transports:
         self.port = port  # the configured one; the bound one once the socket is up
         self.certificate = generate_certificate()
         self.fingerprint = local_fingerprint(self.certificate)
+        self.env = LegEnv(mux, repair, self.certificate)
         # Publisher legs in join order: the periodic work walks these, not every room, so
         # rooms where nobody publishes cost the ticks nothing.
         self.publisher_legs: dict[PublisherLeg, None] = {}
@@ -100,7 +101,7 @@ class Transports:
         return leg
 
     def _create(self, kind: type[AnyLeg], participant: Participant, role: DtlsRole) -> AnyLeg:
-        leg = kind(self.mux, self.repair, participant, self.certificate, role, time.perf_counter())
+        leg = kind(self.env, participant, role, time.perf_counter())
         leg.dtls.on_closed(lambda: self._on_failed(leg))
         if isinstance(leg, PublisherLeg):
             self.publisher_legs[leg] = None

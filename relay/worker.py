@@ -21,7 +21,7 @@ from .data_message import relay_data_message
 from .leg import Leg
 from .negotiation import NegotiationController
 from .publisher_leg import PublisherLeg
-from .publishing import PublishedTrackInfo, Publishing
+from .publishing import Publishing
 from .rate_limiter import TokenBucket
 from .repair import Repair
 from .room import Participant, ParticipantKind, Permissions, Room
@@ -35,8 +35,6 @@ from .transport import Transports
 from .udp_mux import UdpMux
 from .viewer_leg import ViewerLeg
 from .viewing import Viewing
-
-__all__ = ["PublishedTrackInfo", "RelayWorker", "RoomObserver", "WorkerConfig"]
 
 logger = logging.getLogger(__name__)
 
@@ -157,23 +155,7 @@ class RelayWorker:
         if self._transport is not None:
             self._transport.close()
 
-    @property
-    def participant_count(self) -> int:
-        return self.membership.participant_count
-
-    @property
-    def track_count(self) -> int:
-        return self.membership.track_count
-
     # rooms and participants ------------------------------------------------------------
-
-    def create_room(
-        self, name: str, max_participants: int | None = None, by_api: bool = False
-    ) -> Room:
-        return self.membership.create(name, max_participants, by_api)
-
-    def get_room(self, name: str) -> Room:
-        return self.membership.get(name)
 
     async def delete_room(self, name: str, reason: str = "room_deleted") -> None:
         room = self.membership.get(name)
@@ -236,37 +218,6 @@ class RelayWorker:
             await self.transports.close(leg)
         logger.info("participant %s left room %s (%s)", participant.sid, room.name, reason)
         self.observer.participant_left(room, participant, reason)
-
-    # negotiation, by leg kind ---------------------------------------------------------
-
-    async def publish(
-        self,
-        participant: Participant,
-        offer_sdp: str,
-        info: dict[str, PublishedTrackInfo] | None = None,
-    ) -> str:
-        return await self.publishing.publish(participant, offer_sdp, info)
-
-    def set_muted(self, participant: Participant, track_sid: str, muted: bool) -> None:
-        self.publishing.set_muted(participant, track_sid, muted)
-
-    def subscribe(self, participant: Participant, track_sid: str) -> None:
-        self.subscriptions.subscribe(participant, track_sid)
-
-    def unsubscribe(self, participant: Participant, track_sid: str) -> None:
-        self.subscriptions.unsubscribe(participant, track_sid)
-
-    def set_quality(self, participant: Participant, track_sid: str, quality: str) -> None:
-        self.subscriptions.set_quality(participant, track_sid, quality)
-
-    def subscriber_offer(self, participant: Participant) -> tuple[str, dict[str, str]] | None:
-        return self.subscriptions.offer(participant)
-
-    async def subscriber_answer(self, participant: Participant, answer_sdp: str) -> None:
-        await self.subscriptions.answer(participant, answer_sdp)
-
-    async def view(self, participant: Participant, offer_sdp: str, follow: str = "") -> str:
-        return await self.viewing.view(participant, offer_sdp, follow)
 
     # transport events ------------------------------------------------------------------
 

@@ -43,14 +43,7 @@ async def test_fifty_plis_make_one_upstream_request_per_interval(relay_node: Run
         viewer = Participant(
             room="kf", identity=f"v{i}", permissions=Permissions(), data_limiter=TokenBucket(1, 1)
         )
-        leg = SubscriberLeg(
-            worker.mux,
-            worker.repair,
-            viewer,
-            worker.transports.certificate,
-            "server",
-            time.perf_counter(),
-        )
+        leg = SubscriberLeg(worker.transports.env, viewer, "server", time.perf_counter())
         leg.rx_srtp = _PlainRtcp()  # type: ignore[assignment]
         down = DownTrack(up=up, subscriber_sid=viewer.sid, mid="0", payload_type=96, sink=leg)
         leg.by_ssrc[down.ssrc] = down

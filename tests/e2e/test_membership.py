@@ -39,7 +39,7 @@ async def test_leave_removes_participant_and_empty_room_is_gone() -> None:
 
         await alice.leave()
         await eventually(lambda: "meet" not in worker.rooms)
-        assert worker.participant_count == 0
+        assert worker.membership.participant_count == 0
 
 
 async def test_silent_peer_is_removed_after_consent_timeout() -> None:
