@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from .bridging import BridgedTrack, BridgeEndpoint
 from .errors import NotFoundError
 from .negotiation import NegotiationController
 from .publishing import PublishedTrackInfo
@@ -20,6 +21,8 @@ from .track import UpTrack
 from .worker import RelayWorker, WorkerConfig
 
 __all__ = [
+    "BridgeEndpoint",
+    "BridgedTrack",
     "NegotiationController",
     "ParticipantInfo",
     "ParticipantKind",
@@ -301,3 +304,33 @@ class RelayControl:
 
     def set_muted(self, room: str, sid: str, track_sid: str, muted: bool) -> None:
         self.worker.publishing.set_muted(self._get(room, sid), track_sid, muted)
+
+    # bridges to other workers -----------------------------------------------------------
+
+    def fingerprints(self) -> tuple[tuple[str, str], ...]:
+        """This worker's DTLS certificate, as a peer's bridge must expect it."""
+        return (self.worker.transports.fingerprint,)
+
+    def bridge_load(self) -> dict[str, tuple[int, int]]:
+        """Open bridges and the streams they carry, by direction ("out", "in")."""
+        return self.worker.bridging.load()
+
+    def bridge_out(
+        self, room: str, peer: str, peer_fingerprints: tuple[tuple[str, str], ...]
+    ) -> BridgeEndpoint:
+        """Origin side: the bridge toward worker ``peer`` for ``room``, and how to reach it."""
+        return self.worker.bridging.open_out(room, peer, peer_fingerprints)
+
+    def bridge_send(
+        self, room: str, peer: str, track_sid: str, rids: tuple[str, ...] = ()
+    ) -> BridgedTrack:
+        """Origin side: carry a track (the simulcast layers in ``rids``, all when empty)."""
+        return self.worker.bridging.send(room, peer, track_sid, rids)
+
+    def bridge_in(self, room: str, origin: str, endpoint: BridgeEndpoint) -> None:
+        """Viewing side: connect to the origin's bridge for ``room``."""
+        self.worker.bridging.open_in(room, origin, endpoint)
+
+    def bridge_receive(self, room: str, origin: str, track: BridgedTrack) -> None:
+        """Viewing side: publish a bridged track here under a stand-in of its publisher."""
+        self.worker.bridging.receive(room, origin, track)

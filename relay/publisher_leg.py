@@ -42,7 +42,10 @@ class PublisherLeg(Leg):
     def add_track(self, track: UpTrack) -> None:
         if track.layers:
             for layer in track.layers:
-                self.by_rid[(track.mid, layer.rid)] = layer
+                if layer.ssrc is not None:  # known up front (a bridge): no rid to read
+                    self.by_ssrc[layer.ssrc] = layer
+                else:
+                    self.by_rid[(track.mid, layer.rid)] = layer
         elif track.ssrc is None:
             self.unbound.append(track)
         else:

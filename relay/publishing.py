@@ -15,7 +15,6 @@ from .repair import Repair
 from .room import Participant, ParticipantKind, Room, new_sid
 from .rooms import Rooms
 from .sdp_negotiation import (
-    OfferedMedia,
     RemoteDescription,
     choose_codec,
     parse_description,
@@ -114,35 +113,48 @@ class Publishing:
             if codec is None:
                 continue
             accepted[media.mid] = codec
-            track = self._new_track(participant, media, codec, new_sid("TR"))
+            sid = new_sid("TR")
+            track = self.new_track(participant, media.kind, codec, media.mid, sid, media.ssrc)
             track.name = info.get(media.mid, PublishedTrackInfo()).name
             if media.simulcast:
                 for rid in media.rids:
-                    layer = self._new_track(participant, media, codec, track.sid)
-                    layer.rid, layer.ssrc = rid, None
+                    layer = self.new_track(participant, media.kind, codec, media.mid, sid, None)
+                    layer.rid = rid
                     track.layers.append(layer)
-            participant.published[track.sid] = track
-            leg.add_track(track)
-            self.events.track_published(room, participant, track)
-            for other in room.others(participant):
-                if other.permissions.can_subscribe and other.auto_subscribe:
-                    self.subscriptions.add(other, track)
-            self.viewing.rewire_all(room)
+            self.add_track(room, participant, leg, track)
         for gone in by_mid.values():  # m-lines missing from the new offer
             self.unpublish(room, participant, gone)
         return accepted
 
-    def _new_track(
-        self, participant: Participant, media: OfferedMedia, codec: Codec, sid: str
+    def add_track(
+        self, room: Room, participant: Participant, leg: PublisherLeg, track: UpTrack
+    ) -> None:
+        """A new published track: announced, and handed to subscribers and viewers."""
+        participant.published[track.sid] = track
+        leg.add_track(track)
+        self.events.track_published(room, participant, track)
+        for other in room.others(participant):
+            if other.permissions.can_subscribe and other.auto_subscribe:
+                self.subscriptions.add(other, track)
+        self.viewing.rewire_all(room)
+
+    def new_track(
+        self,
+        participant: Participant,
+        kind: str,
+        codec: Codec,
+        mid: str,
+        sid: str,
+        ssrc: int | None,
     ) -> UpTrack:
         track = UpTrack(
             sid=sid,
-            kind=media.kind,
+            kind=kind,
             codec=codec,
-            mid=media.mid,
+            mid=mid,
             publisher_sid=participant.sid,
             room=participant.room,
-            ssrc=media.ssrc,
+            ssrc=ssrc,
         )
         track.keyframes.interval = self.keyframe_interval
         if track.kind == "video":

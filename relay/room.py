@@ -38,6 +38,8 @@ class ParticipantKind(enum.Enum):
     SIGNALLED = "rtc"  # /v1/rtc: a subscriber leg (data channels) and, to publish, a publisher leg
     INGEST = "whip"  # WHIP: a publisher leg only
     VIEWER = "whep"  # WHEP: a viewer leg only, following the room's publisher
+    REMOTE = "remote"  # a publisher on another worker: its tracks arrive over a bridge leg
+    BRIDGE = "bridge"  # owns a bridge leg; never in a room's participants
 
 
 @dataclass(slots=True, eq=False)

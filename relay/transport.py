@@ -28,10 +28,9 @@ from .room import Participant
 from .sdp_negotiation import MAX_MESSAGE_SIZE, LocalTransport, RemoteDescription, answer_role
 from .subscriber_leg import DataHandler, SubscriberLeg
 from .udp_mux import UdpMux
-from .viewer_leg import ViewerLeg
 
 logger = logging.getLogger(__name__)
-AnyLeg = TypeVar("AnyLeg", PublisherLeg, SubscriberLeg, ViewerLeg)
+AnyLeg = TypeVar("AnyLeg", bound=Leg)
 
 
 @dataclass(slots=True, frozen=True)

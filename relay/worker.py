@@ -17,7 +17,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from .bridging import Bridging
 from .data_message import relay_data_message
+from .down_leg import DownLeg
 from .leg import Leg
 from .negotiation import NegotiationController
 from .publisher_leg import PublisherLeg
@@ -33,7 +35,6 @@ from .ticker import Ticker
 from .track import UpTrack
 from .transport import Transports
 from .udp_mux import UdpMux
-from .viewer_leg import ViewerLeg
 from .viewing import Viewing
 
 logger = logging.getLogger(__name__)
@@ -95,6 +96,13 @@ class RelayWorker:
             self.viewing,
             observer,
             config.keyframe_interval,
+        )
+        self.bridging = Bridging(
+            self.membership,
+            self.transports,
+            self.publishing,
+            self.subscriptions,
+            lambda room, participant: self.observer.participant_joined(room, participant),
         )
         self.ticker = Ticker(
             self.transports.publisher_legs,
@@ -215,9 +223,22 @@ class RelayWorker:
             down.detach()
         participant.subscriptions.clear()
         for leg in participant.legs():
-            await self.transports.close(leg)
+            if leg.participant is participant:  # a remote publisher's bridge is shared
+                await self.transports.close(leg)
         logger.info("participant %s left room %s (%s)", participant.sid, room.name, reason)
         self.observer.participant_left(room, participant, reason)
+        await self._close_idle_bridges(room)
+
+    async def _close_idle_bridges(self, room: Room) -> None:
+        """Bridges of a room nobody here takes part in any more: those toward other workers
+        when the room is gone here, those from other workers when only their stand-in
+        publishers are left (their leaving closes the bridge they share)."""
+        kinds = {p.kind for p in room.participants.values()}
+        if kinds <= {ParticipantKind.REMOTE}:
+            for remote in list(room.participants.values()):
+                await self.leave(remote, "bridge_closed")
+            for leg in self.bridging.legs_of(room.name):
+                await self.transports.close(leg)
 
     # transport events ------------------------------------------------------------------
 
@@ -228,16 +249,31 @@ class RelayWorker:
         elif isinstance(leg, PublisherLeg):
             # Subscribers that activated before the publisher connected still wait for a
             # keyframe; a publisher with nobody waiting sends its first keyframe anyway.
-            for track in leg.participant.published.values():
+            # The leg's publishers: its owner, or the stand-ins a bridge feeds.
+            room = self.rooms.get(leg.participant.room)
+            fed = [p for p in room.participants.values() if p.publisher_leg is leg] if room else []
+            for track in (t for p in fed for t in p.published.values()):
                 if any(d.active and d.waiting_keyframe for d in track.all_downs()):
                     self.repair.request_keyframe(track)
-        elif isinstance(leg, ViewerLeg):
+        elif isinstance(leg, DownLeg):  # a WHEP viewer, a bridge toward another worker
             self.subscriptions.activate(leg)
 
     def leg_failed(self, leg: Leg) -> None:
-        if not leg.closed:
-            reason = "transport_closed" if leg.tx_srtp is not None else "transport_failed"
+        if leg.closed:
+            return
+        reason = "transport_closed" if leg.tx_srtp is not None else "transport_failed"
+        if leg.participant.kind is ParticipantKind.BRIDGE:
+            self.transports.spawn(self._bridge_failed(leg, reason))
+        else:
             self.transports.spawn(self.leave(leg.participant, reason))
+
+    async def _bridge_failed(self, leg: Leg, reason: str) -> None:
+        """A bridge went down: close it; the stand-in publishers it fed leave with it."""
+        await self.transports.close(leg)
+        room = self.rooms.get(leg.participant.room)
+        fed = [p for p in room.participants.values() if p.publisher_leg is leg] if room else []
+        for remote in fed:
+            await self.leave(remote, reason)
 
     def data_received(self, participant: Participant, lossy: bool, message: bytes | str) -> None:
         rejected = relay_data_message(

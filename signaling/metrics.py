@@ -98,6 +98,17 @@ class RelayCollector(Collector):
         yield GaugeMetricFamily(
             "eurelay_signaling_connections", "Open /v1/rtc sessions.", value=len(self.connections)
         )
+        bridges = GaugeMetricFamily(
+            "eurelay_relay_bridges", "Open bridges to other workers.", labels=["direction"]
+        )
+        streams = GaugeMetricFamily(
+            "eurelay_relay_bridge_streams", "RTP streams carried by bridges.", labels=["direction"]
+        )
+        for direction, (legs, carried) in relay.bridge_load().items():
+            bridges.add_metric([direction], legs)
+            streams.add_metric([direction], carried)
+        yield bridges
+        yield streams
 
         for name, doc, attr in COUNTERS:
             yield CounterMetricFamily(name, doc, value=getattr(s, attr))

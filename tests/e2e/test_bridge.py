@@ -1,0 +1,98 @@
+"""A room across two workers: a WHIP publisher on one, WHEP viewers on the other, joined by
+a bridge (the viewing worker initiates toward the origin's media address). The control
+messages between the workers are passed by hand here; their channel is the cluster's job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import aiohttp
+import pytest
+from aiortc.mediastreams import AudioStreamTrack
+
+from bench.flat_color_track import FlatColorTrack
+from bench.loopback_node import RunningNode, running_node, token
+from relay.room import ParticipantKind
+
+from ..helpers import eventually
+from ..interop.http_sessions import frame_of_size, whep_view, whip_publish
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def bridge(origin: RunningNode, viewing: RunningNode, room: str) -> None:
+    """What the cluster will do when ``viewing`` has a viewer of ``origin``'s tracks."""
+    a, b = origin.node.relay, viewing.node.relay
+    endpoint = a.bridge_out(room, "viewing", b.fingerprints())
+    b.bridge_in(room, "origin", endpoint)
+    for participant in a.participants(room):
+        for track in participant.tracks:
+            b.bridge_receive(room, "origin", a.bridge_send(room, "viewing", track.sid))
+
+
+async def test_viewers_on_another_worker_get_one_copy_over_a_bridge() -> None:
+    async with running_node() as origin, running_node() as viewing:
+        publisher, _ = await whip_publish(
+            origin, "shop", token("shop", "host"), FlatColorTrack(160, 120), AudioStreamTrack()
+        )
+        pcs = [publisher]
+        try:
+            first, tracks, _ = await whep_view(
+                viewing, "/whep/shop", token("shop", "v1", publish=False)
+            )
+            pcs.append(first)
+            await eventually(lambda: bool(origin.worker.rooms["shop"].tracks()))
+            bridge(origin, viewing, "shop")
+
+            # The host appears on the viewing worker as a remote publisher, with its tracks.
+            room = viewing.worker.rooms["shop"]
+            remote = room.by_identity("host")
+            assert remote is not None and remote.kind is ParticipantKind.REMOTE
+            assert sorted(t.kind for t in remote.published.values()) == ["audio", "video"]
+            await frame_of_size(tracks["video"], (160, 120), timeout=20)
+            await asyncio.wait_for(tracks["audio"].recv(), 10)
+
+            # A second viewer there starts at a keyframe asked for across the bridge.
+            second, more, _ = await whep_view(
+                viewing, "/whep/shop", token("shop", "v2", publish=False)
+            )
+            pcs.append(second)
+            await frame_of_size(more["video"], (160, 120), timeout=20)
+
+            # The origin sends each track once, whatever the number of remote viewers; the
+            # viewing worker fans out to both.
+            out_legs = list(origin.worker.bridging.outgoing.values())
+            assert len(out_legs) == 1
+            downs = list(out_legs[0].by_ssrc.values())
+            assert len(downs) == 2
+            for down in downs:
+                assert down.packets_sent > 0
+                assert down.packets_sent <= down.up.packets
+            stats = origin.worker.stats
+            assert stats.rtp_packets_out <= stats.rtp_packets_in
+            await eventually(
+                lambda: (
+                    viewing.worker.stats.rtp_packets_out > 1.5 * viewing.worker.stats.rtp_packets_in
+                )
+            )
+            assert origin.node.relay.bridge_load() == {"out": (1, 2), "in": (0, 0)}
+            assert viewing.node.relay.bridge_load() == {"out": (0, 0), "in": (1, 2)}
+            async with (
+                aiohttp.ClientSession() as http,
+                http.get(origin.http("/metrics")) as resp,
+            ):
+                text = await resp.text()
+            assert 'eurelay_relay_bridge_streams{direction="out"} 2.0' in text
+
+            # The last viewer there gone, the bridge closes at both ends; the host stays.
+            await first.close()
+            await second.close()
+            await eventually(lambda: "shop" not in viewing.worker.rooms)
+            await eventually(lambda: origin.node.relay.bridge_load()["out"] == (0, 0))
+            assert origin.worker.rooms["shop"].by_identity("host") is not None
+        finally:
+            for pc in pcs:
+                with contextlib.suppress(Exception):
+                    await pc.close()
