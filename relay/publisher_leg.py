@@ -31,6 +31,8 @@ class PublisherLeg(Leg):
 
     def __init__(self, env: LegEnv, participant: Participant, role: DtlsRole, now: float) -> None:
         super().__init__(env, participant, role, now)
+        # The tracks that come up this leg: its owner's, or every stand-in a bridge feeds.
+        self.tracks: dict[str, UpTrack] = {}
         self.by_ssrc: dict[int, UpTrack] = {}
         self.unbound: list[UpTrack] = []  # tracks whose offer carried no a=ssrc
         self.twcc_id = 0  # header extension id of transport-wide sequence numbers; 0: none
@@ -40,6 +42,7 @@ class PublisherLeg(Leg):
         self.twcc = TwccRecorder(sender_ssrc=self.rtcp_ssrc)
 
     def add_track(self, track: UpTrack) -> None:
+        self.tracks[track.sid] = track
         if track.layers:
             for layer in track.layers:
                 if layer.ssrc is not None:  # known up front (a bridge): no rid to read
@@ -52,6 +55,7 @@ class PublisherLeg(Leg):
             self.by_ssrc[track.ssrc] = track
 
     def remove_track(self, track: UpTrack) -> None:
+        self.tracks.pop(track.sid, None)
         for stream in track.streams():
             if stream.ssrc is not None and self.by_ssrc.get(stream.ssrc) is stream:
                 del self.by_ssrc[stream.ssrc]

@@ -63,7 +63,7 @@ class Ticker:
 
     def send_due_keyframe_requests(self, now: float) -> None:
         for leg in self._publishing():
-            for track in leg.participant.published.values():
+            for track in leg.tracks.values():
                 for stream in track.streams():
                     if stream.keyframes.due(now):
                         self.repair.send_pli(stream)
@@ -74,7 +74,7 @@ class Ticker:
     def select_layers(self, now: float, interval: float) -> None:
         """Once per report interval: measure each layer's rate, then re-choose layers."""
         for leg in self._publishing():
-            for track in leg.participant.published.values():
+            for track in leg.tracks.values():
                 if not track.layers:
                     continue
                 for layer in track.layers:

@@ -249,10 +249,7 @@ class RelayWorker:
         elif isinstance(leg, PublisherLeg):
             # Subscribers that activated before the publisher connected still wait for a
             # keyframe; a publisher with nobody waiting sends its first keyframe anyway.
-            # The leg's publishers: its owner, or the stand-ins a bridge feeds.
-            room = self.rooms.get(leg.participant.room)
-            fed = [p for p in room.participants.values() if p.publisher_leg is leg] if room else []
-            for track in (t for p in fed for t in p.published.values()):
+            for track in leg.tracks.values():
                 if any(d.active and d.waiting_keyframe for d in track.all_downs()):
                     self.repair.request_keyframe(track)
         elif isinstance(leg, DownLeg):  # a WHEP viewer, a bridge toward another worker

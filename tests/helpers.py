@@ -1,4 +1,5 @@
-"""Test-only helpers: waiting with a timeout, and system binaries that CI must have."""
+"""Test-only helpers: waiting with a timeout, system binaries that CI must have, and bridging
+a room between two nodes by hand (the cluster's control channel does it in production)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import asyncio
 import os
 import shutil
 from collections.abc import Callable
+
+from bench.loopback_node import RunningNode
 
 
 async def eventually(
@@ -25,3 +28,13 @@ def require_binary(name: str) -> str | None:
     if path is None and os.environ.get("CI") == "true":
         raise RuntimeError(f"{name} is required in CI but not installed")
     return path
+
+
+def bridge(origin: RunningNode, viewing: RunningNode, room: str) -> None:
+    """What the cluster will do when ``viewing`` has a viewer of ``origin``'s tracks."""
+    a, b = origin.node.relay, viewing.node.relay
+    endpoint = a.bridge_out(room, "viewing", b.fingerprints())
+    b.bridge_in(room, "origin", endpoint)
+    for participant in a.participants(room):
+        for track in participant.tracks:
+            b.bridge_receive(room, "origin", a.bridge_send(room, "viewing", track.sid))

@@ -13,23 +13,13 @@ import pytest
 from aiortc.mediastreams import AudioStreamTrack
 
 from bench.flat_color_track import FlatColorTrack
-from bench.loopback_node import RunningNode, running_node, token
+from bench.loopback_node import running_node, token
 from relay.room import ParticipantKind
 
-from ..helpers import eventually
+from ..helpers import bridge, eventually
 from ..interop.http_sessions import frame_of_size, whep_view, whip_publish
 
 pytestmark = pytest.mark.timeout(90)
-
-
-def bridge(origin: RunningNode, viewing: RunningNode, room: str) -> None:
-    """What the cluster will do when ``viewing`` has a viewer of ``origin``'s tracks."""
-    a, b = origin.node.relay, viewing.node.relay
-    endpoint = a.bridge_out(room, "viewing", b.fingerprints())
-    b.bridge_in(room, "origin", endpoint)
-    for participant in a.participants(room):
-        for track in participant.tracks:
-            b.bridge_receive(room, "origin", a.bridge_send(room, "viewing", track.sid))
 
 
 async def test_viewers_on_another_worker_get_one_copy_over_a_bridge() -> None:
