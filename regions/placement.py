@@ -1,7 +1,8 @@
 """Placement: which node a session of a room should land on, and why.
 
-Candidates pass small filters, each of which can say why it dropped a node: alive (the
-registry only returns live nodes), active (not draining), under capacity, allowed by the
+Candidates pass small filters, each of which can say why it dropped a node: alive (heard
+from within node_ttl at the moment of the decision, whatever the age of the node list),
+active (not draining), under capacity, allowed by the
 room's residency policy. The region is chosen by latency: the client's own probes first,
 then RTTs learned from live sessions of the same network prefix, then a configured
 prefix-to-region map, then the default region. Within the region a room keeps its node
@@ -59,6 +60,11 @@ class PlacementInput:
     learned: dict[str, float]  # RTT learned for the client's prefix, ms
     mapped_region: str | None  # from the configured prefix map
     default_region: str
+    # Liveness at decision time: a node silent for longer than node_ttl is never chosen,
+    # however old the node list is. The deciding node (running, so alive) is exempt.
+    now: float | None = None  # unix seconds; None: trust the list
+    node_ttl: float = 0.0
+    local_node: str | None = None
 
 
 def client_prefix(address: str) -> str:
@@ -86,12 +92,15 @@ def map_region(address: str, prefix_map: dict[str, str]) -> str | None:
     return best[1] if best else None
 
 
-def _ineligibility(node: NodeRecord, policy: RoomPolicy) -> str:
+def _ineligibility(node: NodeRecord, data: PlacementInput) -> str:
+    now = data.now
+    if now is not None and node.id != data.local_node and not node.alive(now, data.node_ttl):
+        return f"silent for {now - node.last_heartbeat:.1f} s (node_ttl {data.node_ttl:g} s)"
     if node.state != NodeState.ACTIVE:
         return f"node is {node.state.value}"
     if node.capacity and node.load.sessions >= node.capacity:
         return f"full ({node.load.sessions}/{node.capacity} sessions)"
-    allowed, why = policy.allows(node)
+    allowed, why = data.policy.allows(node)
     return "" if allowed else why
 
 
@@ -105,7 +114,7 @@ def place(data: PlacementInput) -> Decision:
     candidates: list[Candidate] = []
     eligible: list[NodeRecord] = []
     for node in sorted(data.nodes, key=lambda n: n.id):
-        why = _ineligibility(node, data.policy)
+        why = _ineligibility(node, data)
         candidates.append(Candidate(node.id, node.region, not why, None, why or "eligible"))
         if not why:
             eligible.append(node)

@@ -118,19 +118,28 @@ class Cluster:
         """Heartbeat and refresh the snapshot; re-register when the record was lost."""
         try:
             if not self._registered or not any(n.id == self.node_id for n in self.snapshot):
-                await self.registry.register(self.record())
+                await self._register()
                 self._registered = True
             else:
                 await self.registry.heartbeat(self.node_id, self.load())
             await self._learn_rtts()
             self.snapshot = await self.registry.live_nodes()
             if all(n.id != self.node_id for n in self.snapshot):
-                await self.registry.register(self.record())  # expired meanwhile
+                await self._register()  # expired meanwhile, or Redis lost its data
                 self.snapshot = await self.registry.live_nodes()
             self.snapshot_at = time.monotonic()
         except RegistryError as exc:
             self._registered = False
             logger.warning("registry unreachable: %s", exc)
+
+    async def _register(self) -> None:
+        """Register, and claim again the rooms hosted here: after a Redis restart or flush
+        the room directory is rebuilt within a heartbeat, instead of a room's next session
+        being placed elsewhere and splitting it."""
+        await self.registry.register(self.record())
+        for room in self.relay.rooms():
+            if room.num_participants:
+                await self.registry.assign_room(room.name, self.node_id)
 
     async def _learn_rtts(self) -> None:
         """RTTs measured on live sessions (RTCP), filed under the client's truncated prefix:
@@ -188,6 +197,9 @@ class Cluster:
                 learned=learned,
                 mapped_region=map_region(client_ip or "", routing.prefix_map),
                 default_region=routing.default_region or self.settings.region,
+                now=time.time(),
+                node_ttl=self.settings.node_ttl,
+                local_node=self.node_id,
             )
         )
 

@@ -83,3 +83,31 @@ def test_prefixes() -> None:
     assert map_region("203.0.113.9", prefix_map) == "eu-north"
     assert map_region("203.1.2.3", prefix_map) == "eu-west"
     assert map_region("198.51.100.1", prefix_map) is None
+
+
+def test_a_silent_node_is_never_chosen_however_old_the_list() -> None:
+    now = 1_000_000.0
+    fresh = node("par-1", "eu-west").model_copy(update={"last_heartbeat": now - 1})
+    silent = node("par-2", "eu-west").model_copy(update={"last_heartbeat": now - 7})
+    # par-2 is the least loaded and would win on load; it went quiet after the last beat.
+    for owner in (None, "par-2"):  # nor does room affinity bring it back
+        decision = place(
+            inputs(
+                nodes=[fresh.model_copy(update={"load": NodeLoad(sessions=50)}), silent],
+                probes={"eu-west": 5},
+                room_owner=owner,
+                now=now,
+                node_ttl=6,
+                local_node="other",
+            )
+        )
+        assert decision.node is not None and decision.node.id == "par-1"
+        why = {c.node: c.why for c in decision.candidates}
+        assert why["par-2"] == "silent for 7.0 s (node_ttl 6 s)"
+
+
+def test_the_deciding_node_is_alive_to_itself() -> None:
+    now = 1_000_000.0
+    own = node("par-1", "eu-west").model_copy(update={"last_heartbeat": now - 60})
+    decision = place(inputs(nodes=[own], now=now, node_ttl=6, local_node="par-1"))
+    assert decision.node is not None and decision.node.id == "par-1"
