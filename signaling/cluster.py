@@ -12,7 +12,9 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from regions.models import NodeLoad, NodeRecord, NodeState, RoomPolicy
 from regions.placement import Decision, PlacementInput, client_prefix, map_region, place
@@ -20,6 +22,8 @@ from regions.registry import Registry, RegistryError, create_registry
 from relay.control import RelayControl
 
 from .settings import Settings
+
+T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +54,8 @@ class Cluster:
         self.policies: dict[str, RoomPolicy] = {}
         self._task: asyncio.Task[None] | None = None
         self._registered = False
+        self._registry_quiet = False  # a join-path call timed out; no heartbeat got through since
+        self.registry_timeouts = 0
         self._last_cpu = (time.process_time(), time.monotonic(), 0)
 
     @property
@@ -128,9 +134,27 @@ class Cluster:
                 await self._register()  # expired meanwhile, or Redis lost its data
                 self.snapshot = await self.registry.live_nodes()
             self.snapshot_at = time.monotonic()
+            self._registry_quiet = False  # it answers again: joins may ask it
         except RegistryError as exc:
             self._registered = False
             logger.warning("registry unreachable: %s", exc)
+
+    async def _ask(self, call: Coroutine[Any, Any, T]) -> T:
+        """A registry call on the join path: short, and skipped while the registry is known
+        not to answer, so a hung Redis costs a join no more than a refused one. The
+        heartbeat (long timeouts, in the background) finds out when it answers again."""
+        if self._registry_quiet:
+            call.close()
+            raise RegistryError("the registry did not answer lately; placing from the snapshot")
+        try:
+            return await asyncio.wait_for(call, self.settings.routing.registry_timeout)
+        except TimeoutError:
+            self._registry_quiet = True
+            self.registry_timeouts += 1
+            logger.warning(
+                "registry slower than %ss on the join path", self.settings.routing.registry_timeout
+            )
+            raise RegistryError("the registry did not answer in time") from None
 
     async def _register(self) -> None:
         """Register, and claim again the rooms hosted here: after a Redis restart or flush
@@ -161,7 +185,7 @@ class Cluster:
 
     async def policy(self, room: str) -> RoomPolicy:
         try:
-            policy = await self.registry.room_policy(room)
+            policy = await self._ask(self.registry.room_policy(room))
         except RegistryError:
             return self.policies.get(room, RoomPolicy())
         self.policies[room] = policy
@@ -182,8 +206,8 @@ class Cluster:
             )
         policy = await self.policy(room)
         try:
-            owner = await self.registry.room_node(room)
-            learned = await self.registry.learned_rtts(client_prefix(client_ip or ""))
+            owner = await self._ask(self.registry.room_node(room))
+            learned = await self._ask(self.registry.learned_rtts(client_prefix(client_ip or "")))
         except RegistryError:
             owner = self.node_id if self.relay.room(room) is not None else None
             learned = {}
@@ -213,7 +237,7 @@ class Cluster:
             decision = await self.decide(room, client_ip, probes)
             if self.state == NodeState.ACTIVE:
                 with contextlib.suppress(RegistryError):
-                    await self.registry.assign_room(room, self.node_id)
+                    await self._ask(self.registry.assign_room(room, self.node_id))
                 return Placement(decision, True)
         else:
             decision = await self.decide(room, client_ip, probes)
@@ -224,7 +248,7 @@ class Cluster:
         if decision.node.id != self.node_id:
             return Placement(decision, False)
         try:
-            owner = await self.registry.assign_room(room, self.node_id)
+            owner = await self._ask(self.registry.assign_room(room, self.node_id))
         except RegistryError:
             owner = self.node_id  # within the grace: keep serving from the snapshot
         if owner != self.node_id:

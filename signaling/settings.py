@@ -101,6 +101,12 @@ class RoutingSettings(_Section):
         description="Seconds to place from the last node list while the "
         "registry is unreachable; then new sessions get 503.",
     )
+    registry_timeout: float = Field(
+        default=0.3,
+        gt=0,
+        description="Seconds a join waits for the registry before placing from the last "
+        "node list; after a miss, joins skip the registry until a heartbeat gets through.",
+    )
 
 
 class Settings(BaseSettings):
