@@ -228,39 +228,52 @@ class Cluster:
         )
 
     async def place(
-        self, room: str, client_ip: str | None, probes: dict[str, float] | None = None
+        self,
+        room: str,
+        client_ip: str | None,
+        probes: dict[str, float] | None = None,
+        redirected: bool = False,
     ) -> Placement:
-        """Decide and, when the session belongs here, claim the room for this node."""
-        if self.relay.hosts(room):
-            # The room lives here already; its sessions stay together, and the claim is kept
-            # (idempotent: it may have been released while the room was empty for a moment).
-            decision = await self.decide(room, client_ip, probes)
-            if self.state == NodeState.ACTIVE:
+        """Decide, and claim the room in the registry for the node chosen, before a redirect
+        too: the node a client is sent to finds the room claimed for itself and takes the
+        session without deciding again, so two nodes whose node lists disagree cannot send
+        a client back and forth. A redirected request is never redirected again."""
+        hosted = self.relay.hosts(room)
+        decision = await self.decide(room, client_ip, probes)
+        if self.state == NodeState.ACTIVE:
+            try:
+                owner = await self._ask(self.registry.room_node(room))
+            except RegistryError:
+                owner = None
+            if hosted or redirected or owner == self.node_id:
+                # The room lives here, or was claimed for this node by whoever sent the
+                # client: take it, and keep the claim (idempotent).
                 with contextlib.suppress(RegistryError):
                     await self._ask(self.registry.assign_room(room, self.node_id))
                 return Placement(decision, True)
-        else:
-            decision = await self.decide(room, client_ip, probes)
         if decision.node is None:
             if self.state == NodeState.DRAINING:
                 raise PlacementUnavailable("node_draining", "this node takes no new sessions")
             raise PlacementUnavailable("no_eligible_node", decision.reason)
-        if decision.node.id != self.node_id:
-            return Placement(decision, False)
+        chosen = decision.node.id
         try:
-            owner = await self._ask(self.registry.assign_room(room, self.node_id))
+            owner = await self._ask(self.registry.assign_room(room, chosen))
         except RegistryError:
-            owner = self.node_id  # within the grace: keep serving from the snapshot
-        if owner != self.node_id:
-            # Follow the room's owner unless it is draining (then new sessions start here).
+            owner = chosen  # within the grace: keep serving from the snapshot
+        if owner == self.node_id and self.state == NodeState.ACTIVE:
+            return Placement(decision, True)
+        if owner != chosen:
+            # The room already lives on a live node: follow it unless it is draining (then
+            # the chosen node takes new sessions).
             target = next(
                 (n for n in self.snapshot if n.id == owner and n.state == NodeState.ACTIVE), None
             )
             if target is not None:
                 decision.node = target
                 decision.reason = f"room already assigned to {owner}"
-                return Placement(decision, False)
-        return Placement(decision, True)
+        if decision.node.id == self.node_id:
+            return Placement(decision, True)
+        return Placement(decision, False)
 
     async def room_closed(self, room: str) -> None:
         """Give the room's claim up, unless a session of it came back meanwhile (a reconnect

@@ -147,7 +147,8 @@ class RtcSession:
             if join is None:
                 return
             claims = self._authorize(join, query_token)
-            if not await self._placed_here(join, request.remote):
+            redirected = "redirected" in request.query
+            if not await self._placed_here(join, request.remote, redirected):
                 return
             await self._join(join, claims)
         except PlacementUnavailable as exc:
@@ -207,17 +208,18 @@ class RtcSession:
         join.room = room
         return claims
 
-    async def _placed_here(self, join: p.Join, client_ip: str | None) -> bool:
-        """Place the session; when it belongs elsewhere, redirect the client there."""
+    async def _placed_here(self, join: p.Join, client_ip: str | None, redirected: bool) -> bool:
+        """Place the session; when it belongs elsewhere, redirect the client there (once:
+        the node it is sent to takes it)."""
         assert join.room is not None
-        placement = await self.node.cluster.place(join.room, client_ip, join.rtts)
+        placement = await self.node.cluster.place(join.room, client_ip, join.rtts, redirected)
         if placement.local:
             return True
         target = placement.decision.node
         assert target is not None
         url = target.signaling_url.replace("http://", "ws://").replace("https://", "wss://")
         message = p.Redirect(
-            url=url.rstrip("/") + "/v1/rtc",
+            url=url.rstrip("/") + "/v1/rtc?redirected=1",
             node_id=target.id,
             region=target.region,
             reason=placement.decision.reason,

@@ -13,6 +13,7 @@ import hashlib
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from multidict import MultiDict
 
 from relay.control import ParticipantInfo, ParticipantKind, Permissions
 from relay.errors import RelayError, SdpError
@@ -24,6 +25,7 @@ from .cluster import PlacementUnavailable
 from .errors import ApiError, relay_status
 
 SDP = "application/sdp"
+REDIRECTED = "redirected"  # query marker of a request a node sent on to another
 TRICKLE = "application/trickle-ice-sdpfrag"
 CORS = {
     "Access-Control-Allow-Origin": "*",
@@ -113,16 +115,20 @@ def created(
 
 async def place_or_redirect(request: web.Request) -> web.Response | None:
     """WHIP/WHEP sessions land on the room's node: elsewhere answers 307 to that node."""
+    redirected = REDIRECTED in request.query
     try:
         placement = await request.app[NODE].cluster.place(
-            request.match_info["room"], request.remote
+            request.match_info["room"], request.remote, redirected=redirected
         )
     except PlacementUnavailable as exc:
         raise ApiError(503, exc.code, str(exc)) from None
     if not placement.local:
         assert placement.decision.node is not None
-        target = placement.decision.node.signaling_url.rstrip("/") + request.path_qs
-        return web.Response(status=307, headers={"Location": target})
+        query = MultiDict(request.query)
+        query[REDIRECTED] = "1"  # the node it goes to takes it: never a second redirect
+        target = request.url.with_query(query).relative()
+        location = placement.decision.node.signaling_url.rstrip("/") + str(target)
+        return web.Response(status=307, headers={"Location": location})
     return None
 
 

@@ -254,7 +254,9 @@ async def test_residency_is_never_violated(tmp_path: Path) -> None:
             ) as resp,
         ):
             assert resp.status == 307  # WHIP clients are sent to the room's node
-            assert resp.headers["Location"] == nodes["central-1"].http_url + "/whip/klinik?x=1"
+            # (marked as redirected: central-1 takes it without deciding again)
+            location = nodes["central-1"].http_url + "/whip/klinik?x=1&redirected=1"
+            assert resp.headers["Location"] == location
         with pytest.raises(ClientError) as refused:
             await joined(nodes["central-1"], "vard", "nobody")
         assert refused.value.code == "no_eligible_node"

@@ -7,11 +7,13 @@ import asyncio
 import os
 import signal
 
+import aiohttp
 import pytest
 import redis.asyncio as redis
 
-from bench.loopback_node import node_settings, running_node
+from bench.loopback_node import node_settings, running_node, token
 from bench.redis_server import redis_server
+from regions.models import NodeLoad
 
 from ..helpers import require_binary
 
@@ -73,3 +75,44 @@ async def test_a_hung_redis_costs_one_short_wait_then_none() -> None:
                 await asyncio.sleep(0.05)
             await rn.join("after", "dave")
             assert await cluster.registry.room_node("after") == rn.node.settings.node_id
+
+
+async def test_two_nodes_that_disagree_send_a_client_on_once() -> None:
+    """Each node's node list says the other is less loaded (as two idle nodes' lists often
+    disagree): the first claims the room for the second before redirecting, and the second
+    takes the session instead of sending it back."""
+    if require_binary("redis-server") is None:
+        pytest.skip("redis-server is not installed (make test installs it)")
+    async with redis_server() as server:
+        # heartbeats far apart: the node lists stay as the test sets them
+        settings = {"registry": {"url": server.url}, "heartbeat_interval": 60, "node_ttl": 120}
+        async with (
+            running_node(node_settings(node_id="a", **settings)) as a,
+            running_node(node_settings(node_id="b", **settings)) as b,
+        ):
+            for rn in (a, b):
+                await rn.node.cluster._beat()  # both see both
+            for rn, busy in ((a, "a"), (b, "b")):
+                rn.node.cluster.snapshot = [
+                    n.model_copy(update={"load": NodeLoad(sessions=50 if n.id == busy else 0)})
+                    for n in rn.node.cluster.snapshot
+                ]
+            headers = {"Content-Type": "application/sdp", **_bearer(token("loop", "cam"))}
+            async with aiohttp.ClientSession() as http:
+                url, hops = a.http("/whip/loop"), []
+                for _ in range(5):  # a WHIP client following 307s with its token
+                    async with http.post(
+                        url, data="v=0\r\n", headers=headers, allow_redirects=False
+                    ) as resp:
+                        hops.append(resp.status)
+                        if resp.status != 307:
+                            break
+                        url = resp.headers["Location"]
+            # one redirect, to b, which took it (and found the offer wanting)
+            assert hops == [307, 400], hops
+            assert url.startswith(b.http("/whip/loop"))
+            assert await b.node.cluster.registry.room_node("loop") == "b"
+
+
+def _bearer(tok: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {tok}"}
