@@ -240,7 +240,10 @@ class Cluster:
         a client back and forth. A redirected request is never redirected again."""
         hosted = self.relay.hosts(room)
         decision = await self.decide(room, client_ip, probes)
-        if self.state == NodeState.ACTIVE:
+        # Only a node the room's policy allows (and not full) takes a session it was not
+        # chosen for here: a client cannot use the redirect marker to get around residency.
+        eligible = any(c.node == self.node_id and c.eligible for c in decision.candidates)
+        if self.state == NodeState.ACTIVE and (hosted or eligible):
             try:
                 owner = await self._ask(self.registry.room_node(room))
             except RegistryError:

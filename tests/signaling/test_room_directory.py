@@ -13,7 +13,7 @@ import redis.asyncio as redis
 
 from bench.loopback_node import node_settings, running_node, token
 from bench.redis_server import redis_server
-from regions.models import NodeLoad
+from regions.models import NodeLoad, RoomPolicy
 
 from ..helpers import require_binary
 
@@ -116,3 +116,30 @@ async def test_two_nodes_that_disagree_send_a_client_on_once() -> None:
 
 def _bearer(tok: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {tok}"}
+
+
+async def test_the_redirect_marker_does_not_get_around_residency() -> None:
+    if require_binary("redis-server") is None:
+        pytest.skip("redis-server is not installed (make test installs it)")
+    async with redis_server() as server:
+        settings = {"registry": {"url": server.url}, "heartbeat_interval": 60, "node_ttl": 120}
+        async with (
+            running_node(node_settings(node_id="de", jurisdiction="de", **settings)) as de,
+            running_node(node_settings(node_id="fr", jurisdiction="fr", **settings)) as fr,
+        ):
+            for rn in (de, fr):
+                await rn.node.cluster._beat()
+            await de.node.cluster.set_policy("vault", RoomPolicy(allowed_jurisdictions=["fr"]))
+            headers = {"Content-Type": "application/sdp", **_bearer(token("vault", "cam"))}
+            async with (
+                aiohttp.ClientSession() as http,
+                http.post(
+                    de.http("/whip/vault?redirected=1"),
+                    data="v=0\r\n",
+                    headers=headers,
+                    allow_redirects=False,
+                ) as resp,
+            ):
+                assert resp.status == 307  # not taken here, marker or not
+                assert resp.headers["Location"].startswith(fr.http("/whip/vault"))
+            assert "vault" not in de.worker.rooms
