@@ -69,6 +69,7 @@ class Result:
     udp_buffer_drops: int = 0  # in the window: datagrams dropped at full socket buffers
     client_cpu_percent: float = 0.0  # this load client's own CPU: near 100, it is the limit
     idle_rooms: int = 0  # other rooms, each with one participant that sends nothing
+    not_held: str = ""  # why the scenario could not run to its end on this machine
 
 
 @contextlib.asynccontextmanager
@@ -373,6 +374,13 @@ def table(results: list[Result]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
+        if r.not_held:
+            gap = "| " * 13
+            rows.append(
+                f"| {r.publishers} | {r.subscribers} | {r.idle_rooms} "
+                f"| not held here: {r.not_held} {gap}|"
+            )
+            continue
         rows.append(
             f"| {r.publishers} | {r.subscribers} | {r.idle_rooms} | {r.forwarded_packets} "
             f"| {r.cpu_us_per_forwarded_packet:.1f} | {r.floor_us_per_packet:.1f} "
@@ -402,9 +410,19 @@ async def run_all(
 ) -> list[Result]:
     results = []
     for count in subscriber_counts:
-        result = with_floor(
-            await run_scenario(count, duration, publishers, concurrency, idle_rooms)
-        )
+        try:
+            result = with_floor(
+                await run_scenario(count, duration, publishers, concurrency, idle_rooms)
+            )
+        except Exception as exc:  # e.g. joins timing out with the server at a full core
+            reason = f"{type(exc).__name__}: {exc}".strip().rstrip(":")[:160]
+            result = Result(count, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, publishers=publishers)
+            result.idle_rooms, result.not_held = idle_rooms, reason
         print(json.dumps(asdict(result)), flush=True)
         results.append(result)
     return results
+
+
+def held(results: list[Result]) -> list[Result]:
+    """The scenarios that ran to their end (the others have no numbers)."""
+    return [r for r in results if not r.not_held]

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from . import fastpath, loss, placement, plot, whip_latency
-from .loadgen import KEY, SECRET, Result, as_json, run_all, server_process, table
+from .loadgen import KEY, SECRET, Result, as_json, held, run_all, server_process, table
 from .redis_server import redis_server
 
 # (publishers, subscribers) per standard scenario; one publisher = video + audio
@@ -216,7 +216,8 @@ async def main_async(
 
 def summary(results: list[Result]) -> str:
     """The statements the targets ask for: slope, the 50- and 500-subscriber rows."""
-    fan_out = [r for r in results if r.publishers == 1 and r.subscribers >= 10 and not r.idle_rooms]
+    fan_out = [r for r in held(results) if r.publishers == 1 and r.subscribers >= 10]
+    fan_out = [r for r in fan_out if not r.idle_rooms]
     lines = []
     if len(fan_out) >= 2:
         first, last = fan_out[0], fan_out[-1]
@@ -229,8 +230,9 @@ def summary(results: list[Result]) -> str:
             f"subscriber between {first.subscribers} and {last.subscribers} "
             "(server CPU % column)."
         )
-    plain = [r for r in results if r.publishers == 1 and r.subscribers == 10 and not r.idle_rooms]
-    idle = [r for r in results if r.idle_rooms]
+    plain = [r for r in held(results) if r.publishers == 1 and r.subscribers == 10]
+    plain = [r for r in plain if not r.idle_rooms]
+    idle = [r for r in held(results) if r.idle_rooms]
     if plain and idle:
         lines.append(
             f"- Idle rooms: 10 subscribers cost {plain[0].cpu_us_per_forwarded_packet:.1f} µs "
@@ -240,6 +242,9 @@ def summary(results: list[Result]) -> str:
             f"of a core (without them: {plain[0].server_idle_cpu_percent:.1f} %)."
         )
     for r in results:
+        if r.not_held and r.publishers == 1:
+            lines.append(f"- {r.subscribers} subscribers: not held on this machine ({r.not_held}).")
+            continue
         if r.publishers == 1 and r.subscribers in (50, 500):
             burst = r.cpu_us_per_forwarded_packet / max(1e-9, r.burst_floor_us_per_packet)
             lines.append(
@@ -270,7 +275,7 @@ def main() -> None:
     print(text)
     if args.write:
         args.write.write_text(text)
-        fan_out = [r for r in results if r.publishers == 1 and not r.idle_rooms]
+        fan_out = [r for r in held(results) if r.publishers == 1 and not r.idle_rooms]
         plot.plot(fan_out, args.write.with_name("bench-forwarding.png"))
 
 

@@ -88,3 +88,20 @@ def test_fast_path_bench_forwards_every_packet_through_the_real_path() -> None:
     assert result.relay_us_per_forwarded_packet > 0 and result.floor_us_per_packet > 0
     assert result.relay_us_per_received_packet > 0 and result.receive_floor_us_per_packet > 0
     assert "| 3 |" in fastpath.table([result])
+
+
+async def test_a_scenario_the_machine_cannot_hold_is_reported_not_fatal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from bench import loadgen
+    from bench.run import summary
+
+    async def saturated(subscribers: int, *args: object, **kwargs: object) -> loadgen.Result:
+        raise TimeoutError("viewer 317: DTLS handshake timed out")
+
+    monkeypatch.setattr(loadgen, "run_scenario", saturated)
+    results = await loadgen.run_all([500], 1, 1.0, concurrency=10)
+    assert [r.not_held for r in results] == ["TimeoutError: viewer 317: DTLS handshake timed out"]
+    assert loadgen.held(results) == []
+    assert "| 1 | 500 | 0 | not held here: TimeoutError" in loadgen.table(results)
+    assert "500 subscribers: not held on this machine" in summary(results)
