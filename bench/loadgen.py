@@ -294,7 +294,23 @@ async def run_scenario(
             async with gate:
                 return await _subscribe(http, url, room, i)
 
-        joined = await asyncio.gather(*(admitted(i) for i in range(subscribers)))
+        # a task group: if one subscriber cannot join, the others stop with it, and those
+        # that had joined close (the next scenario must not share the machine with them)
+        joining: list[asyncio.Task[tuple[Signaling, RawPeer, float, float]]] = []
+        try:
+            async with asyncio.TaskGroup() as group:
+                joining = [group.create_task(admitted(i)) for i in range(subscribers)]
+        except BaseException:
+            done = [
+                t.result() for t in joining if t.done() and not t.cancelled() and not t.exception()
+            ]
+            for sig, peer, _, _ in done:
+                await peer.close()
+                await sig.close()
+            for pub in pubs:
+                await pub.peer.close()
+            raise
+        joined = [task.result() for task in joining]
         peers = [peer for _, peer, _, _ in joined]
 
         await asyncio.sleep(1.0)  # settle
@@ -415,6 +431,8 @@ async def run_all(
                 await run_scenario(count, duration, publishers, concurrency, idle_rooms)
             )
         except Exception as exc:  # e.g. joins timing out with the server at a full core
+            while isinstance(exc, ExceptionGroup) and exc.exceptions:  # the task group's
+                exc = exc.exceptions[0]
             reason = f"{type(exc).__name__}: {exc}".strip().rstrip(":")[:160]
             result = Result(count, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, publishers=publishers)
             result.idle_rooms, result.not_held = idle_rooms, reason
