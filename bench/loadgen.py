@@ -301,14 +301,17 @@ async def run_scenario(
             async with asyncio.TaskGroup() as group:
                 joining = [group.create_task(admitted(i)) for i in range(subscribers)]
         except BaseException:
-            done = [
-                t.result() for t in joining if t.done() and not t.cancelled() and not t.exception()
-            ]
-            for sig, peer, _, _ in done:
+            finished = [t for t in joining if t.done() and not t.cancelled()]
+            for sig, peer, _, _ in (t.result() for t in finished if t.exception() is None):
                 await peer.close()
                 await sig.close()
             for pub in pubs:
+                for sender in pub.senders:
+                    await sender.stop()
                 await pub.peer.close()
+                await pub.sig.close()
+            for sig in idle:
+                await sig.close()
             raise
         joined = [task.result() for task in joining]
         peers = [peer for _, peer, _, _ in joined]
