@@ -436,7 +436,8 @@ async def run_all(
         except Exception as exc:  # e.g. joins timing out with the server at a full core
             while isinstance(exc, ExceptionGroup) and exc.exceptions:  # the task group's
                 exc = exc.exceptions[0]
-            reason = f"{type(exc).__name__}: {exc}".strip().rstrip(":")[:160]
+            detail = f"{type(exc).__name__}: {exc}".strip().rstrip(":")[:160]
+            reason = f"a subscriber could not join ({detail})"
             result = Result(count, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, publishers=publishers)
             result.idle_rooms, result.not_held = idle_rooms, reason
         print(json.dumps(asdict(result)), flush=True)

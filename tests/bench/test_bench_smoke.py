@@ -101,7 +101,9 @@ async def test_a_scenario_the_machine_cannot_hold_is_reported_not_fatal(
 
     monkeypatch.setattr(loadgen, "run_scenario", saturated)
     results = await loadgen.run_all([500], 1, 1.0, concurrency=10)
-    assert [r.not_held for r in results] == ["TimeoutError: viewer 317: DTLS handshake timed out"]
+    assert [r.not_held for r in results] == [
+        "a subscriber could not join (TimeoutError: viewer 317: DTLS handshake timed out)"
+    ]
     assert loadgen.held(results) == []
-    assert "| 1 | 500 | 0 | not held here: TimeoutError" in loadgen.table(results)
+    assert "| 1 | 500 | 0 | not held here: a subscriber could not join" in loadgen.table(results)
     assert "500 subscribers: not held on this machine" in summary(results)
