@@ -227,8 +227,7 @@ class RelayControl:
         return [participant_info(p) for p in self.worker.membership.get(room).participants.values()]
 
     def participant(self, room: str, sid: str) -> ParticipantInfo | None:
-        found = self.worker.rooms.get(room)
-        participant = found.participants.get(sid) if found is not None else None
+        participant = self._find(room, sid)
         return participant_info(participant) if participant is not None else None
 
     # participants ----------------------------------------------------------------------
@@ -256,8 +255,7 @@ class RelayControl:
 
     async def leave(self, room: str, sid: str, reason: str) -> None:
         """Remove a participant; nothing happens when it has already gone."""
-        found = self.worker.rooms.get(room)
-        participant = found.participants.get(sid) if found is not None else None
+        participant = self._find(room, sid)
         if participant is not None:
             await self.worker.leave(participant, reason)
 
@@ -269,6 +267,10 @@ class RelayControl:
 
     def _get(self, room: str, sid: str) -> Participant:
         return self.worker.membership.get(room).get(sid)
+
+    def _find(self, room: str, sid: str) -> Participant | None:
+        found = self.worker.rooms.get(room)
+        return found.participants.get(sid) if found is not None else None
 
     async def publish(
         self,
@@ -286,8 +288,7 @@ class RelayControl:
         return await self.worker.viewing.view(self._get(room, sid), offer_sdp, follow)
 
     def subscriber_offer(self, room: str, sid: str) -> tuple[str, dict[str, str]] | None:
-        found = self.worker.rooms.get(room)
-        participant = found.participants.get(sid) if found is not None else None
+        participant = self._find(room, sid)
         return self.worker.subscriptions.offer(participant) if participant is not None else None
 
     async def subscriber_answer(self, room: str, sid: str, answer_sdp: str) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from bench.loopback_node import RunningNode
 
@@ -17,6 +17,17 @@ async def eventually(
     """Wait until ``check()`` is true; fail after ``timeout`` seconds."""
     deadline = asyncio.get_running_loop().time() + timeout
     while not check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s: {check}")
+        await asyncio.sleep(interval)
+
+
+async def eventually_async(
+    check: Callable[[], Awaitable[bool]], timeout: float = 10.0, interval: float = 0.05
+) -> None:
+    """``eventually`` for a check that has to await (a registry, a browser)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await check():
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"condition not met within {timeout}s: {check}")
         await asyncio.sleep(interval)

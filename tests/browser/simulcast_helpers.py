@@ -80,3 +80,32 @@ async def publish_simulcast(relay_node: RunningNode, browser: object) -> UpTrack
     track = next(t for t in room.tracks() if t.kind == "video")
     assert [layer.rid for layer in track.layers] == ["q", "h", "f"]
     return track
+
+
+@dataclass
+class TwoViewers:
+    """``top`` keeps the top layer; ``low`` asked for the lowest at ``lowered``."""
+
+    top: Frames
+    low: Frames
+    low_client: EurelayClient
+    low_sid: str
+    lowered: float
+
+
+async def top_and_lowered_viewer(
+    node: RunningNode, track: UpTrack, tasks: list[asyncio.Task[None]]
+) -> TwoViewers:
+    """Two viewers of ``track`` on ``node``: both reach the top layer, then one lowers its
+    ceiling and decodes the lowest layer."""
+    _, _, top = await viewer(node, "top", tasks)
+    low_client, sid, low = await viewer(node, "low", tasks)
+    await eventually(lambda: all(layer.rate_bps > 0 for layer in track.layers), RAMP_UP)
+    await eventually(lambda: layer_of(node, "top") == "f", 30)
+    # frames of the layer it started on may still be in its decoder: wait them out
+    await eventually(lambda: settled_on(top, WIDTHS["f"]), 15)
+    await low_client.set_quality(sid, "low")
+    lowered = time.monotonic()
+    await eventually(lambda: layer_of(node, "low") == "q", 15)
+    await eventually(lambda: low.since(lowered).count(WIDTHS["q"]) >= 15, 20)
+    return TwoViewers(top, low, low_client, sid, lowered)

@@ -6,7 +6,6 @@ as a WHEP viewer on a remote node decodes an aiortc publisher's bridged stream."
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 from aiortc.mediastreams import AudioStreamTrack
@@ -14,9 +13,9 @@ from aiortc.mediastreams import AudioStreamTrack
 from bench.flat_color_track import FlatColorTrack
 from bench.loopback_node import RunningNode, running_node, token
 
-from ..helpers import bridge, eventually
+from ..helpers import bridge, eventually, eventually_async
 from ..interop.http_sessions import whip_publish
-from .simulcast_helpers import RAMP_UP, WIDTHS, layer_of, publish_simulcast, settled_on, viewer
+from .simulcast_helpers import WIDTHS, publish_simulcast, top_and_lowered_viewer
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]
 
@@ -30,17 +29,8 @@ async def test_remote_viewers_choose_their_layers(relay_node: RunningNode, brows
         assert [layer.rid for layer in stand_in.layers] == ["q", "h", "f"]
         tasks: list[asyncio.Task[None]] = []
         try:
-            _, _, top = await viewer(viewing, "top", tasks)
-            low_client, sid, low = await viewer(viewing, "low", tasks)
-            await eventually(lambda: all(lay.rate_bps > 0 for lay in stand_in.layers), RAMP_UP)
-            await eventually(lambda: layer_of(viewing, "top") == "f", 30)
-            await eventually(lambda: settled_on(top, WIDTHS["f"]), 15)
-
-            await low_client.set_quality(sid, "low")
-            lowered = time.monotonic()
-            await eventually(lambda: layer_of(viewing, "low") == "q", 15)
-            await eventually(lambda: low.since(lowered).count(WIDTHS["q"]) >= 15, 20)
-            assert set(top.since(lowered)[-10:]) == {WIDTHS["f"]}
+            two = await top_and_lowered_viewer(viewing, stand_in, tasks)
+            assert set(two.top.since(two.lowered)[-10:]) == {WIDTHS["f"]}
 
             # The origin sends each layer once, to the one bridge.
             (out,) = relay_node.worker.bridging.outgoing.values()
@@ -80,14 +70,9 @@ async def test_chromium_whep_viewer_on_a_remote_node_decodes_the_bridged_stream(
                 decoded.append(await page.evaluate(frames_js))
                 return decoded[-1] > count
 
-            deadline = time.monotonic() + 30
-            while not await decoding_past(10) and time.monotonic() < deadline:
-                await asyncio.sleep(0.2)
+            await eventually_async(lambda: decoding_past(10), 30, 0.2)
             first = decoded[-1]
-            assert first > 10, decoded[-5:]
-            while not await decoding_past(first + 10) and time.monotonic() < deadline + 10:
-                await asyncio.sleep(0.2)
-            assert decoded[-1] > first + 10, decoded[-5:]
+            await eventually_async(lambda: decoding_past(first + 10), 10, 0.2)
         finally:
             await page.close()
             await publisher.close()

@@ -17,7 +17,15 @@ from bench.loopback_node import RunningNode
 from relay.netem import Impairment, UdpImpairmentProxy
 
 from ..helpers import eventually
-from .simulcast_helpers import RAMP_UP, WIDTHS, layer_of, publish_simulcast, settled_on, viewer
+from .simulcast_helpers import (
+    RAMP_UP,
+    WIDTHS,
+    layer_of,
+    publish_simulcast,
+    settled_on,
+    top_and_lowered_viewer,
+    viewer,
+)
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]
 
@@ -26,19 +34,10 @@ async def test_each_viewer_gets_its_own_layer(relay_node: RunningNode, browser: 
     track = await publish_simulcast(relay_node, browser)
     tasks: list[asyncio.Task[None]] = []
     try:
-        _, _, top = await viewer(relay_node, "top", tasks)
-        low_client, sid, low = await viewer(relay_node, "low", tasks)
-        await eventually(lambda: all(layer.rate_bps > 0 for layer in track.layers), RAMP_UP)
-        await eventually(lambda: layer_of(relay_node, "top") == "f", 20)
-        # frames of the layer it started on may still be in its decoder: wait them out
-        await eventually(lambda: settled_on(top, WIDTHS["f"]), 10)
+        two = await top_and_lowered_viewer(relay_node, track, tasks)
+        top, low, lowered = two.top, two.low, two.lowered
 
-        await low_client.set_quality(sid, "low")
-        lowered = time.monotonic()
-        await eventually(lambda: layer_of(relay_node, "low") == "q", 15)
-        await eventually(lambda: low.since(lowered).count(WIDTHS["q"]) >= 15, 20)
-
-        await low_client.set_quality(sid, "high")
+        await two.low_client.set_quality(two.low_sid, "high")
         raised = time.monotonic()
         await eventually(lambda: layer_of(relay_node, "low") == "f", 20)
         await eventually(lambda: low.since(raised).count(WIDTHS["f"]) >= 15, 20)

@@ -247,9 +247,10 @@ async def test_closing_the_leg_stops_its_checks(
     for _ in range(3):  # checks go out to a silent origin
         await origin.receive()
 
+    checks = b.transports._checks[viewer]
     await b.transports.close(viewer)
     assert b.mux.checking == {}
-    await asyncio.sleep(0)  # let the protocol read what was sent before the close
+    await asyncio.wait([checks])  # ended: what it sent before has reached the origin's inbox
     while not origin.inbox.empty():
         origin.inbox.get_nowait()
     with pytest.raises(TimeoutError):  # twenty check intervals of silence
