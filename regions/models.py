@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -52,3 +53,43 @@ class RoomPolicy(BaseModel):
         if self.allowed_regions and node.region not in self.allowed_regions:
             return False, f"region {node.region} not in {self.allowed_regions}"
         return True, ""
+
+
+class MemberTrack(BaseModel):
+    """A track as the room directory knows it: enough for another node to announce it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sid: str = Field(min_length=1, max_length=64)
+    kind: Literal["audio", "video"]
+    name: str = Field(default="", max_length=256)
+    mime: str = Field(default="", max_length=64)
+    muted: bool = False
+    layers: list[str] = Field(default_factory=list, max_length=8)  # simulcast rids
+
+
+class RoomMember(BaseModel):
+    """A participant of a room as every node sees it: who, on which node, with what tracks."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sid: str = Field(min_length=1, max_length=64)
+    identity: str = Field(max_length=256)
+    name: str = Field(default="", max_length=256)
+    node: str = Field(min_length=1, max_length=128)  # where it is connected
+    kind: str = Field(default="rtc", max_length=16)  # relay.room.ParticipantKind value
+    tracks: list[MemberTrack] = Field(default_factory=list, max_length=64)
+
+
+class RoomEvent(BaseModel):
+    """A change of one member, as the node it is on published it. The full record travels,
+    so a receiver compares it with what it knew (idempotent; a missed event is repaired by
+    the next one or by reading the directory)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    room: str = Field(min_length=1, max_length=256)
+    node: str = Field(min_length=1, max_length=128)  # the publishing node
+    member: RoomMember
+    left: bool = False
+    reason: str = Field(default="", max_length=64)

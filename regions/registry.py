@@ -1,19 +1,31 @@
 """The ``Registry`` protocol every backend implements, and the factory that picks one.
 
 Liveness is judged by the registry: a node whose last heartbeat is older than ``node_ttl``
-is down and is never returned by ``live_nodes``. Room assignments are atomic: when two
-signaling instances place the same room at once, both get the same node back.
+is down and is never returned by ``live_nodes``. A room may live on several nodes: the
+registry keeps which nodes host it, its members (participants with their node and tracks),
+and carries each change of a member to the other nodes hosting the room as an event.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
-from .models import NodeLoad, NodeRecord, NodeState, RoomPolicy
+from .models import NodeLoad, NodeRecord, NodeState, RoomEvent, RoomMember, RoomPolicy
 
 
 class RegistryError(Exception):
     """The backend cannot be reached or answered nonsense."""
+
+
+class EventFeed(Protocol):
+    """One node's subscription to room events (``Registry.event_feed``)."""
+
+    async def watch(self, room: str) -> None: ...
+
+    async def unwatch(self, room: str) -> None: ...
+
+    async def close(self) -> None: ...
 
 
 class Registry(Protocol):
@@ -29,14 +41,40 @@ class Registry(Protocol):
 
     async def live_nodes(self) -> list[NodeRecord]: ...
 
-    async def assign_room(self, room: str, node_id: str) -> str:
-        """Assign ``room`` to ``node_id`` unless it already has a live node; return the owner."""
+    # Room directory: a room may live on several nodes (cascading). ---------------------
+
+    async def add_room_host(self, room: str, node_id: str) -> None:
+        """``node_id`` hosts ``room`` (or was chosen to: placement claims before it redirects)."""
         ...
 
-    async def room_node(self, room: str) -> str | None: ...
+    async def room_hosts(self, room: str) -> list[str]:
+        """The live nodes hosting ``room``, sorted (a host whose record expired is left out)."""
+        ...
 
-    async def release_room(self, room: str, node_id: str) -> None:
-        """Forget the assignment if ``node_id`` still holds it."""
+    async def remove_room_host(self, room: str, node_id: str) -> None: ...
+
+    async def put_member(self, room: str, member: RoomMember) -> None:
+        """Store the member (keyed by sid) and publish it as a ``RoomEvent``, atomically, so
+        a node that reads the directory after subscribing misses nothing."""
+        ...
+
+    async def remove_member(self, room: str, member: RoomMember, reason: str) -> None:
+        """Delete the member and publish a ``left`` event."""
+        ...
+
+    async def room_members(self, room: str) -> list[RoomMember]: ...
+
+    async def drop_node_members(self, room: str, node_id: str) -> list[RoomMember]:
+        """Delete the members on ``node_id`` (a dead node's), returning them; no events."""
+        ...
+
+    def event_feed(
+        self, on_event: Callable[[RoomEvent], None], on_resubscribed: Callable[[], None]
+    ) -> EventFeed:
+        """Events of the rooms watched, in the order each node published them.
+
+        ``on_resubscribed`` runs after the feed lost its connection and subscribed again:
+        events in between are lost, so the caller reads the directory again."""
         ...
 
     async def set_room_policy(self, room: str, policy: RoomPolicy) -> None: ...
