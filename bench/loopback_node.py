@@ -27,11 +27,15 @@ API_SECRET = "test-secret-0123456789-0123456789-abcdef"
 LOOPBACK = ["127.0.0.1"]
 
 
+CLUSTER_SECRET = "cluster-secret-for-loopback-tests-only-0123"
+
+
 def node_settings(**overrides: Any) -> Settings:
     base: dict[str, Any] = {
         "http": {"host": "127.0.0.1", "port": 0},
         "rtc": {"udp_port": 0, "bind": "127.0.0.1", "announce": LOOPBACK},
         "keys": {API_KEY: API_SECRET},
+        "cluster": {"secret": CLUSTER_SECRET},
     }
     for key, value in overrides.items():
         if isinstance(value, dict):

@@ -54,14 +54,14 @@ async def measure(url: str, nodes: int = 1000, decisions: int = 300) -> dict[str
         for i in range(decisions):
             room = f"room-{i % 50}"
             started = time.perf_counter()
-            owner = await registry.room_node(room)
+            hosts = await registry.room_hosts(room)
             policy = await registry.room_policy(room)
             learned = await registry.learned_rtts(client_prefix(f"198.51.100.{i % 200}"))
             decision = place(
                 PlacementInput(
                     nodes=snapshot,
                     policy=policy,
-                    room_owner=owner,
+                    room_hosts=hosts,
                     probes={"eu-west": 20 + i % 7, "eu-central": 25.0},
                     learned=learned,
                     mapped_region=None,
@@ -69,7 +69,7 @@ async def measure(url: str, nodes: int = 1000, decisions: int = 300) -> dict[str
                 )
             )
             assert decision.node is not None
-            await registry.assign_room(room, decision.node.id)
+            await registry.add_room_host(room, decision.node.id)
             decide_ms.append((time.perf_counter() - started) * 1000)
         return {
             "backend": url.split(":", 1)[0],

@@ -5,8 +5,11 @@ from within node_ttl at the moment of the decision, whatever the age of the node
 active (not draining), under capacity, allowed by the
 room's residency policy. The region is chosen by latency: the client's own probes first,
 then RTTs learned from live sessions of the same network prefix, then a configured
-prefix-to-region map, then the default region. Within the region a room keeps its node
-(affinity) while that node is eligible; otherwise the least-loaded node wins.
+prefix-to-region map, then the default region. The region is the participant's own: a
+room may live on several nodes (bridged), so each participant lands near themselves.
+Within the region, the least-loaded eligible node that already hosts the room wins (its
+media is there already); else the least-loaded eligible node. A full node is not eligible,
+so a room's new sessions spill to a sibling in the region.
 """
 
 from __future__ import annotations
@@ -31,6 +34,9 @@ class Decision:
     node: NodeRecord | None
     reason: str
     candidates: list[Candidate] = field(default_factory=list)
+    # Nodes the room's published tracks come from, other than the chosen one: its media
+    # reaches the participant over a bridge from each of these.
+    bridged_from: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -38,6 +44,7 @@ class Decision:
             "region": self.node.region if self.node else None,
             "url": self.node.signaling_url if self.node else None,
             "reason": self.reason,
+            "bridged_from": self.bridged_from,
             "candidates": [
                 {
                     "node": c.node,
@@ -55,7 +62,7 @@ class Decision:
 class PlacementInput:
     nodes: list[NodeRecord]
     policy: RoomPolicy
-    room_owner: str | None  # node currently holding the room, if any
+    room_hosts: list[str]  # nodes hosting the room now (or claimed for it)
     probes: dict[str, float]  # client-measured RTT per region, ms
     learned: dict[str, float]  # RTT learned for the client's prefix, ms
     mapped_region: str | None  # from the configured prefix map
@@ -127,16 +134,19 @@ def place(data: PlacementInput) -> Decision:
     regions = {n.region for n in eligible}
     region, reason = _choose_region(regions, data)
     in_region = [n for n in eligible if n.region == region]
-    owner = next((n for n in in_region if n.id == data.room_owner), None)
     scores = {n.id: load_score(n) for n in in_region}
     for c in candidates:
         if c.node in scores:
             c.score = scores[c.node]
         elif c.eligible:
             c.why = f"eligible, but region {c.region} is not the chosen {region}"
-    if owner is not None:
+    hosting = [n for n in in_region if n.id in data.room_hosts]
+    if hosting:
+        chosen = min(hosting, key=lambda n: (scores[n.id], n.id))
         return Decision(
-            owner, f"{reason}; room affinity: the room already lives on {owner.id}", candidates
+            chosen,
+            f"{reason}; the room already lives on {chosen.id} (score {scores[chosen.id]})",
+            candidates,
         )
     chosen = min(in_region, key=lambda n: (scores[n.id], n.id))
     return Decision(

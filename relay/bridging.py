@@ -221,6 +221,19 @@ class Bridging:
             track.layers.append(layer)
         self.publishing.add_track(hosted, publisher, leg, track)
 
+    def carried(self, room: str, origin: str) -> set[str]:
+        """Sids of the tracks arriving from ``origin`` for ``room`` (an open bridge's)."""
+        leg = self.incoming.get((room, origin))
+        hosted = self.rooms.by_name.get(room)
+        if leg is None or leg.closed or hosted is None:
+            return set()
+        return {
+            sid
+            for p in hosted.participants.values()
+            if p.publisher_leg is leg
+            for sid in p.published
+        }
+
     def load(self) -> dict[str, tuple[int, int]]:
         """(open legs, streams carried) per direction."""
         out = [leg for leg in self.outgoing.values() if not leg.closed]

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from .bridging import BridgedTrack, BridgeEndpoint
+from .data_message import Relayed, deliver_data
 from .errors import NotFoundError
 from .negotiation import NegotiationController
 from .publishing import PublishedTrackInfo
@@ -30,6 +31,7 @@ __all__ = [
     "PublishedTrackInfo",
     "RelayControl",
     "RelayEvents",
+    "Relayed",
     "RoomInfo",
     "RttSample",
     "TrackInfo",
@@ -86,6 +88,9 @@ class RelayEvents(Protocol):
     def track_unpublished(self, room: str, participant_sid: str, track_sid: str) -> None: ...
     def track_muted(self, room: str, participant_sid: str, track: TrackInfo) -> None: ...
     def data_rejected(self, participant_sid: str, code: str, message: str) -> None: ...
+    def data_relayed(
+        self, room: str, participant_sid: str, lossy: bool, relayed: Relayed
+    ) -> None: ...
 
 
 def track_info(track: UpTrack) -> TrackInfo:
@@ -135,17 +140,25 @@ class _Translator:
         closed = self.worker is not None and room.name not in self.worker.rooms
         self.events.participant_left(room.name, participant_info(participant), reason, closed)
 
+    # A stand-in's tracks are announced by the node they come from (the room directory).
+
     def track_published(self, room: Room, participant: Participant, track: UpTrack) -> None:
-        self.events.track_published(room.name, participant.sid, track_info(track))
+        if participant.kind is not ParticipantKind.REMOTE:
+            self.events.track_published(room.name, participant.sid, track_info(track))
 
     def track_unpublished(self, room: Room, participant: Participant, track: UpTrack) -> None:
-        self.events.track_unpublished(room.name, participant.sid, track.sid)
+        if participant.kind is not ParticipantKind.REMOTE:
+            self.events.track_unpublished(room.name, participant.sid, track.sid)
 
     def track_muted(self, room: Room, participant: Participant, track: UpTrack) -> None:
-        self.events.track_muted(room.name, participant.sid, track_info(track))
+        if participant.kind is not ParticipantKind.REMOTE:
+            self.events.track_muted(room.name, participant.sid, track_info(track))
 
     def data_rejected(self, participant: Participant, code: str, message: str) -> None:
         self.events.data_rejected(participant.sid, code, message)
+
+    def data_relayed(self, participant: Participant, lossy: bool, relayed: Relayed) -> None:
+        self.events.data_relayed(participant.room, participant.sid, lossy, relayed)
 
 
 class RelayControl:
@@ -209,9 +222,11 @@ class RelayControl:
         return room_info(room) if room is not None else None
 
     def hosts(self, name: str) -> bool:
-        """Whether a session of room ``name`` is on this worker."""
+        """Whether a session of room ``name`` is on this worker (a stand-in is not one)."""
         room = self.worker.rooms.get(name)
-        return room is not None and bool(room.participants)
+        return room is not None and any(
+            p.kind is not ParticipantKind.REMOTE for p in room.participants.values()
+        )
 
     def create_room(
         self, name: str, max_participants: int | None = None, public_viewing: bool = False
@@ -335,3 +350,21 @@ class RelayControl:
     def bridge_receive(self, room: str, origin: str, track: BridgedTrack) -> None:
         """Viewing side: publish a bridged track here under a stand-in of its publisher."""
         self.worker.bridging.receive(room, origin, track)
+
+    def bridged(self, room: str, origin: str) -> set[str]:
+        """Viewing side: the sids of the tracks the bridge from ``origin`` carries."""
+        return self.worker.bridging.carried(room, origin)
+
+    async def bridge_drop(self, room: str, origin: str, track_sid: str) -> None:
+        """Viewing side: a bridged track is gone at its origin."""
+        await self.worker.bridge_drop(room, origin, track_sid)
+
+    async def bridge_close(self, room: str, origin: str, reason: str) -> None:
+        """Viewing side: close the bridge from ``origin``; its stand-ins leave."""
+        await self.worker.bridge_close(room, origin, reason)
+
+    def deliver_data(self, room: str, sender_sid: str, lossy: bool, relayed: Relayed) -> None:
+        """A data message a participant on another node sent, checked there."""
+        hosted = self.worker.rooms.get(room)
+        if hosted is not None:
+            deliver_data(hosted, sender_sid, lossy, relayed, self.worker.stats)

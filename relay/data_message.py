@@ -3,6 +3,8 @@ and the checks in between (grant, size, rate, shape)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -29,6 +31,14 @@ class DeliveredData(BaseModel):
     topic: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Relayed:
+    """A message delivered here, as other nodes of the room deliver it too."""
+
+    delivered: str  # DeliveredData JSON
+    destinations: tuple[str, ...]  # identities; empty: everyone
+
+
 def relay_data_message(
     room: Room | None,
     sender: Participant,
@@ -37,9 +47,10 @@ def relay_data_message(
     max_bytes: int,
     now: float,
     stats: RelayStats,
-) -> tuple[str, str] | None:
+) -> tuple[str, str] | Relayed | None:
     """Deliver one message to the room (or its named identities), never back to the
-    sender, on the same kind of channel. Returns (error code, text) when refused."""
+    sender, on the same kind of channel. Returns (error code, text) when refused, what was
+    delivered otherwise (None when the room is gone)."""
     stats.data_messages_in += 1
     raw = message.encode() if isinstance(message, str) else message
     refusal: tuple[str, str] | None = None
@@ -62,10 +73,20 @@ def relay_data_message(
     delivered = DeliveredData(
         from_identity=sender.identity, from_sid=sender.sid, payload=data.payload, topic=data.topic
     ).model_dump_json()
-    targets = set(data.destination_identities)
-    for other in room.others(sender):
-        if targets and other.identity not in targets:
+    relayed = Relayed(delivered, tuple(data.destination_identities))
+    deliver_data(room, sender.sid, lossy, relayed, stats)
+    return relayed
+
+
+def deliver_data(
+    room: Room, sender_sid: str, lossy: bool, relayed: Relayed, stats: RelayStats
+) -> None:
+    """Hand a checked message to the room's participants here (the sender's node checked
+    it, wherever the sender is)."""
+    targets = set(relayed.destinations)
+    for other in room.participants.values():
+        if other.sid == sender_sid or (targets and other.identity not in targets):
             continue
-        if other.subscriber_leg is not None and other.subscriber_leg.send_data(lossy, delivered):
+        leg = other.subscriber_leg
+        if leg is not None and leg.send_data(lossy, relayed.delivered):
             stats.data_messages_out += 1
-    return None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from .errors import NodeFullError, NotFoundError
 from .publisher_leg import PublisherLeg
-from .room import Participant, Room
+from .room import Participant, ParticipantKind, Room
 from .track import UpTrack
 
 
@@ -31,14 +31,22 @@ class Rooms:
 
     @property
     def participant_count(self) -> int:
-        return sum(len(r.participants) for r in self.by_name.values())
+        """Sessions connected here: a remote publisher's stand-in is not one (its node
+        counts it), so it neither fills this node nor skews placement's load."""
+        return sum(
+            1
+            for r in self.by_name.values()
+            for p in r.participants.values()
+            if p.kind is not ParticipantKind.REMOTE
+        )
 
     @property
     def track_count(self) -> int:
         return sum(len(r.tracks()) for r in self.by_name.values())
 
     def admit(self, participant: Participant) -> Room:
-        if self.max_participants and self.participant_count >= self.max_participants:
+        local = participant.kind is not ParticipantKind.REMOTE
+        if local and self.max_participants and self.participant_count >= self.max_participants:
             raise NodeFullError("this node has reached its participant capacity")
         room = self.create(participant.room)
         try:

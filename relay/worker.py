@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from .bridging import Bridging
-from .data_message import relay_data_message
+from .data_message import Relayed, relay_data_message
 from .down_leg import DownLeg
 from .leg import Leg
 from .negotiation import NegotiationController
@@ -67,6 +67,7 @@ class RoomObserver(Protocol):
     def track_unpublished(self, room: Room, participant: Participant, track: UpTrack) -> None: ...
     def track_muted(self, room: Room, participant: Participant, track: UpTrack) -> None: ...
     def data_rejected(self, participant: Participant, code: str, message: str) -> None: ...
+    def data_relayed(self, participant: Participant, lossy: bool, relayed: Relayed) -> None: ...
 
 
 class RelayWorker:
@@ -264,6 +265,30 @@ class RelayWorker:
         else:
             self.transports.spawn(self.leave(leg.participant, reason))
 
+    async def bridge_drop(self, room_name: str, origin: str, track_sid: str) -> None:
+        """A bridged track was unpublished at its origin: unpublish its stand-in's copy; a
+        stand-in left with nothing leaves, and a bridge left with no stand-in closes."""
+        leg = self.bridging.incoming.get((room_name, origin))
+        room = self.rooms.get(room_name)
+        if leg is None or room is None:
+            return
+        for remote in [p for p in room.participants.values() if p.publisher_leg is leg]:
+            track = remote.published.get(track_sid)
+            if track is not None:
+                self.publishing.unpublish(room, remote, track)
+            if not remote.published:
+                await self.leave(remote, "unpublished")
+        if self.rooms.get(room_name) is room and not any(
+            p.publisher_leg is leg for p in room.participants.values()
+        ):
+            await self.bridge_close(room_name, origin, "bridge_idle")
+
+    async def bridge_close(self, room_name: str, origin: str, reason: str) -> None:
+        """Close the bridge from ``origin`` (it died, or carries nothing): its stand-ins leave."""
+        leg = self.bridging.incoming.pop((room_name, origin), None)
+        if leg is not None:
+            await self._bridge_failed(leg, reason)
+
     async def _bridge_failed(self, leg: Leg, reason: str) -> None:
         """A bridge went down: close it; the stand-in publishers it fed leave with it."""
         await self.transports.close(leg)
@@ -273,7 +298,7 @@ class RelayWorker:
             await self.leave(remote, reason)
 
     def data_received(self, participant: Participant, lossy: bool, message: bytes | str) -> None:
-        rejected = relay_data_message(
+        outcome = relay_data_message(
             self.rooms.get(participant.room),
             participant,
             lossy,
@@ -282,5 +307,7 @@ class RelayWorker:
             time.monotonic(),
             self.stats,
         )
-        if rejected is not None:
-            self.observer.data_rejected(participant, *rejected)
+        if isinstance(outcome, Relayed):
+            self.observer.data_relayed(participant, lossy, outcome)
+        elif outcome is not None:
+            self.observer.data_rejected(participant, *outcome)

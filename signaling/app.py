@@ -11,7 +11,7 @@ from pathlib import Path
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from . import admin_api, cluster_api, dev_endpoints, whep, whip
+from . import admin_api, cluster_api, dev_endpoints, peer_api, whep, whip
 from .app_keys import METRICS, NODE
 from .errors import create_error_middleware
 from .metrics import create_registry
@@ -84,5 +84,6 @@ def create_app(settings: Settings) -> web.Application:
     whep.add_routes(app)
     dev_endpoints.add_routes(app)
     cluster_api.add_routes(app)
+    peer_api.add_routes(app)
     app.router.add_static("/static", Path(str(resources.files("signaling").joinpath("static"))))
     return app

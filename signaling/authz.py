@@ -4,12 +4,14 @@ session or the cluster.
 A token's grant names one room, or none: a token with an empty room is the operator's and
 covers every room. Whatever a route does, it states its target (the cluster, a room and the
 capability it uses, or a session and who owns it) and calls ``authorize``; nothing else in
-the control plane compares rooms, identities or grants. ``docs/SECURITY.md`` lists every
+the control plane compares rooms, identities or grants. Node-to-node routes take the
+cluster secret instead (``require_peer``). ``docs/SECURITY.md`` lists every
 route with its target, and a test walks the router against that table.
 """
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass
 from typing import Literal
 
@@ -108,6 +110,17 @@ def authenticate(request: web.Request) -> Claims:
     """The request's verified token, before its target is known (401 only)."""
     header = request.headers.get("Authorization")
     return verify(bearer_token(header), request.app[NODE].settings.keys)
+
+
+def require_peer(request: web.Request) -> None:
+    """Node-to-node routes: the cluster secret, never a client's token (a client cannot open
+    bridges or inject data). Refused outright on a node with no secret configured."""
+    secret = request.app[NODE].settings.cluster.secret
+    presented = bearer_token(request.headers.get("Authorization"))
+    if presented is None:
+        raise TokenError("token_missing", "the cluster secret is required")
+    if not secret or not hmac.compare_digest(presented.encode(), secret.encode()):
+        raise AccessDenied("permission_denied", "only another node of this cluster may ask this")
 
 
 def require_claims(request: web.Request, target: Target) -> Claims:

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -57,6 +57,7 @@ class Cluster:
         self._registry_quiet = False  # a join-path call timed out; no heartbeat got through since
         self.registry_timeouts = 0
         self._last_cpu = (time.process_time(), time.monotonic(), 0)
+        self.on_registered: list[Callable[[], Awaitable[None]]] = []
 
     @property
     def node_id(self) -> str:
@@ -157,13 +158,15 @@ class Cluster:
             raise RegistryError("the registry did not answer in time") from None
 
     async def _register(self) -> None:
-        """Register, and claim again the rooms hosted here: after a Redis restart or flush
-        the room directory is rebuilt within a heartbeat, instead of a room's next session
-        being placed elsewhere and splitting it."""
+        """Register, and claim again the rooms hosted here (and their members, through
+        ``on_registered``): after a Redis restart or flush the room directory is rebuilt
+        within a heartbeat, instead of a room's next session being placed elsewhere."""
         await self.registry.register(self.record())
         for room in self.relay.rooms():
-            if room.num_participants:
-                await self.registry.assign_room(room.name, self.node_id)
+            if self.relay.hosts(room.name):
+                await self.registry.add_room_host(room.name, self.node_id)
+        for callback in self.on_registered:
+            await callback()
 
     async def _learn_rtts(self) -> None:
         """RTTs measured on live sessions (RTCP), filed under the client's truncated prefix:
@@ -195,6 +198,12 @@ class Cluster:
         await self.registry.set_room_policy(room, policy)
         self.policies[room] = policy
 
+    def _nodes(self) -> list[NodeRecord]:
+        """The node list, with this node's own record as it is now (its load in particular:
+        a burst of joins fills it before the next heartbeat says so)."""
+        own = self.record()
+        return [own, *(n for n in self.snapshot if n.id != self.node_id)]
+
     async def decide(
         self, room: str, client_ip: str | None, probes: dict[str, float] | None = None
     ) -> Decision:
@@ -206,17 +215,17 @@ class Cluster:
             )
         policy = await self.policy(room)
         try:
-            owner = await self._ask(self.registry.room_node(room))
+            hosts = await self._ask(self.registry.room_hosts(room))
             learned = await self._ask(self.registry.learned_rtts(client_prefix(client_ip or "")))
         except RegistryError:
-            owner = self.node_id if self.relay.room(room) is not None else None
+            hosts = [self.node_id] if self.relay.hosts(room) else []
             learned = {}
         routing = self.settings.routing
         return place(
             PlacementInput(
-                nodes=self.snapshot or [self.record()],
+                nodes=self._nodes(),
                 policy=policy,
-                room_owner=owner,
+                room_hosts=hosts,
                 probes=probes or {},
                 learned=learned,
                 mapped_region=map_region(client_ip or "", routing.prefix_map),
@@ -227,6 +236,20 @@ class Cluster:
             )
         )
 
+    async def explain(
+        self, room: str, client_ip: str | None, probes: dict[str, float] | None = None
+    ) -> Decision:
+        """``decide``, plus the nodes the room's media would be bridged from."""
+        decision = await self.decide(room, client_ip, probes)
+        if decision.node is not None:
+            try:
+                members = await self._ask(self.registry.room_members(room))
+            except RegistryError:
+                members = []
+            origins = {m.node for m in members if m.tracks} - {decision.node.id}
+            decision.bridged_from = sorted(origins)
+        return decision
+
     async def place(
         self,
         room: str,
@@ -234,54 +257,32 @@ class Cluster:
         probes: dict[str, float] | None = None,
         redirected: bool = False,
     ) -> Placement:
-        """Decide, and claim the room in the registry for the node chosen, before a redirect
-        too: the node a client is sent to finds the room claimed for itself and takes the
-        session without deciding again, so two nodes whose node lists disagree cannot send
-        a client back and forth. A redirected request is never redirected again."""
-        hosted = self.relay.hosts(room)
+        """Decide for this participant, and claim the room for the node chosen (it becomes
+        one of the room's hosts) before redirecting there: the node a client is sent to
+        finds itself a host and takes the session without deciding again, so two nodes
+        whose node lists disagree cannot send a client back and forth. A redirected
+        request is never redirected again."""
         decision = await self.decide(room, client_ip, probes)
         # Only a node the room's policy allows (and not full) takes a session it was not
         # chosen for here: a client cannot use the redirect marker to get around residency.
         eligible = any(c.node == self.node_id and c.eligible for c in decision.candidates)
-        if self.state == NodeState.ACTIVE and (hosted or eligible):
-            try:
-                owner = await self._ask(self.registry.room_node(room))
-            except RegistryError:
-                owner = None
-            if hosted or redirected or owner == self.node_id:
-                # The room lives here, or was claimed for this node by whoever sent the
-                # client: take it, and keep the claim (idempotent).
-                with contextlib.suppress(RegistryError):
-                    await self._ask(self.registry.assign_room(room, self.node_id))
-                return Placement(decision, True)
+        chosen_here = decision.node is not None and decision.node.id == self.node_id
+        if self.state == NodeState.ACTIVE and eligible and (redirected or chosen_here):
+            with contextlib.suppress(RegistryError):
+                await self._ask(self.registry.add_room_host(room, self.node_id))
+            return Placement(decision, True)
         if decision.node is None:
             if self.state == NodeState.DRAINING:
                 raise PlacementUnavailable("node_draining", "this node takes no new sessions")
             raise PlacementUnavailable("no_eligible_node", decision.reason)
-        chosen = decision.node.id
-        try:
-            owner = await self._ask(self.registry.assign_room(room, chosen))
-        except RegistryError:
-            owner = chosen  # within the grace: keep serving from the snapshot
-        if owner == self.node_id and self.state == NodeState.ACTIVE:
-            return Placement(decision, True)
-        if owner != chosen:
-            # The room already lives on a live node: follow it unless it is draining (then
-            # the chosen node takes new sessions).
-            target = next(
-                (n for n in self.snapshot if n.id == owner and n.state == NodeState.ACTIVE), None
-            )
-            if target is not None:
-                decision.node = target
-                decision.reason = f"room already assigned to {owner}"
-        if decision.node.id == self.node_id:
-            return Placement(decision, True)
+        with contextlib.suppress(RegistryError):  # within the grace: serve from the snapshot
+            await self._ask(self.registry.add_room_host(room, decision.node.id))
         return Placement(decision, False)
 
     async def room_closed(self, room: str) -> None:
-        """Give the room's claim up, unless a session of it came back meanwhile (a reconnect
+        """Stop hosting the room, unless a session of it came back meanwhile (a reconnect
         with the same identity empties the room for a moment)."""
         if self.relay.hosts(room):
             return
         with contextlib.suppress(RegistryError):
-            await self.registry.release_room(room, self.node_id)
+            await self.registry.remove_room_host(room, self.node_id)

@@ -49,7 +49,7 @@ async def route(request: web.Request) -> web.Response:
     require(request, OnRoom(room, "admin"))
     client_ip = request.query.get("client_ip") or request.remote
     try:
-        decision = await request.app[NODE].cluster.decide(
+        decision = await request.app[NODE].cluster.explain(
             room, client_ip, parse_rtts(request.query.get("rtt", ""))
         )
     except PlacementUnavailable as exc:

@@ -13,9 +13,17 @@ import logging
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, Literal
 
-from relay.control import ParticipantInfo, RelayControl, TrackInfo, WorkerConfig
+from relay.control import (
+    ParticipantInfo,
+    ParticipantKind,
+    RelayControl,
+    Relayed,
+    TrackInfo,
+    WorkerConfig,
+)
 
 from . import protocol as p
+from .cascade import Cascade
 from .cluster import Cluster
 from .settings import Settings
 
@@ -68,6 +76,8 @@ class Node:
         self.settings = settings
         self.relay = RelayControl(worker_config(settings), self)
         self.cluster = Cluster(settings, self.relay)
+        self.cascade = Cascade(self.cluster, self.relay, self.broadcast)
+        self.cluster.on_registered.append(self.cascade.reassert)
         self.sessions: dict[str, RtcSession] = {}  # by participant sid
         self._by_room: dict[str, dict[str, RtcSession]] = {}  # room -> sid -> session
         self.draining = False
@@ -78,6 +88,7 @@ class Node:
 
     async def announce(self, public_url: str) -> None:
         """Register in the cluster once the HTTP listener's address is known."""
+        await self.cascade.start()
         await self.cluster.start(public_url)
 
     async def drain(self, grace: float) -> None:
@@ -94,6 +105,7 @@ class Node:
         await self.relay.stop()
         if self._tasks:  # room releases the stop itself caused go out before deregistering
             await asyncio.wait(list(self._tasks), timeout=2.0)
+        await self.cascade.stop()
         await self.cluster.stop()
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -115,7 +127,7 @@ class Node:
                 del self._by_room[room]
         return self.sessions.pop(sid, None)
 
-    def _broadcast(self, room: str, message: p._Message, exclude: str) -> None:
+    def broadcast(self, room: str, message: p._Message, exclude: str = "") -> None:
         # serialized once: a join in a room of N is N messages, so N joins are N squared
         text = message.model_dump_json()
         for sid, session in list(self._by_room.get(room, {}).items()):
@@ -124,36 +136,61 @@ class Node:
 
     # RelayEvents -------------------------------------------------------------------------
 
+    # A remote publisher's stand-in is media plumbing: clients hear of participants on other
+    # nodes from the room directory (``Cascade``), so the relay's events about stand-ins
+    # are not passed on.
+
     def participant_joined(self, room: str, participant: ParticipantInfo) -> None:
+        if participant.kind is ParticipantKind.REMOTE:
+            return
         message = p.ParticipantJoined(participant=describe_participant(participant))
-        self._broadcast(room, message, participant.sid)
+        self.broadcast(room, message, participant.sid)
+        self.cascade.local_changed(room, participant)
 
     def participant_left(
         self, room: str, participant: ParticipantInfo, reason: str, room_closed: bool
     ) -> None:
+        if room_closed:
+            self._spawn(self._room_closed(room))
+        if participant.kind is ParticipantKind.REMOTE:
+            return
         own = self.drop_session(room, participant.sid)
         message = p.ParticipantLeft(
             sid=participant.sid, identity=participant.identity, reason=reason
         )
-        self._broadcast(room, message, participant.sid)
+        self.broadcast(room, message, participant.sid)
         if own is not None:
             own.close(reason)
-        if room_closed:
-            self._spawn(self.cluster.room_closed(room))
+        self.cascade.local_left(room, participant, reason)
+
+    async def _room_closed(self, room: str) -> None:
+        self.cascade.room_closed(room)
+        await self.cluster.room_closed(room)
+
+    def _tracks_changed(self, room: str, participant_sid: str) -> None:
+        participant = self.relay.participant(room, participant_sid)
+        if participant is not None:
+            self.cascade.local_changed(room, participant)
 
     def track_published(self, room: str, participant_sid: str, track: TrackInfo) -> None:
         message = p.TrackPublished(participant_sid=participant_sid, track=describe_track(track))
-        self._broadcast(room, message, participant_sid)
+        self.broadcast(room, message, participant_sid)
+        self._tracks_changed(room, participant_sid)
 
     def track_unpublished(self, room: str, participant_sid: str, track_sid: str) -> None:
         message = p.TrackUnpublished(participant_sid=participant_sid, track_sid=track_sid)
-        self._broadcast(room, message, participant_sid)
+        self.broadcast(room, message, participant_sid)
+        self._tracks_changed(room, participant_sid)
 
     def track_muted(self, room: str, participant_sid: str, track: TrackInfo) -> None:
         message = p.TrackMuted(
             participant_sid=participant_sid, track_sid=track.sid, muted=track.muted
         )
-        self._broadcast(room, message, participant_sid)
+        self.broadcast(room, message, participant_sid)
+        self._tracks_changed(room, participant_sid)
+
+    def data_relayed(self, room: str, participant_sid: str, lossy: bool, relayed: Relayed) -> None:
+        self.cascade.forward_data(room, participant_sid, lossy, relayed)
 
     def data_rejected(self, participant_sid: str, code: str, message: str) -> None:
         session = self.sessions.get(participant_sid)

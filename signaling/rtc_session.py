@@ -15,12 +15,13 @@ import time
 import pydantic
 from aiohttp import WSMsgType, web
 
-from relay.control import ParticipantInfo, Permissions, PublishedTrackInfo
+from relay.control import ParticipantInfo, ParticipantKind, Permissions, PublishedTrackInfo
 from relay.errors import RelayError
 from relay.rate_limiter import TokenBucket
 
 from . import protocol as p
 from .authz import AccessDenied, OnRoom, authorize
+from .cascade import describe_member
 from .cluster import PlacementUnavailable
 from .node import Node, describe_participant
 from .tokens import Claims, TokenError, verify
@@ -249,14 +250,19 @@ class RtcSession:
         self.node.add_session(participant.room, participant.sid, self)
         room = relay.room(join.room)
         assert room is not None  # it holds this participant
-        others = [o for o in relay.participants(room.name) if o.sid != participant.sid]
+        others = [
+            describe_participant(o)
+            for o in relay.participants(room.name)
+            if o.sid != participant.sid and o.kind is not ParticipantKind.REMOTE
+        ]
+        others += [describe_member(m) for m in self.node.cascade.remote_members(room.name)]
         settings = self.node.settings
         self.send(
             p.Joined(
                 room=room.name,
                 room_sid=room.sid,
                 participant=describe_participant(participant),
-                others=[describe_participant(o) for o in others],
+                others=others,
                 ice_servers=list(settings.rtc.ice_servers),
                 node_id=settings.node_id,
                 region=settings.region,

@@ -109,6 +109,24 @@ class RoutingSettings(_Section):
     )
 
 
+class ClusterSettings(_Section):
+    secret: str = Field(
+        default="",
+        description="Shared by every node of the cluster: nodes authenticate the bridges and "
+        "data they ask of each other with it. Required with a shared (Redis) registry.",
+    )
+    bridge_timeout: float = Field(
+        default=3.0, gt=0, description="Seconds a node waits for another to answer a bridge."
+    )
+
+    @field_validator("secret")
+    @classmethod
+    def _secret_long_enough(cls, value: str) -> str:
+        if value and len(value) < 32:
+            raise ValueError("must be at least 32 characters")
+        return value
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="EURELAY_", env_nested_delimiter="__", extra="forbid"
@@ -133,6 +151,7 @@ class Settings(BaseSettings):
     )
     registry: RegistrySettings = Field(default_factory=RegistrySettings)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
+    cluster: ClusterSettings = Field(default_factory=ClusterSettings)
     dev_mode: bool = False
 
     @field_validator("keys")
@@ -213,6 +232,11 @@ def load_settings(
         _yaml_layer.reset(token)
     if path is None:
         settings.dev_mode = True
+    if not settings.registry.url.startswith("memory://") and not settings.cluster.secret:
+        raise ConfigError(
+            "cluster.secret: required with a shared registry (nodes bridge rooms to each "
+            "other and authenticate with it); set EURELAY_CLUSTER__SECRET on every node"
+        )
     if not settings.keys:
         if not settings.dev_mode:
             raise ConfigError("keys: at least one API key is required outside dev mode")

@@ -22,6 +22,7 @@ from relay.sdp_negotiation import MAX_SDP_BYTES, parse_description
 from .app_keys import NODE
 from .authz import OnRoom, OnSession, require, require_claims
 from .cluster import PlacementUnavailable
+from .cluster_api import parse_rtts
 from .errors import ApiError, relay_status
 
 SDP = "application/sdp"
@@ -114,11 +115,15 @@ def created(
 
 
 async def place_or_redirect(request: web.Request) -> web.Response | None:
-    """WHIP/WHEP sessions land on the room's node: elsewhere answers 307 to that node."""
+    """WHIP/WHEP sessions land on the participant's nearest eligible node: elsewhere
+    answers 307 to that node."""
     redirected = REDIRECTED in request.query
+    # A WHIP/WHEP client may say what it measured (?rtt=eu-west:12,eu-north:40), as a
+    # WebSocket client does in its join; without it, learned RTTs and the prefix map decide.
+    probes = parse_rtts(request.query.get("rtt", ""))
     try:
         placement = await request.app[NODE].cluster.place(
-            request.match_info["room"], request.remote, redirected=redirected
+            request.match_info["room"], request.remote, probes, redirected=redirected
         )
     except PlacementUnavailable as exc:
         raise ApiError(503, exc.code, str(exc)) from None

@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from bench.loopback_node import API_KEY, API_SECRET
+from bench.loopback_node import API_KEY, API_SECRET, CLUSTER_SECRET
 from bench.node_process import NodeProcess, spawn_node
 from bench.redis_server import RedisServer
 
@@ -35,6 +35,7 @@ def node_config(spec: NodeSpec, redis_url: str, directory: Path) -> Path:
         "region": spec.region,
         "jurisdiction": spec.jurisdiction,
         "keys": {API_KEY: API_SECRET},
+        "cluster": {"secret": CLUSTER_SECRET},
         "registry": {"url": redis_url},
         "heartbeat_interval": HEARTBEAT,
         "node_ttl": TTL,

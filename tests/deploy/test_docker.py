@@ -56,6 +56,9 @@ def test_compose_services_use_shipped_configs(monkeypatch: pytest.MonkeyPatch) -
     services = compose["services"]
     assert {"redis", "prometheus", "eu-west", "eu-central", "eu-north"} <= set(services)
     monkeypatch.setenv("EURELAY_KEYS", KEYS)
+    monkeypatch.setenv("EURELAY_CLUSTER__SECRET", "s" * 32)
+    for name in ("eu-west", "eu-central", "eu-north"):
+        assert "EURELAY_CLUSTER__SECRET" in services[name]["environment"]
     regions = set()
     for name in ("eu-west", "eu-central", "eu-north"):
         config = services[name]["command"][1].replace("/etc/eurelay", str(ROOT / "configs"))

@@ -11,8 +11,13 @@ from aiortc.mediastreams import MediaStreamTrack
 from bench.loopback_node import RunningNode
 
 
+def url_of(node: RunningNode | str, path: str) -> str:
+    """A path on an in-process node, or on a node given by its base URL (another process)."""
+    return node.rstrip("/") + path if isinstance(node, str) else node.http(path)
+
+
 async def whip_publish(
-    relay_node: RunningNode, room: str, tok: str, *tracks: object
+    relay_node: RunningNode | str, room: str, tok: str, *tracks: object, query: str = ""
 ) -> tuple[RTCPeerConnection, str]:
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     for track in tracks:
@@ -21,7 +26,7 @@ async def whip_publish(
     async with (
         aiohttp.ClientSession() as http,
         http.post(
-            relay_node.http(f"/whip/{room}"),
+            url_of(relay_node, f"/whip/{room}{query}"),
             data=pc.localDescription.sdp,
             headers={"Content-Type": "application/sdp", "Authorization": f"Bearer {tok}"},
         ) as resp,
@@ -36,7 +41,7 @@ async def whip_publish(
 
 
 async def whep_view(
-    relay_node: RunningNode, path: str, tok: str | None
+    relay_node: RunningNode | str, path: str, tok: str | None
 ) -> tuple[RTCPeerConnection, dict[str, MediaStreamTrack], str]:
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     tracks: dict[str, MediaStreamTrack] = {}
@@ -49,7 +54,9 @@ async def whep_view(
         headers["Authorization"] = f"Bearer {tok}"
     async with (
         aiohttp.ClientSession() as http,
-        http.post(relay_node.http(path), data=pc.localDescription.sdp, headers=headers) as resp,
+        http.post(
+            url_of(relay_node, path), data=pc.localDescription.sdp, headers=headers
+        ) as resp,
     ):
         assert resp.status == 201, await resp.text()
         location = resp.headers["Location"]

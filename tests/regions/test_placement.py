@@ -35,7 +35,7 @@ def inputs(**kw: object) -> PlacementInput:
     base: dict[str, object] = dict(
         nodes=NODES,
         policy=RoomPolicy(),
-        room_owner=None,
+        room_hosts=[],
         probes={},
         learned={},
         mapped_region=None,
@@ -53,10 +53,26 @@ def test_region_by_probes_then_learned_then_map_then_default() -> None:
     assert decision.node.id == "fra-1" and "default region" in decision.reason  # type: ignore[union-attr]
 
 
-def test_affinity_then_least_loaded_within_region() -> None:
+def test_hosting_node_then_least_loaded_within_the_participants_region() -> None:
     assert place(inputs(probes={"eu-west": 5})).node.id == "par-2"  # type: ignore[union-attr]
-    decision = place(inputs(probes={"eu-west": 5}, room_owner="par-1"))
-    assert decision.node.id == "par-1" and "affinity" in decision.reason  # type: ignore[union-attr]
+    decision = place(inputs(probes={"eu-west": 5}, room_hosts=["par-1", "sto-1"]))
+    assert decision.node.id == "par-1" and "already lives" in decision.reason  # type: ignore[union-attr]
+    # The room lives elsewhere: a participant near eu-north still lands in eu-north.
+    decision = place(inputs(probes={"eu-north": 5, "eu-west": 30}, room_hosts=["par-1"]))
+    assert decision.node.id == "sto-1"  # type: ignore[union-attr]
+
+
+def test_a_full_host_spills_to_a_sibling_of_its_region() -> None:
+    nodes = [
+        node("par-1", "eu-west", sessions=10, capacity=10),
+        node("par-2", "eu-west", sessions=7, capacity=10),
+        node("par-3", "eu-west", sessions=0, capacity=10),
+    ]
+    decision = place(inputs(nodes=nodes, probes={"eu-west": 5}, room_hosts=["par-1", "par-2"]))
+    assert decision.node.id == "par-2"  # type: ignore[union-attr]
+    full = [n.model_copy(update={"load": NodeLoad(sessions=10)}) for n in nodes[:2]]
+    decision = place(inputs(nodes=[*full, nodes[2]], probes={"eu-west": 5}, room_hosts=["par-1"]))
+    assert decision.node.id == "par-3"  # type: ignore[union-attr]
 
 
 def test_draining_full_and_residency_are_explained() -> None:
@@ -90,12 +106,12 @@ def test_a_silent_node_is_never_chosen_however_old_the_list() -> None:
     fresh = node("par-1", "eu-west").model_copy(update={"last_heartbeat": now - 1})
     silent = node("par-2", "eu-west").model_copy(update={"last_heartbeat": now - 7})
     # par-2 is the least loaded and would win on load; it went quiet after the last beat.
-    for owner in (None, "par-2"):  # nor does room affinity bring it back
+    for hosts in ([], ["par-2"]):  # nor does hosting the room bring it back
         decision = place(
             inputs(
                 nodes=[fresh.model_copy(update={"load": NodeLoad(sessions=50)}), silent],
                 probes={"eu-west": 5},
-                room_owner=owner,
+                room_hosts=hosts,
                 now=now,
                 node_ttl=6,
                 local_node="other",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
+from relay.data_message import Relayed
 from relay.room import Participant, Room
 from relay.track import UpTrack
 from relay.worker import RelayWorker, WorkerConfig
@@ -18,6 +19,7 @@ class _Observer:
     def track_muted(self, room: Room, participant: Participant, track: UpTrack) -> None: ...
     def negotiation_needed(self, participant: Participant) -> None: ...
     def data_rejected(self, participant: Participant, code: str, message: str) -> None: ...
+    def data_relayed(self, participant: Participant, lossy: bool, relayed: Relayed) -> None: ...
 
 
 def _granted(worker: RelayWorker, option: int) -> int:

@@ -306,6 +306,17 @@ async def test_every_route_is_documented_and_refuses_another_rooms_token(
             assert target is not None, f"{method} {path} is missing from docs/SECURITY.md"
             if target in ("public", "dev"):
                 continue
+            if target == "peer":
+                # No client token opens a bridge or injects data, an operator's neither.
+                body = {"room": "victim", "node": "x"}
+                for who in (attacker, bearer(token("", "ops", admin=True))):
+                    async with http.request(
+                        method, relay_node.http(path), headers=who, json=body
+                    ) as resp:
+                        assert resp.status == 403, f"{method} {path}: {resp.status}"
+                        assert (await resp.json())["code"] == "permission_denied"
+                checked += 1
+                continue
             if target == "operator":
                 url = relay_node.http(path)
                 room_admin = bearer(token("victim", "host", admin=True))

@@ -28,15 +28,15 @@ async def test_a_flushed_redis_gets_the_hosted_rooms_back() -> None:
             registry = rn.node.cluster.registry
             node_id = rn.node.settings.node_id
             await rn.join("kept", "alice")
-            assert await registry.room_node("kept") == node_id
+            assert node_id in await registry.room_hosts("kept")
 
             async def reclaimed() -> bool:
-                return await registry.room_node("kept") == node_id
+                return node_id in await registry.room_hosts("kept")
 
             client = redis.from_url(server.url)
             try:
                 await client.flushall()
-                assert await registry.room_node("kept") is None
+                assert not await registry.room_hosts("kept")
                 # heartbeats every 0.1 s: the claim is back within one or two
                 await eventually_async(reclaimed, 5)
                 assert any(n.id == node_id for n in await registry.live_nodes())
@@ -71,7 +71,7 @@ async def test_a_hung_redis_costs_one_short_wait_then_none() -> None:
             # Redis answers again: a heartbeat gets through and joins use the registry.
             await eventually(lambda: not cluster._registry_quiet, 10)
             await rn.join("after", "dave")
-            assert await cluster.registry.room_node("after") == rn.node.settings.node_id
+            assert rn.node.settings.node_id in await cluster.registry.room_hosts("after")
 
 
 async def test_two_nodes_that_disagree_send_a_client_on_once() -> None:
@@ -108,7 +108,7 @@ async def test_two_nodes_that_disagree_send_a_client_on_once() -> None:
             # one redirect, to b, which took it (and found the offer wanting)
             assert hops == [307, 400], hops
             assert url.startswith(b.http("/whip/loop"))
-            assert await b.node.cluster.registry.room_node("loop") == "b"
+            assert "b" in await b.node.cluster.registry.room_hosts("loop")
 
 
 def _bearer(tok: str) -> dict[str, str]:

@@ -1,0 +1,277 @@
+"""Cascading (issue 13): one room across nodes in separate processes on a real redis-server.
+Every participant lands on their nearest node; the room's media crosses once per node over
+bridges; events and data reach the whole room; residency bounds it all."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiortc import RTCPeerConnection
+from aiortc.mediastreams import AudioStreamTrack
+
+from bench.flat_color_track import FlatColorTrack
+from bench.loopback_node import LOOPBACK, token
+from bench.node_process import NodeProcess
+from bench.redis_server import redis_server
+from signaling import protocol as p
+from signaling.client import ClientError, EurelayClient
+
+from ..cluster_nodes import NodeSpec, cluster
+from ..helpers import require_binary
+from ..interop.http_sessions import frame_of_size, whep_view, whip_publish
+from .test_cluster import ADMIN, admin_get, wait_nodes
+
+pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
+
+NEAR = {
+    "eu-central": "eu-central:5,eu-west:40,eu-north:50",
+    "eu-west": "eu-west:5,eu-central:40,eu-north:60",
+    "eu-north": "eu-north:5,eu-central:40,eu-west:60",
+}
+THREE_REGIONS = [
+    NodeSpec("central-1", "eu-central", "de"),
+    NodeSpec("west-1", "eu-west", "fr"),
+    NodeSpec("north-1", "eu-north", "se"),
+]
+
+
+@pytest.fixture(autouse=True)
+def _needs_redis() -> None:
+    if require_binary("redis-server") is None:
+        pytest.skip("redis-server is not installed (make test installs it)")
+
+
+@contextlib.asynccontextmanager
+async def three_regions(tmp_path: Path) -> AsyncIterator[dict[str, NodeProcess]]:
+    async with redis_server() as redis, cluster(redis, THREE_REGIONS, tmp_path) as nodes:
+        for node in nodes.values():
+            await wait_nodes(node, 3)
+        yield nodes
+
+
+async def metrics(node: NodeProcess) -> dict[str, float]:
+    async with aiohttp.ClientSession() as http, http.get(node.http_url + "/metrics") as resp:
+        text = await resp.text()
+    values = {}
+    for line in text.splitlines():
+        match = re.match(r"^([a-z_]+(?:\{[^}]*\})?) ([0-9.e+-]+)$", line)
+        if match:
+            values[match[1]] = float(match[2])
+    return values
+
+
+async def identities(node: NodeProcess, room: str) -> set[str]:
+    status, body = await admin_get(node, f"/v1/rooms/{room}/participants")
+    if status != 200:
+        return set()
+    return {p["identity"] for p in body["participants"]}
+
+
+async def test_viewers_land_near_them_and_each_node_gets_one_copy(tmp_path: Path) -> None:
+    async with three_regions(tmp_path) as nodes:
+        central = nodes["central-1"]
+        pcs: list[RTCPeerConnection] = []
+        try:
+            publisher, _ = await whip_publish(
+                central.http_url,
+                "shop",
+                token("shop", "host"),
+                FlatColorTrack(160, 120),
+                AudioStreamTrack(),
+                query=f"?rtt={NEAR['eu-central']}",
+            )
+            pcs.append(publisher)
+            viewers = []
+            # Every viewer asks central-1 (the one signaling URL); each is sent to its region.
+            for i, region in enumerate(["eu-west", "eu-north", "eu-west", "eu-north"]):
+                viewer, tracks, _ = await whep_view(
+                    central.http_url,
+                    f"/whep/shop?rtt={NEAR[region]}",
+                    token("shop", f"{region}-{i}", publish=False),
+                )
+                pcs.append(viewer)
+                viewers.append(tracks)
+            assert await identities(nodes["west-1"], "shop") == {"eu-west-0", "eu-west-2"}
+            assert await identities(nodes["north-1"], "shop") == {"eu-north-1", "eu-north-3"}
+            for tracks in viewers:
+                await frame_of_size(tracks["video"], (160, 120), timeout=20)
+                await asyncio.wait_for(tracks["audio"].recv(), 10)
+
+            # The origin sends each of its 2 tracks once per remote node: 2 bridges, 4 streams,
+            # whatever the number of viewers behind them.
+            origin = await metrics(central)
+            assert origin['eurelay_relay_bridges{direction="out"}'] == 2
+            assert origin['eurelay_relay_bridge_streams{direction="out"}'] == 4
+            for name in ("west-1", "north-1"):
+                remote = await metrics(nodes[name])
+                assert remote['eurelay_relay_bridges{direction="in"}'] == 1
+                assert remote['eurelay_relay_bridge_streams{direction="in"}'] == 2
+
+            status, route = await admin_get(central, f"/v1/route?room=shop&rtt={NEAR['eu-west']}")
+            assert status == 200 and route["node"] == "west-1"
+            assert route["bridged_from"] == ["central-1"]
+        finally:
+            for pc in pcs:
+                with contextlib.suppress(Exception):
+                    await pc.close()
+
+
+async def ws_client(entry: NodeProcess, room: str, identity: str, region: str) -> EurelayClient:
+    client = EurelayClient(entry.ws_url, token(room, identity), host_addresses=LOOPBACK)
+    client.rtts = {r: float(v) for r, v in (x.split(":") for x in NEAR[region].split(","))}
+    await client.connect()
+    return client
+
+
+async def next_data(client: EurelayClient, payload: str) -> dict[str, Any]:
+    async def scan() -> dict[str, Any]:
+        while True:
+            message = await client.data.get()
+            if message.get("payload") == payload:
+                return message
+
+    return await asyncio.wait_for(scan(), 10)
+
+
+async def test_events_and_data_reach_the_room_on_every_node(tmp_path: Path) -> None:
+    async with three_regions(tmp_path) as nodes:
+        entry = nodes["central-1"]
+        clients: list[EurelayClient] = []
+        try:
+            host = await ws_client(entry, "live", "host", "eu-central")
+            clients.append(host)
+            assert host.joined is not None and host.joined.node_id == "central-1"
+            await host.publish(FlatColorTrack(160, 120), AudioStreamTrack())
+            west = await ws_client(entry, "live", "west", "eu-west")
+            clients.append(west)
+            assert west.joined is not None and west.joined.node_id == "west-1"
+            # The host, on another node, is in the room as the west viewer sees it, with its
+            # tracks; and its media crosses the bridge to the west viewer's subscriber leg.
+            await sees(west, "host")
+            _, video = await west.next_track(20)
+            await asyncio.wait_for(video.recv(), 20)
+            joined = await host.wait_for(
+                p.ParticipantJoined, lambda e: e.participant.identity == "west", 10
+            )
+            assert joined.participant.sid == west.sid
+
+            north = await ws_client(entry, "live", "north", "eu-north")
+            clients.append(north)
+            assert north.joined is not None and north.joined.node_id == "north-1"
+            await sees(north, "host", "west")
+
+            for client in (west, north, host):
+                await client.wait_data_channels()
+            west.send_data("from lisbon", topic="chat")
+            for receiver in (host, north):
+                message = await next_data(receiver, "from lisbon")
+                assert message["from_identity"] == "west" and message["topic"] == "chat"
+            host.send_data("to north only", to=["north"])
+            assert (await next_data(north, "to north only"))["from_identity"] == "host"
+
+            await west.leave()
+            clients.remove(west)
+            for watcher in (host, north):
+                left = await watcher.wait_for(p.ParticipantLeft, lambda e: e.identity == "west", 10)
+                assert left.sid == joined.participant.sid
+        finally:
+            for client in clients:
+                await client.close()
+
+
+async def sees(client: EurelayClient, *identities: str) -> None:
+    """The client's view of the room comes to include ``identities``: in its join snapshot or
+    announced since (other events are consumed)."""
+    missing = set(identities)
+    if client.joined is not None:
+        missing -= {o.identity for o in client.joined.others}
+
+    async def scan() -> None:
+        while missing:
+            event = await client.events.get()
+            if isinstance(event, p.ParticipantJoined):
+                missing.discard(event.participant.identity)
+
+    await asyncio.wait_for(scan(), 10)
+
+
+async def test_a_restricted_room_never_bridges_outside_and_refuses_clearly(
+    tmp_path: Path,
+) -> None:
+    async with three_regions(tmp_path) as nodes:
+        central = nodes["central-1"]
+        async with aiohttp.ClientSession() as http:
+            async with http.post(
+                central.http_url + "/v1/rooms",
+                json={"name": "klinik", "allowed_jurisdictions": ["de"]},
+                headers={"Authorization": f"Bearer {ADMIN}"},
+            ) as resp:
+                assert resp.status == 201
+            async with http.post(
+                central.http_url + "/v1/rooms",
+                json={"name": "vard", "allowed_jurisdictions": ["dk"]},
+                headers={"Authorization": f"Bearer {ADMIN}"},
+            ) as resp:
+                assert resp.status == 201
+        pcs: list[RTCPeerConnection] = []
+        try:
+            publisher, _ = await whip_publish(
+                central.http_url, "klinik", token("klinik", "doctor"), FlatColorTrack(160, 120)
+            )
+            pcs.append(publisher)
+            # Nearest to eu-west, but the room may only use de: placed on central-1, direct.
+            viewer, tracks, _ = await whep_view(
+                nodes["west-1"].http_url,
+                f"/whep/klinik?rtt={NEAR['eu-west']}",
+                token("klinik", "patient", publish=False),
+            )
+            pcs.append(viewer)
+            await frame_of_size(tracks["video"], (160, 120), timeout=20)
+            assert await identities(central, "klinik") == {"doctor", "patient"}
+            for name in ("west-1", "north-1"):
+                assert await identities(nodes[name], "klinik") == set()
+                assert (await metrics(nodes[name]))['eurelay_relay_bridges{direction="in"}'] == 0
+            assert (await metrics(central))['eurelay_relay_bridges{direction="out"}'] == 0
+
+            # A room whose jurisdiction has no node: refused, and /v1/route says why.
+            with pytest.raises(ClientError) as refused:
+                await ws_client(central, "vard", "nobody", "eu-north")
+            assert refused.value.code == "no_eligible_node"
+            status, route = await admin_get(central, "/v1/route?room=vard")
+            assert status == 200 and route["node"] is None and "residency" in route["reason"]
+        finally:
+            for pc in pcs:
+                with contextlib.suppress(Exception):
+                    await pc.close()
+
+
+async def test_the_origin_dying_unpublishes_its_tracks_elsewhere(tmp_path: Path) -> None:
+    async with three_regions(tmp_path) as nodes:
+        entry = nodes["west-1"]
+        host = await ws_client(entry, "gone", "host", "eu-central")
+        viewer = await ws_client(entry, "gone", "viewer", "eu-west")
+        try:
+            assert host.joined is not None and host.joined.node_id == "central-1"
+            await host.publish(FlatColorTrack(160, 120))
+            _, video = await viewer.next_track(20)
+            await asyncio.wait_for(video.recv(), 20)
+            os.kill(nodes["central-1"].pid, signal.SIGKILL)
+            track_sid = next(iter(host.published.values()))
+            unpublished = await viewer.wait_for(
+                p.TrackUnpublished, lambda e: e.track_sid == track_sid, 10
+            )
+            assert unpublished.participant_sid == host.sid
+            left = await viewer.wait_for(p.ParticipantLeft, lambda e: e.identity == "host", 5)
+            assert left.reason == "node_lost"
+        finally:
+            await viewer.close()
+            await host.close()
