@@ -275,8 +275,15 @@ class RedisEventFeed:
 class RedisRegistry:
     def __init__(self, url: str, node_ttl: float) -> None:
         self.node_ttl = node_ttl
+        # One retry, at once, on a new connection: after a Redis restart the pool hands out
+        # its dead connections (redis-py skips its check for them while maintenance
+        # notifications are "auto", the default) and each would fail one call.
         self._redis: Any = redis.from_url(
-            url, decode_responses=True, socket_timeout=2.0, socket_connect_timeout=2.0
+            url,
+            decode_responses=True,
+            socket_timeout=2.0,
+            socket_connect_timeout=2.0,
+            retry=Retry(NoBackoff(), 1),
         )
         # Feeds connect with no retries of redis-py's own: a feed reconnects by itself, and
         # knows then that it has to say so (RedisEventFeed).
