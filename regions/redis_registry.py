@@ -180,7 +180,8 @@ class RedisEventFeed:
         """Stops the reader and drops the connection without a round trip: no hang if down."""
         self._task.cancel()
         await asyncio.wait([self._task])
-        await self._disconnect()
+        async with self._lock:  # a watch() in flight finishes sending first (socket_timeout)
+            await self._disconnect()
         self._settled.set()  # a watch() waiting for the first connection returns
 
     async def _run(self) -> None:
@@ -229,7 +230,9 @@ class RedisEventFeed:
         self._confirming.clear()
         if pubsub is not None:
             with contextlib.suppress(RedisError, OSError):
-                await pubsub.aclose()  # closes without waiting for the peer
+                # Without waiting for the peer; shielded, so a close() cancelling the reader
+                # meanwhile leaves no connection half closed.
+                await asyncio.shield(pubsub.aclose())
 
     async def _read(self) -> None:
         while True:
