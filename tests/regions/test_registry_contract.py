@@ -326,6 +326,29 @@ async def test_redis_feed_resubscribes_after_a_restart(redis_backend: RedisBacke
     await feed.close()
 
 
+async def test_redis_feed_resubscribes_after_its_connection_is_killed(
+    redis_backend: RedisBackend,
+) -> None:
+    server, make_registry = redis_backend
+    watcher, writer = make_registry(), make_registry()
+    seen = Feed()
+    feed = watcher.event_feed(seen.on_event, seen.on_resubscribed)
+    await feed.watch("shop")
+    admin = aioredis.from_url(server.url, decode_responses=True)
+    try:
+        # Redis stays up: redis-py's own reconnect succeeds at once, and must not hide the gap.
+        assert await admin.client_kill_filter(_type="pubsub") == 1
+        await eventually(lambda: seen.resubscribed == 1)
+        assert len(await admin.client_list(_type="pubsub")) == 1  # one connection per feed
+    finally:
+        await admin.aclose()
+    alice = member("PA_alice", "a")
+    await writer.put_member("shop", alice)
+    await eventually(lambda: len(seen.events) >= 1)
+    assert seen.events == [RoomEvent(room="shop", node="a", member=alice)]
+    await feed.close()
+
+
 async def test_redis_feed_while_redis_is_down(redis_backend: RedisBackend) -> None:
     server, make_registry = redis_backend
     watcher, writer = make_registry(), make_registry()
