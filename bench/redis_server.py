@@ -8,7 +8,7 @@ import shutil
 import socket
 import tempfile
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 def free_port() -> int:
@@ -21,6 +21,7 @@ def free_port() -> int:
 class RedisServer:
     port: int
     process: asyncio.subprocess.Process | None = None
+    data_dir: str = field(default_factory=tempfile.gettempdir)
 
     @property
     def url(self) -> str:
@@ -41,7 +42,7 @@ class RedisServer:
             "--appendonly",
             "no",
             "--dir",
-            tempfile.gettempdir(),
+            self.data_dir,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
         )
@@ -58,6 +59,12 @@ class RedisServer:
             self.process.terminate()
             await asyncio.wait_for(self.process.wait(), 10)
         self.process = None
+
+    async def restart(self) -> None:
+        """The same server on the same port and data dir: its clients' connections break
+        (a FLUSHALL would not), and with ``--save ""`` it comes back empty."""
+        await self.stop()
+        await self.start()
 
 
 @contextlib.asynccontextmanager

@@ -1,21 +1,55 @@
-"""In-memory registry: the single-process default. Same contract as the Redis backend."""
+"""In-memory registry: the single-process default. Same contract as the Redis backend.
+
+Stores node records, room policies, learned RTTs and the room directory (each room's hosts
+and members); a feed gets the events of the rooms it watches from this same instance.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Callable
 
-from .models import NodeLoad, NodeRecord, NodeState, RoomPolicy
+from .models import NodeLoad, NodeRecord, NodeState, RoomEvent, RoomMember, RoomPolicy
 
 RTT_WEIGHT = 0.3  # exponential moving average weight of a new RTT sample
+
+
+class MemoryEventFeed:
+    """Events of the watched rooms, delivered with ``loop.call_soon`` in publish order (as
+    Redis does, the publisher never runs a subscriber's code inline). Never resubscribes:
+    there is no connection to lose."""
+
+    def __init__(self, registry: MemoryRegistry, on_event: Callable[[RoomEvent], None]) -> None:
+        self._registry = registry
+        self._on_event = on_event
+        self.rooms: set[str] = set()
+
+    def deliver(self, event: RoomEvent) -> None:
+        # Watched again at delivery: an event queued before unwatch or close is not delivered.
+        if event.room in self.rooms:
+            self._on_event(event)
+
+    async def watch(self, room: str) -> None:
+        self.rooms.add(room)
+
+    async def unwatch(self, room: str) -> None:
+        self.rooms.discard(room)
+
+    async def close(self) -> None:
+        self.rooms.clear()
+        self._registry.feeds.discard(self)
 
 
 class MemoryRegistry:
     def __init__(self, node_ttl: float) -> None:
         self.node_ttl = node_ttl
         self._nodes: dict[str, NodeRecord] = {}
-        self._rooms: dict[str, str] = {}
+        self._hosts: dict[str, set[str]] = {}
+        self._members: dict[str, dict[str, RoomMember]] = {}
         self._policies: dict[str, RoomPolicy] = {}
         self._rtts: dict[str, dict[str, float]] = {}
+        self.feeds: set[MemoryEventFeed] = set()
 
     def _alive(self, node_id: str) -> bool:
         node = self._nodes.get(node_id)
@@ -44,20 +78,58 @@ class MemoryRegistry:
         now = time.time()
         return [n for n in self._nodes.values() if n.alive(now, self.node_ttl)]
 
-    async def assign_room(self, room: str, node_id: str) -> str:
-        current = self._rooms.get(room)
-        if current is not None and self._alive(current):
-            return current
-        self._rooms[room] = node_id
-        return node_id
+    async def add_room_host(self, room: str, node_id: str) -> None:
+        self._hosts.setdefault(room, set()).add(node_id)
 
-    async def room_node(self, room: str) -> str | None:
-        current = self._rooms.get(room)
-        return current if current is not None and self._alive(current) else None
+    async def room_hosts(self, room: str) -> list[str]:
+        # An expired host stays in the set, hidden, as in Redis: it shows again if it registers.
+        return sorted(h for h in self._hosts.get(room, ()) if self._alive(h))
 
-    async def release_room(self, room: str, node_id: str) -> None:
-        if self._rooms.get(room) == node_id:
-            del self._rooms[room]
+    async def remove_room_host(self, room: str, node_id: str) -> None:
+        hosts = self._hosts.get(room)
+        if hosts is not None:
+            hosts.discard(node_id)
+            if not hosts:
+                del self._hosts[room]
+
+    def _publish(self, event: RoomEvent) -> None:
+        loop = asyncio.get_running_loop()
+        for feed in self.feeds:
+            if event.room in feed.rooms:
+                loop.call_soon(feed.deliver, event)
+
+    async def put_member(self, room: str, member: RoomMember) -> None:
+        self._members.setdefault(room, {})[member.sid] = member
+        self._publish(RoomEvent(room=room, node=member.node, member=member))
+
+    async def remove_member(self, room: str, member: RoomMember, reason: str) -> None:
+        members = self._members.get(room)
+        if members is not None:
+            members.pop(member.sid, None)
+            if not members:
+                del self._members[room]
+        self._publish(
+            RoomEvent(room=room, node=member.node, member=member, left=True, reason=reason)
+        )
+
+    async def room_members(self, room: str) -> list[RoomMember]:
+        return sorted(self._members.get(room, {}).values(), key=lambda m: m.sid)
+
+    async def drop_node_members(self, room: str, node_id: str) -> list[RoomMember]:
+        members = self._members.get(room, {})
+        dropped = [m for m in members.values() if m.node == node_id]
+        for member in dropped:
+            del members[member.sid]
+        if room in self._members and not members:
+            del self._members[room]
+        return sorted(dropped, key=lambda m: m.sid)
+
+    def event_feed(
+        self, on_event: Callable[[RoomEvent], None], on_resubscribed: Callable[[], None]
+    ) -> MemoryEventFeed:
+        feed = MemoryEventFeed(self, on_event)
+        self.feeds.add(feed)
+        return feed
 
     async def set_room_policy(self, room: str, policy: RoomPolicy) -> None:
         self._policies[room] = policy
@@ -74,4 +146,5 @@ class MemoryRegistry:
         return dict(self._rtts.get(prefix, {}))
 
     async def close(self) -> None:
-        return None
+        for feed in list(self.feeds):
+            await feed.close()

@@ -2,39 +2,40 @@
 
 Keys (prefix ``eurelay:``): ``node:{id}`` JSON node record with a TTL of ``node_ttl`` that
 each heartbeat renews, so a dead node's record expires by itself; ``nodes`` set of ids;
-``room:{name}`` owning node id; ``policy:{name}`` JSON residency policy; ``rtt:{prefix}``
-hash region -> learned RTT (ms). Heartbeats and state changes are Lua scripts that edit
-only their own fields of ``node:{id}`` inside Redis, so one never writes back a stale copy
-of the other (a heartbeat cannot undo DRAINING), and neither recreates an expired record.
-Room assignment is one Lua script too, so concurrent placements of the same room agree.
+``hosts:{room}`` set of the ids of the nodes hosting the room; ``members:{room}`` hash
+sid -> JSON ``RoomMember``; ``policy:{name}`` JSON residency policy; ``rtt:{prefix}`` hash
+region -> learned RTT (ms). Pub/sub channel ``events:{room}`` carries each member change as
+a JSON ``RoomEvent``, published in the transaction that writes ``members:{room}``.
+
+Heartbeats and state changes are Lua scripts that edit only their own fields of
+``node:{id}`` inside Redis, so one never writes back a stale copy of the other (a heartbeat
+cannot undo DRAINING), and neither recreates an expired record.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio as redis
 from pydantic import ValidationError
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from .memory_registry import RTT_WEIGHT
-from .models import NodeLoad, NodeRecord, NodeState, RoomPolicy
+from .models import NodeLoad, NodeRecord, NodeState, RoomEvent, RoomMember, RoomPolicy
 from .registry import RegistryError
 
-PREFIX = "eurelay:"
-RTT_TTL_SECONDS = 7 * 24 * 3600
+logger = logging.getLogger(__name__)
 
-# KEYS[1] room key; ARGV[1] candidate node id; ARGV[2] node key prefix.
-# Keep a live owner, else take the room: atomic, so racing placements agree.
-ASSIGN = """
-local owner = redis.call('GET', KEYS[1])
-if owner and redis.call('EXISTS', ARGV[2] .. owner) == 1 then
-  return owner
-end
-redis.call('SET', KEYS[1], ARGV[1])
-return ARGV[1]
-"""
+PREFIX = "eurelay:"
+EVENTS = PREFIX + "events:"  # pub/sub channel prefix: one channel per room
+RTT_TTL_SECONDS = 7 * 24 * 3600
 
 # KEYS[1] node key, KEYS[2] node id set; ARGV[1] load JSON, ARGV[2] unix time, ARGV[3] TTL ms.
 # Only load and last_heartbeat change; state is register's and set_state's. A missing record
@@ -63,22 +64,242 @@ redis.call('SET', KEYS[1], cjson.encode(node), 'KEEPTTL')
 return 1
 """
 
-RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
+# KEYS[1] hosts set; ARGV[1] node key prefix. One round trip: the hosts whose record has not
+# expired. The others stay in the set, hidden: pruning here could race a node that came back.
+LIVE_HOSTS = """
+local live = {}
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  if redis.call('EXISTS', ARGV[1] .. id) == 1 then table.insert(live, id) end
 end
-return 0
+return live
 """
+
+# KEYS[1] members hash; ARGV[1] node id. Atomic, so a member of another node put meanwhile is
+# never deleted, and each dropped member is returned by one caller only.
+DROP_NODE_MEMBERS = """
+local dropped = {}
+local fields = redis.call('HGETALL', KEYS[1])
+for i = 1, #fields, 2 do
+  local ok, member = pcall(cjson.decode, fields[i + 1])
+  if ok and type(member) == 'table' and member.node == ARGV[1] then
+    redis.call('HDEL', KEYS[1], fields[i])
+    table.insert(dropped, fields[i + 1])
+  end
+end
+return dropped
+"""
+
+# A feed that lost its connection tries again after this long, doubling up to the maximum.
+RECONNECT_MIN_SECONDS = 0.1
+RECONNECT_MAX_SECONDS = 1.0
+
+
+def _channel(room: str) -> str:
+    return EVENTS + room
+
+
+def _members(raws: list[str]) -> list[RoomMember]:
+    """The records that validate, by sid: another version's or a hand-written record is skipped."""
+    members = []
+    for raw in raws:
+        try:
+            members.append(RoomMember.model_validate_json(raw))
+        except ValidationError:
+            logger.debug("skipping an invalid room member record: %.200s", raw)
+    return sorted(members, key=lambda m: m.sid)
+
+
+class RedisEventFeed:
+    """One pub/sub connection and the task reading it (see ``Registry.event_feed``).
+
+    ``watch`` returns once Redis confirmed the subscription, so a directory read after it
+    misses nothing. While Redis is down, ``watch`` and ``unwatch`` do not raise: they change
+    the set of rooms and return; the reader subscribes that set when it has reconnected and
+    then calls ``on_resubscribed``. Its own reconnection: redis-py's would resubscribe behind
+    our back, without telling us that events were lost in between.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        on_event: Callable[[RoomEvent], None],
+        on_resubscribed: Callable[[], None],
+    ) -> None:
+        self._client = client
+        self._on_event = on_event
+        self._on_resubscribed = on_resubscribed
+        self._rooms: set[str] = set()
+        self._pubsub: Any = None  # while connected; None while down or reconnecting
+        self._lock = asyncio.Lock()  # subscription changes never overlap a connection swap
+        self._settled = asyncio.Event()  # no connection attempt in progress
+        self._confirming: dict[str, asyncio.Future[bool]] = {}  # channel -> watch() waiting
+        self._pending: set[str] = set()  # channels resubscribed, not yet confirmed
+        self._missed = False  # events may have been lost: on_resubscribed when subscribed again
+        self.dropped = 0  # messages that were not a RoomEvent
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def watch(self, room: str) -> None:
+        await self._settled.wait()  # the first connection is still being made
+        channel = _channel(room)
+        async with self._lock:
+            confirmed = self._confirming.get(channel)  # a concurrent watch() of the room
+            if confirmed is None:
+                if room in self._rooms:
+                    return
+                self._rooms.add(room)
+                if self._pubsub is None:
+                    self._missed = True
+                    return
+                confirmed = asyncio.get_running_loop().create_future()
+                self._confirming[channel] = confirmed
+                try:
+                    await self._pubsub.subscribe(channel)
+                except (RedisError, OSError) as exc:
+                    # The connection broke: the reader notices too and reconnects.
+                    logger.debug("subscribing to %s failed: %s", channel, exc)
+                    self._confirming.pop(channel, None)
+                    self._missed = True
+                    return
+        # Shielded: another watch() of the room may be waiting for the same reply. False if
+        # the connection was lost first; _missed is set then.
+        await asyncio.shield(confirmed)
+
+    async def unwatch(self, room: str) -> None:
+        async with self._lock:
+            if room not in self._rooms:
+                return
+            self._rooms.discard(room)
+            if self._pubsub is None:
+                return
+            try:
+                await self._pubsub.unsubscribe(_channel(room))
+            except (RedisError, OSError) as exc:  # reconnecting leaves the room out anyway
+                logger.debug("unsubscribing from %s failed: %s", room, exc)
+
+    async def close(self) -> None:
+        """Stops the reader and drops the connection without a round trip: no hang if down."""
+        self._task.cancel()
+        await asyncio.wait([self._task])
+        async with self._lock:  # a watch() in flight finishes sending first (socket_timeout)
+            await self._disconnect()
+        self._settled.set()  # a watch() waiting for the first connection returns
+
+    async def _run(self) -> None:
+        delay = RECONNECT_MIN_SECONDS
+        while True:
+            try:
+                await self._connect()
+                delay = RECONNECT_MIN_SECONDS
+                await self._read()
+            except (RedisError, OSError) as exc:
+                logger.debug("room event feed lost redis: %s", exc)
+            except Exception:  # whatever it was, the feed carries on with a new connection
+                logger.exception("room event feed failed")
+            async with self._lock:
+                if self._pubsub is not None and self._rooms:
+                    self._missed = True
+                await self._disconnect()
+            await asyncio.sleep(delay)
+            delay = min(2 * delay, RECONNECT_MAX_SECONDS)
+
+    async def _connect(self) -> None:
+        self._settled.clear()
+        try:
+            async with self._lock:
+                pubsub = self._client.pubsub()
+                channels = {_channel(room) for room in self._rooms}
+                try:
+                    await pubsub.connect()
+                    if channels:
+                        await pubsub.subscribe(*channels)
+                except BaseException:
+                    with contextlib.suppress(RedisError, OSError):
+                        await pubsub.aclose()
+                    raise
+                self._pubsub = pubsub
+                self._pending = channels
+                self._caught_up()
+        finally:
+            self._settled.set()
+
+    async def _disconnect(self) -> None:
+        pubsub, self._pubsub = self._pubsub, None
+        for confirmed in self._confirming.values():
+            if not confirmed.done():
+                confirmed.set_result(False)
+        self._confirming.clear()
+        if pubsub is not None:
+            with contextlib.suppress(RedisError, OSError):
+                # Without waiting for the peer; shielded, so a close() cancelling the reader
+                # meanwhile leaves no connection half closed.
+                await asyncio.shield(pubsub.aclose())
+
+    async def _read(self) -> None:
+        while True:
+            message = await self._pubsub.get_message(timeout=None)
+            if message is None:
+                continue
+            kind, channel = message["type"], message["channel"]
+            if kind == "subscribe":
+                confirmed = self._confirming.pop(channel, None)
+                if confirmed is not None and not confirmed.done():
+                    confirmed.set_result(True)
+                self._pending.discard(channel)
+                self._caught_up()
+            elif kind == "message":
+                self._deliver(channel[len(EVENTS) :], message["data"])
+
+    def _caught_up(self) -> None:
+        if self._pending or not self._missed:
+            return
+        self._missed = False
+        try:
+            self._on_resubscribed()
+        except Exception:
+            logger.exception("on_resubscribed failed")
+
+    def _deliver(self, room: str, data: str) -> None:
+        if room not in self._rooms:
+            return  # published before Redis saw our UNSUBSCRIBE
+        try:
+            event = RoomEvent.model_validate_json(data)
+        except ValidationError:
+            event = None
+        if event is None or event.room != room:
+            self.dropped += 1
+            logger.debug("dropping an invalid room event on %s: %.200s", room, data)
+            return
+        try:
+            self._on_event(event)
+        except Exception:  # a subscriber's bug must not stop the feed
+            logger.exception("room event handler failed")
 
 
 class RedisRegistry:
     def __init__(self, url: str, node_ttl: float) -> None:
         self.node_ttl = node_ttl
+        # One retry, at once, on a new connection: after a Redis restart the pool hands out
+        # its dead connections (redis-py skips its check for them while maintenance
+        # notifications are "auto", the default) and each would fail one call.
         self._redis: Any = redis.from_url(
-            url, decode_responses=True, socket_timeout=2.0, socket_connect_timeout=2.0
+            url,
+            decode_responses=True,
+            socket_timeout=2.0,
+            socket_connect_timeout=2.0,
+            retry=Retry(NoBackoff(), 1),
         )
-        self._assign = self._redis.register_script(ASSIGN)
-        self._release = self._redis.register_script(RELEASE)
+        # Feeds connect with no retries of redis-py's own: a feed reconnects by itself, and
+        # knows then that it has to say so (RedisEventFeed).
+        self._feed_redis: Any = redis.from_url(
+            url,
+            decode_responses=True,
+            socket_timeout=2.0,
+            socket_connect_timeout=2.0,
+            retry=Retry(NoBackoff(), 0),
+        )
+        self._feeds: set[RedisEventFeed] = set()
+        self._live_hosts = self._redis.register_script(LIVE_HOSTS)
+        self._drop_node_members = self._redis.register_script(DROP_NODE_MEMBERS)
         self._heartbeat = self._redis.register_script(HEARTBEAT)
         self._set_state = self._redis.register_script(SET_STATE)
 
@@ -149,20 +370,54 @@ class RedisRegistry:
             await self._call(self._redis.srem(PREFIX + "nodes", *gone))
         return nodes
 
-    async def assign_room(self, room: str, node_id: str) -> str:
-        owner = await self._call(
-            self._assign(keys=[PREFIX + "room:" + room], args=[node_id, PREFIX + "node:"])
+    async def add_room_host(self, room: str, node_id: str) -> None:
+        await self._call(self._redis.sadd(PREFIX + "hosts:" + room, node_id))
+
+    async def room_hosts(self, room: str) -> list[str]:
+        hosts = await self._call(
+            self._live_hosts(keys=[PREFIX + "hosts:" + room], args=[PREFIX + "node:"])
         )
-        return str(owner)
+        return sorted(str(h) for h in hosts)
 
-    async def room_node(self, room: str) -> str | None:
-        owner = await self._call(self._redis.get(PREFIX + "room:" + room))
-        if owner is None or await self._read(owner) is None:
-            return None
-        return str(owner)
+    async def remove_room_host(self, room: str, node_id: str) -> None:
+        await self._call(self._redis.srem(PREFIX + "hosts:" + room, node_id))
 
-    async def release_room(self, room: str, node_id: str) -> None:
-        await self._call(self._release(keys=[PREFIX + "room:" + room], args=[node_id]))
+    async def _change_member(self, event: RoomEvent) -> None:
+        # One transaction: a node that subscribed and then read the hash sees either the
+        # record or the event carrying it.
+        key = PREFIX + "members:" + event.room
+        pipe = self._redis.pipeline(transaction=True)
+        if event.left:
+            pipe.hdel(key, event.member.sid)
+        else:
+            pipe.hset(key, event.member.sid, event.member.model_dump_json())
+        pipe.publish(_channel(event.room), event.model_dump_json())
+        await self._call(pipe.execute())
+
+    async def put_member(self, room: str, member: RoomMember) -> None:
+        await self._change_member(RoomEvent(room=room, node=member.node, member=member))
+
+    async def remove_member(self, room: str, member: RoomMember, reason: str) -> None:
+        await self._change_member(
+            RoomEvent(room=room, node=member.node, member=member, left=True, reason=reason)
+        )
+
+    async def room_members(self, room: str) -> list[RoomMember]:
+        raws = await self._call(self._redis.hvals(PREFIX + "members:" + room))
+        return _members(raws)
+
+    async def drop_node_members(self, room: str, node_id: str) -> list[RoomMember]:
+        raws = await self._call(
+            self._drop_node_members(keys=[PREFIX + "members:" + room], args=[node_id])
+        )
+        return _members(raws)
+
+    def event_feed(
+        self, on_event: Callable[[RoomEvent], None], on_resubscribed: Callable[[], None]
+    ) -> RedisEventFeed:
+        feed = RedisEventFeed(self._feed_redis, on_event, on_resubscribed)
+        self._feeds.add(feed)
+        return feed
 
     async def set_room_policy(self, room: str, policy: RoomPolicy) -> None:
         await self._call(self._redis.set(PREFIX + "policy:" + room, policy.model_dump_json()))
@@ -190,4 +445,8 @@ class RedisRegistry:
         return {region: float(value) for region, value in raw.items()}
 
     async def close(self) -> None:
+        for feed in self._feeds:
+            await feed.close()
+        self._feeds.clear()
+        await self._feed_redis.aclose()
         await self._redis.aclose()

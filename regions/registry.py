@@ -21,7 +21,10 @@ class RegistryError(Exception):
 class EventFeed(Protocol):
     """One node's subscription to room events (``Registry.event_feed``)."""
 
-    async def watch(self, room: str) -> None: ...
+    async def watch(self, room: str) -> None:
+        """Returns once the room's events will arrive, so a directory read after it misses
+        nothing; or at once if the backend is unreachable, and ``on_resubscribed`` follows."""
+        ...
 
     async def unwatch(self, room: str) -> None: ...
 

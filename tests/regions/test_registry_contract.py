@@ -3,20 +3,30 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 from redis.asyncio.connection import AbstractConnection
 
-from bench.redis_server import redis_server
-from regions.models import NodeLoad, NodeRecord, NodeState, RoomPolicy
-from regions.redis_registry import RedisRegistry
+from bench.redis_server import RedisServer, redis_server
+from regions.models import (
+    MemberTrack,
+    NodeLoad,
+    NodeRecord,
+    NodeState,
+    RoomEvent,
+    RoomMember,
+    RoomPolicy,
+)
+from regions.redis_registry import RedisEventFeed, RedisRegistry
 from regions.registry import Registry, create_registry
 
-from ..helpers import eventually_async, require_binary
+from ..helpers import eventually, eventually_async, require_binary
 
 pytestmark = pytest.mark.timeout(30)
 TTL = 0.5
@@ -24,16 +34,15 @@ TTL = 0.5
 Factory = Callable[[], Registry]
 
 
-@pytest.fixture(params=["memory", "redis"])
-async def make_registry(request: pytest.FixtureRequest) -> AsyncIterator[Factory]:
-    """Returns a factory: each call is another signaling instance on the same backend."""
-    made: list[Registry] = []
-    if request.param == "memory":
-        shared = create_registry("memory://", TTL)  # one process, one registry
-        yield lambda: shared
-        return
+RedisBackend = tuple[RedisServer, Factory]
+
+
+@contextlib.asynccontextmanager
+async def redis_registries() -> AsyncIterator[RedisBackend]:
+    """A redis-server and a factory of registries on it, all closed on exit."""
     if require_binary("redis-server") is None:
         pytest.skip("redis-server is not installed (make test installs it)")
+    made: list[Registry] = []
     async with redis_server() as server:
 
         def make() -> Registry:
@@ -41,12 +50,31 @@ async def make_registry(request: pytest.FixtureRequest) -> AsyncIterator[Factory
             made.append(registry)
             return registry
 
+        try:
+            yield server, make
+        finally:
+            for registry in made:
+                await registry.close()
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def make_registry(request: pytest.FixtureRequest) -> AsyncIterator[Factory]:
+    """Returns a factory: each call is another signaling instance on the same backend."""
+    if request.param == "memory":
+        shared = create_registry("memory://", TTL)  # one process, one registry
+        yield lambda: shared
+        return
+    async with redis_registries() as (_, make):
         yield make
-        for registry in made:
-            await registry.close()
 
 
-def node(node_id: str, region: str = "eu-west", **extra: object) -> NodeRecord:
+@pytest.fixture
+async def redis_backend() -> AsyncIterator[RedisBackend]:
+    async with redis_registries() as backend:
+        yield backend
+
+
+def node(node_id: str, region: str = "eu-west", **extra: Any) -> NodeRecord:
     return NodeRecord(id=node_id, region=region, signaling_url=f"http://{node_id}:7880", **extra)
 
 
@@ -139,46 +167,229 @@ async def test_drain_in_flight_never_undoes_a_heartbeat(
 async def test_expired_node_stays_gone_until_it_registers(make_registry: Factory) -> None:
     registry = make_registry()
     await registry.register(node("a"))
-    assert await registry.assign_room("shop", "a") == "a"
+    await registry.add_room_host("shop", "a")
     await registry.set_state("a", NodeState.DRAINING)  # must not make the record outlive its TTL
 
     async def expired() -> bool:  # a stops beating
-        return await registry.room_node("shop") is None
+        return await registry.room_hosts("shop") == []
 
     await eventually_async(expired, 10 * TTL)  # a drained node too
     await registry.heartbeat("a", NodeLoad(sessions=1))  # a late beat does not revive the record
     await registry.set_state("a", NodeState.ACTIVE)
     await registry.heartbeat("ghost", NodeLoad())  # nor does a beat create one
     assert await registry.live_nodes() == []
-    assert await registry.room_node("shop") is None
+    assert await registry.room_hosts("shop") == []
     await registry.register(node("a"))  # how a node comes back (signaling/cluster.py)
     [a] = await registry.live_nodes()
     assert a.state == NodeState.ACTIVE
 
 
-async def test_concurrent_room_assignment_agrees(make_registry: Factory) -> None:
-    first, second = make_registry(), make_registry()
-    await first.register(node("a"))
-    await first.register(node("b"))
-    for i in range(20):
-        room = f"race-{i}"
-        owners = await asyncio.gather(first.assign_room(room, "a"), second.assign_room(room, "b"))
-        assert owners[0] == owners[1]
-        assert await second.room_node(room) == owners[0]
+def member(sid: str, node_id: str, *tracks: MemberTrack) -> RoomMember:
+    return RoomMember(sid=sid, identity=sid.lower(), node=node_id, tracks=list(tracks))
 
 
-async def test_dead_owner_loses_the_room_and_release_is_owner_only(make_registry: Factory) -> None:
+VIDEO = MemberTrack(sid="TR_cam", kind="video", name="camera", mime="video/VP8", layers=["q", "f"])
+
+
+async def test_room_hosts_come_and_go(make_registry: Factory) -> None:
     registry = make_registry()
     await registry.register(node("a"))
-    assert await registry.assign_room("shop", "a") == "a"
-    await registry.release_room("shop", "b")  # not the owner: no effect
-    assert await registry.room_node("shop") == "a"
-    await asyncio.sleep(TTL + 0.2)  # a stops beating and expires
     await registry.register(node("b"))
-    assert await registry.room_node("shop") is None
-    assert await registry.assign_room("shop", "b") == "b"
-    await registry.release_room("shop", "b")
-    assert await registry.room_node("shop") is None
+    for host in ("b", "a", "a"):
+        await registry.add_room_host("shop", host)
+    await registry.add_room_host("shop", "ghost")  # never registered: not live
+    assert await make_registry().room_hosts("shop") == ["a", "b"]
+    await registry.remove_room_host("shop", "b")
+    await registry.remove_room_host("shop", "c")  # not a host: no effect
+    assert await make_registry().room_hosts("shop") == ["a"]
+    assert await registry.room_hosts("elsewhere") == []
+    await registry.add_room_host("shop", "b")
+
+    async def a_expired() -> bool:  # b keeps beating, a goes silent
+        await registry.heartbeat("b", NodeLoad())
+        return await registry.room_hosts("shop") == ["b"]
+
+    await eventually_async(a_expired, 10 * TTL)
+    # An expired host is hidden, not forgotten: it shows again if its node registers again.
+    await registry.register(node("a"))
+    assert await registry.room_hosts("shop") == ["a", "b"]
+
+
+async def test_members_put_update_remove(make_registry: Factory) -> None:
+    writer, reader = make_registry(), make_registry()
+    alice, bob = member("PA_alice", "a"), member("PA_bob", "b")
+    await writer.put_member("shop", bob)
+    await writer.put_member("shop", alice)
+    assert await reader.room_members("shop") == [alice, bob]  # by sid
+    publishing = member("PA_alice", "a", VIDEO)
+    await writer.put_member("shop", publishing)  # same sid: replaces the record
+    assert await reader.room_members("shop") == [publishing, bob]
+    await writer.remove_member("shop", publishing, "left")
+    await writer.remove_member("shop", publishing, "left")  # twice: no effect
+    assert await reader.room_members("shop") == [bob]
+    assert await reader.room_members("elsewhere") == []
+
+
+async def test_drop_node_members_takes_that_nodes_only(make_registry: Factory) -> None:
+    first, second = make_registry(), make_registry()
+    on_a = [member(f"PA_a{i}", "a") for i in range(10)]
+    on_b = member("PA_b", "b")
+    for each in [*on_a, on_b]:
+        await first.put_member("shop", each)
+    # Every surviving node drops a dead node's members: concurrent calls together drop each
+    # member of a, and nothing of b.
+    dropped = await asyncio.gather(
+        first.drop_node_members("shop", "a"), second.drop_node_members("shop", "a")
+    )
+    assert {m.sid for d in dropped for m in d} == {m.sid for m in on_a}
+    assert all(m in on_a for d in dropped for m in d)
+    assert await second.room_members("shop") == [on_b]
+    assert await first.drop_node_members("shop", "a") == []
+    assert await first.drop_node_members("elsewhere", "a") == []
+
+
+class Feed:
+    """What a node's feed callbacks saw."""
+
+    def __init__(self) -> None:
+        self.events: list[RoomEvent] = []
+        self.resubscribed = 0
+
+    def on_event(self, event: RoomEvent) -> None:
+        self.events.append(event)
+
+    def on_resubscribed(self) -> None:
+        self.resubscribed += 1
+
+
+async def test_event_feed_carries_member_changes_in_order(make_registry: Factory) -> None:
+    watcher, writer = make_registry(), make_registry()
+    seen = Feed()
+    feed = watcher.event_feed(seen.on_event, seen.on_resubscribed)
+    await feed.watch("shop")  # returns subscribed: nothing published after it is missed
+    alice, bob = member("PA_alice", "a"), member("PA_bob", "b")
+    publishing = member("PA_alice", "a", VIDEO)
+    await writer.put_member("shop", alice)
+    await writer.put_member("cafe", bob)  # not watched
+    await writer.put_member("shop", publishing)
+    await writer.put_member("shop", bob)
+    await writer.remove_member("shop", publishing, "disconnected")
+    expected = [
+        RoomEvent(room="shop", node="a", member=alice),
+        RoomEvent(room="shop", node="a", member=publishing),
+        RoomEvent(room="shop", node="b", member=bob),
+        RoomEvent(room="shop", node="a", member=publishing, left=True, reason="disconnected"),
+    ]
+    await eventually(lambda: len(seen.events) >= len(expected))
+    # One publisher, in order: cafe's event, published before the last three, would be here.
+    assert seen.events == expected
+    assert seen.resubscribed == 0
+    await feed.close()
+
+
+async def test_unwatched_rooms_are_not_delivered(make_registry: Factory) -> None:
+    watcher, writer = make_registry(), make_registry()
+    seen = Feed()
+    feed = watcher.event_feed(seen.on_event, seen.on_resubscribed)
+    await feed.watch("shop")
+    await feed.watch("cafe")
+    await feed.unwatch("cafe")
+    await feed.unwatch("never-watched")
+    await writer.put_member("cafe", member("PA_cafe", "a"))
+    await writer.put_member("shop", member("PA_shop", "a"))
+    await eventually(lambda: len(seen.events) >= 1)
+    assert [e.room for e in seen.events] == ["shop"]
+    await feed.watch("cafe")  # watched again
+    await writer.put_member("cafe", member("PA_cafe", "a"))
+    await eventually(lambda: len(seen.events) >= 2)
+    assert [e.room for e in seen.events] == ["shop", "cafe"]
+    await feed.close()
+    await writer.put_member("shop", member("PA_shop", "a"))
+    assert await watcher.room_members("shop") == [member("PA_shop", "a")]
+
+
+async def test_redis_feed_resubscribes_after_a_restart(redis_backend: RedisBackend) -> None:
+    server, make_registry = redis_backend
+    watcher, writer = make_registry(), make_registry()
+    seen = Feed()
+    feed = watcher.event_feed(seen.on_event, seen.on_resubscribed)
+    await feed.watch("shop")
+    alice, bob = member("PA_alice", "a"), member("PA_bob", "b")
+    await writer.put_member("shop", alice)
+    await eventually(lambda: len(seen.events) == 1)
+    await server.restart()  # breaks every connection; the data is gone too (no persistence)
+    await eventually(lambda: seen.resubscribed == 1)  # subscribed again: the caller re-reads
+    await writer.put_member("shop", bob)
+    await eventually(lambda: len(seen.events) == 2)
+    assert seen.events[1] == RoomEvent(room="shop", node="b", member=bob)
+    assert seen.resubscribed == 1
+    await feed.close()
+
+
+async def test_redis_feed_resubscribes_after_its_connection_is_killed(
+    redis_backend: RedisBackend,
+) -> None:
+    server, make_registry = redis_backend
+    watcher, writer = make_registry(), make_registry()
+    seen = Feed()
+    feed = watcher.event_feed(seen.on_event, seen.on_resubscribed)
+    await feed.watch("shop")
+    admin = aioredis.from_url(server.url, decode_responses=True)
+    try:
+        # Redis stays up: redis-py's own reconnect succeeds at once, and must not hide the gap.
+        assert await admin.client_kill_filter(_type="pubsub") == 1
+        await eventually(lambda: seen.resubscribed == 1)
+        assert len(await admin.client_list(_type="pubsub")) == 1  # one connection per feed
+    finally:
+        await admin.aclose()
+    alice = member("PA_alice", "a")
+    await writer.put_member("shop", alice)
+    await eventually(lambda: len(seen.events) >= 1)
+    assert seen.events == [RoomEvent(room="shop", node="a", member=alice)]
+    await feed.close()
+
+
+async def test_redis_feed_while_redis_is_down(redis_backend: RedisBackend) -> None:
+    server, make_registry = redis_backend
+    watcher, writer = make_registry(), make_registry()
+    seen = Feed()
+    feed = watcher.event_feed(seen.on_event, seen.on_resubscribed)
+    await feed.watch("shop")
+    await server.stop()
+    await feed.watch("cafe")  # neither raises: the reader subscribes the rooms when back
+    await feed.unwatch("shop")
+    await server.start()
+    await eventually(lambda: seen.resubscribed == 1)
+    await writer.put_member("shop", member("PA_shop", "a"))
+    await writer.put_member("cafe", member("PA_cafe", "a"))
+    await eventually(lambda: len(seen.events) >= 1)
+    assert [e.room for e in seen.events] == ["cafe"]
+    await server.stop()
+    await asyncio.wait_for(feed.close(), 1.0)  # no round trip to a server that is gone
+
+
+async def test_redis_skips_invalid_records_and_events(redis_backend: RedisBackend) -> None:
+    server, make_registry = redis_backend
+    watcher, writer = make_registry(), make_registry()
+    seen = Feed()
+    feed = watcher.event_feed(seen.on_event, seen.on_resubscribed)
+    await feed.watch("shop")
+    other = aioredis.from_url(server.url, decode_responses=True)
+    try:
+        await other.hset("eurelay:members:shop", "PA_bad", "not json")
+        await other.hset("eurelay:members:shop", "PA_newer", '{"sid": "PA_newer", "x": 1}')
+        await other.publish("eurelay:events:shop", "not json")
+        misrouted = RoomEvent(room="cafe", node="a", member=member("PA_x", "a"))
+        await other.publish("eurelay:events:shop", misrouted.model_dump_json())
+    finally:
+        await other.aclose()
+    alice = member("PA_alice", "a")
+    await writer.put_member("shop", alice)
+    await eventually(lambda: len(seen.events) >= 1)
+    assert seen.events == [RoomEvent(room="shop", node="a", member=alice)]
+    assert isinstance(feed, RedisEventFeed) and feed.dropped == 2
+    assert await watcher.room_members("shop") == [alice]
+    assert await watcher.drop_node_members("shop", "a") == [alice]
 
 
 async def test_policies_and_learned_rtts(make_registry: Factory) -> None:
