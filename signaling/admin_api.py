@@ -13,10 +13,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from regions.models import RoomPolicy
 from regions.registry import RegistryError
-from relay.control import RoomInfo
+from relay.control import ParticipantKind, RoomInfo
 
 from .app_keys import NODE
 from .authz import OnCluster, OnRoom, authenticate, require
+from .cascade import describe_member
 from .errors import ApiError
 from .node import describe_participant
 
@@ -81,12 +82,22 @@ async def delete_room(request: web.Request) -> web.Response:
 
 
 async def list_participants(request: web.Request) -> web.Response:
+    """The whole room as this node knows it: its own participants, and those on the other
+    nodes the room lives on (from the room directory), each with its node."""
     require(request, OnRoom(request.match_info["room"], "admin"))
     room = _room(request)
-    people = request.app[NODE].relay.participants(room.name)
-    return web.json_response(
-        {"participants": [describe_participant(p).model_dump() for p in people]}
-    )
+    node = request.app[NODE]
+    here = node.settings.node_id
+    people = [
+        {**describe_participant(p).model_dump(), "node": here}
+        for p in node.relay.participants(room.name)
+        if p.kind is not ParticipantKind.REMOTE  # a stand-in: listed below, on its node
+    ]
+    people += [
+        {**describe_member(m).model_dump(), "node": m.node}
+        for m in node.cascade.remote_members(room.name)
+    ]
+    return web.json_response({"participants": people})
 
 
 async def remove_participant(request: web.Request) -> web.Response:

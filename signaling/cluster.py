@@ -274,6 +274,8 @@ class Cluster:
         if decision.node is None:
             if self.state == NodeState.DRAINING:
                 raise PlacementUnavailable("node_draining", "this node takes no new sessions")
+            if decision.candidates and all(c.why.startswith("full") for c in decision.candidates):
+                raise PlacementUnavailable("node_full", "every node is at capacity")
             raise PlacementUnavailable("no_eligible_node", decision.reason)
         with contextlib.suppress(RegistryError):  # within the grace: serve from the snapshot
             await self._ask(self.registry.add_room_host(room, decision.node.id))

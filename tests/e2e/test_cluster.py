@@ -108,7 +108,7 @@ async def test_clients_land_on_their_lowest_rtt_region(tmp_path: Path) -> None:
                 nodes["west-1"], "/v1/route?room=fika&rtt=eu-north:3,eu-west:40"
             )
             assert status == 200 and route["node"] == "north-1"
-            assert "affinity" in route["reason"]
+            assert "already lives on north-1" in route["reason"]
             assert {c["node"] for c in route["candidates"]} == {"west-1", "central-1", "north-1"}
         finally:
             for client in clients:

@@ -16,6 +16,20 @@ def url_of(node: RunningNode | str, path: str) -> str:
     return node.rstrip("/") + path if isinstance(node, str) else node.http(path)
 
 
+async def post_offer(
+    http: aiohttp.ClientSession, url: str, sdp: str, headers: dict[str, str]
+) -> aiohttp.ClientResponse:
+    """POST an offer, following a 307 with the same token as WHIP clients do (aiohttp
+    itself drops ``Authorization`` on a redirect to another host:port)."""
+    for _ in range(3):
+        resp = await http.post(url, data=sdp, headers=headers, allow_redirects=False)
+        if resp.status != 307:
+            return resp
+        url = str(resp.url.join(aiohttp.client.URL(resp.headers["Location"])))
+        resp.release()
+    raise AssertionError(f"redirected more than twice, last to {url}")
+
+
 async def whip_publish(
     relay_node: RunningNode | str, room: str, tok: str, *tracks: object, query: str = ""
 ) -> tuple[RTCPeerConnection, str]:
@@ -23,13 +37,11 @@ async def whip_publish(
     for track in tracks:
         pc.addTransceiver(track, direction="sendonly")
     await pc.setLocalDescription(await pc.createOffer())
+    headers = {"Content-Type": "application/sdp", "Authorization": f"Bearer {tok}"}
+    url = url_of(relay_node, f"/whip/{room}{query}")
     async with (
         aiohttp.ClientSession() as http,
-        http.post(
-            url_of(relay_node, f"/whip/{room}{query}"),
-            data=pc.localDescription.sdp,
-            headers={"Content-Type": "application/sdp", "Authorization": f"Bearer {tok}"},
-        ) as resp,
+        await post_offer(http, url, pc.localDescription.sdp, headers) as resp,
     ):
         assert resp.status == 201, await resp.text()
         assert resp.content_type == "application/sdp"
@@ -54,9 +66,7 @@ async def whep_view(
         headers["Authorization"] = f"Bearer {tok}"
     async with (
         aiohttp.ClientSession() as http,
-        http.post(
-            url_of(relay_node, path), data=pc.localDescription.sdp, headers=headers
-        ) as resp,
+        await post_offer(http, url_of(relay_node, path), pc.localDescription.sdp, headers) as resp,
     ):
         assert resp.status == 201, await resp.text()
         location = resp.headers["Location"]
