@@ -26,6 +26,7 @@ from .settings import Settings
 T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
+RESERVED_FOR = 0.5  # seconds a session redirected to a node counts before its heartbeat does
 
 
 class PlacementUnavailable(Exception):
@@ -58,6 +59,7 @@ class Cluster:
         self.registry_timeouts = 0
         self._last_cpu = (time.process_time(), time.monotonic(), 0)
         self.on_registered: list[Callable[[], Awaitable[None]]] = []
+        self._reserved: dict[str, list[float]] = {}  # node -> when sessions were sent there
 
     @property
     def node_id(self) -> str:
@@ -200,9 +202,25 @@ class Cluster:
 
     def _nodes(self) -> list[NodeRecord]:
         """The node list, with this node's own record as it is now (its load in particular:
-        a burst of joins fills it before the next heartbeat says so)."""
-        own = self.record()
-        return [own, *(n for n in self.snapshot if n.id != self.node_id)]
+        a burst of joins fills it before the next heartbeat says so), and the sessions
+        sent to other nodes that their last heartbeat cannot have counted yet."""
+        nodes = [self.record()]
+        for node in self.snapshot:
+            if node.id == self.node_id:
+                continue
+            # A redirected client arrives within moments; a heartbeat half a second after the
+            # redirect counts it, so the reservation ends there.
+            pending = [
+                t for t in self._reserved.get(node.id, []) if node.last_heartbeat < t + RESERVED_FOR
+            ]
+            self._reserved[node.id] = pending
+            if pending:
+                sessions = node.load.sessions + len(pending)
+                node = node.model_copy(
+                    update={"load": node.load.model_copy(update={"sessions": sessions})}
+                )
+            nodes.append(node)
+        return nodes
 
     async def decide(
         self, room: str, client_ip: str | None, probes: dict[str, float] | None = None
@@ -271,6 +289,15 @@ class Cluster:
             with contextlib.suppress(RegistryError):
                 await self._ask(self.registry.add_room_host(room, self.node_id))
             return Placement(decision, True)
+        if redirected:
+            # Sent here by a node whose list was stale (this node filled up or started
+            # draining since): refuse rather than redirect a second time; the client starts
+            # over at its signaling URL.
+            why = next((c.why for c in decision.candidates if c.node == self.node_id), "")
+            code = "node_full" if why.startswith("full") else "no_eligible_node"
+            if self.state == NodeState.DRAINING:
+                code, why = "node_draining", "this node takes no new sessions"
+            raise PlacementUnavailable(code, f"redirected here, but {why or 'not eligible'}")
         if decision.node is None:
             if self.state == NodeState.DRAINING:
                 raise PlacementUnavailable("node_draining", "this node takes no new sessions")
@@ -279,7 +306,14 @@ class Cluster:
             raise PlacementUnavailable("no_eligible_node", decision.reason)
         with contextlib.suppress(RegistryError):  # within the grace: serve from the snapshot
             await self._ask(self.registry.add_room_host(room, decision.node.id))
+        self._reserve(decision.node.id)
         return Placement(decision, False)
+
+    def _reserve(self, node_id: str) -> None:
+        """Count a session sent to ``node_id`` until that node's own heartbeat can include
+        it: a burst of joins entering here spreads over a region's nodes instead of all
+        following one stale load reading past a node's capacity."""
+        self._reserved.setdefault(node_id, []).append(time.time())
 
     async def room_closed(self, room: str) -> None:
         """Stop hosting the room, unless a session of it came back meanwhile (a reconnect

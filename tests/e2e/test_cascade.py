@@ -276,3 +276,36 @@ async def test_the_origin_dying_unpublishes_its_tracks_elsewhere(tmp_path: Path)
         finally:
             await viewer.close()
             await host.close()
+
+
+async def test_a_full_node_spills_a_rooms_viewers_to_its_siblings(tmp_path: Path) -> None:
+    """Capacity 10 per node: a publisher and 25 viewers of one room in one region end up on
+    three nodes, every viewer decoding (two of the nodes get the stream over a bridge)."""
+    capacity = {"capacity": {"max_participants": 10}}
+    specs = [NodeSpec(f"west-{i}", "eu-west", "fr", dict(capacity)) for i in (1, 2, 3)]
+    async with redis_server() as redis, cluster(redis, specs, tmp_path) as nodes:
+        for node in nodes.values():
+            await wait_nodes(node, 3)
+        entry = nodes["west-1"].http_url
+        pcs: list[RTCPeerConnection] = []
+        try:
+            publisher, _ = await whip_publish(
+                entry, "sale", token("sale", "host"), FlatColorTrack(64, 48)
+            )
+            pcs.append(publisher)
+            viewers = []
+            for i in range(25):
+                viewer, tracks, _ = await whep_view(
+                    entry, "/whep/sale", token("sale", f"v{i}", publish=False)
+                )
+                pcs.append(viewer)
+                viewers.append(tracks)
+            placed = {name: await identities(nodes, name, "sale") for name in nodes}
+            assert sum(len(who) for who in placed.values()) == 26
+            assert all(0 < len(who) <= 10 for who in placed.values()), placed
+            for tracks in viewers:
+                await frame_of_size(tracks["video"], (64, 48), timeout=30)
+        finally:
+            for pc in pcs:
+                with contextlib.suppress(Exception):
+                    await pc.close()
