@@ -93,13 +93,12 @@ class TwoViewers:
     lowered: float
 
 
-async def top_and_lowered_viewer(
-    node: RunningNode, track: UpTrack, tasks: list[asyncio.Task[None]]
-) -> TwoViewers:
-    """Two viewers of ``track`` on ``node``: both reach the top layer, then one lowers its
-    ceiling and decodes the lowest layer."""
+async def top_and_lowered_viewer(node: RunningNode, tasks: list[asyncio.Task[None]]) -> TwoViewers:
+    """Two viewers of the room's video on ``node`` (published there, or bridged from another
+    node): both reach the top layer, then one lowers its ceiling and decodes the lowest."""
     _, _, top = await viewer(node, "top", tasks)
     low_client, sid, low = await viewer(node, "low", tasks)
+    track = next(t for t in node.worker.rooms["sim"].tracks() if t.kind == "video")
     await eventually(lambda: all(layer.rate_bps > 0 for layer in track.layers), RAMP_UP)
     await eventually(lambda: layer_of(node, "top") == "f", 30)
     # frames of the layer it started on may still be in its decoder: wait them out

@@ -31,10 +31,10 @@ pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]
 
 
 async def test_each_viewer_gets_its_own_layer(relay_node: RunningNode, browser: object) -> None:
-    track = await publish_simulcast(relay_node, browser)
+    await publish_simulcast(relay_node, browser)
     tasks: list[asyncio.Task[None]] = []
     try:
-        two = await top_and_lowered_viewer(relay_node, track, tasks)
+        two = await top_and_lowered_viewer(relay_node, tasks)
         top, low, lowered = two.top, two.low, two.lowered
 
         await two.low_client.set_quality(two.low_sid, "high")
