@@ -64,6 +64,19 @@ class BridgedTrack:
     streams: tuple[BridgedStream, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class BridgeReport:
+    """One bridge as metrics see it: its peer worker, what it carries, how the hop fares."""
+
+    direction: str  # "out" (origin side) or "in" (viewing side)
+    peer: str
+    streams: int
+    packets: int
+    octets: int
+    rtt_ms: float | None  # out: from the viewing side's receiver reports
+    loss: float | None  # out: fraction lost the viewing side last reported; in: cumulative
+
+
 def _owner(room: str, peer: str) -> Participant:
     """The participant a bridge leg belongs to: never admitted to the room."""
     return Participant(
@@ -242,6 +255,44 @@ class Bridging:
             "out": (len(out), sum(len(leg.by_ssrc) for leg in out)),
             "in": (len(inbound), sum(len(leg.by_ssrc) for leg in inbound)),
         }
+
+    def reports(self) -> list[BridgeReport]:
+        reports = []
+        for (_, peer), out in self.outgoing.items():
+            if out.closed:
+                continue
+            downs = list(out.by_ssrc.values())
+            reports.append(
+                BridgeReport(
+                    "out",
+                    peer,
+                    len(downs),
+                    sum(d.packets_sent for d in downs),
+                    sum(d.octets_sent for d in downs),
+                    out.rtt_ms,
+                    out.fraction_lost,
+                )
+            )
+        for (_, peer), inbound in self.incoming.items():
+            if inbound.closed:
+                continue
+            ups = [s for t in inbound.tracks.values() for s in (t.layers or [t])]
+            expected = sum(
+                u.stats.extended_max - u.stats.base_seq + 1 for u in ups if u.stats.base_seq >= 0
+            )
+            received = sum(u.stats.received for u in ups)
+            reports.append(
+                BridgeReport(
+                    "in",
+                    peer,
+                    len(ups),
+                    sum(u.packets for u in ups),
+                    sum(u.octets for u in ups),
+                    None,
+                    max(0, expected - received) / expected if expected else None,
+                )
+            )
+        return reports
 
     def legs_of(self, room: str) -> list[BridgeOutLeg | BridgeInLeg]:
         """The room's bridges, both ways, forgotten here (the caller closes them)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from .bridging import BridgedTrack, BridgeEndpoint
+from .bridging import BridgedTrack, BridgeEndpoint, BridgeReport
 from .data_message import Relayed, deliver_data
 from .errors import NotFoundError
 from .negotiation import NegotiationController
@@ -23,6 +23,7 @@ from .worker import RelayWorker, WorkerConfig
 
 __all__ = [
     "BridgeEndpoint",
+    "BridgeReport",
     "BridgedTrack",
     "NegotiationController",
     "ParticipantInfo",
@@ -326,6 +327,10 @@ class RelayControl:
     def fingerprints(self) -> tuple[tuple[str, str], ...]:
         """This worker's DTLS certificate, as a peer's bridge must expect it."""
         return (self.worker.transports.fingerprint,)
+
+    def bridge_reports(self) -> list[BridgeReport]:
+        """Each open bridge: peer, streams, packets and octets carried, hop RTT and loss."""
+        return self.worker.bridging.reports()
 
     def bridge_load(self) -> dict[str, tuple[int, int]]:
         """Open bridges and the streams they carry, by direction ("out", "in")."""

@@ -24,6 +24,7 @@ class DownLeg(Leg):
         self.by_ssrc: dict[int, DownTrack] = {}
         self._sr_sent: dict[int, float] = {}  # LSR (NTP middle 32 bits) -> when we sent it
         self.retransmit_budget = TokenBucket(rate=400.0, burst=200.0)  # NACK floods stop here
+        self.fraction_lost: float | None = None  # the peer's last receiver report, worst stream
 
     def accepted_ssrcs(self) -> set[int]:
         """The SSRCs the peer has agreed to receive."""
@@ -51,6 +52,8 @@ class DownLeg(Leg):
 
     def _on_receiver_report(self, packet: Any) -> None:
         now = time.monotonic()
+        if packet.reports:
+            self.fraction_lost = max(r.fraction_lost for r in packet.reports) / 256.0
         for report in packet.reports:
             down = self.by_ssrc.get(report.ssrc)
             selector = down.selector if down is not None else None  # simulcast only

@@ -17,7 +17,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from relay.control import RelayControl
+from relay.control import BridgeReport, RelayControl
 from relay.stats import Histogram
 
 
@@ -109,6 +109,7 @@ class RelayCollector(Collector):
             streams.add_metric([direction], carried)
         yield bridges
         yield streams
+        yield from _bridge_families(relay.bridge_reports())
 
         for name, doc, attr in COUNTERS:
             yield CounterMetricFamily(name, doc, value=getattr(s, attr))
@@ -143,6 +144,49 @@ class RelayCollector(Collector):
             "DTLS handshake duration.",
             s.dtls_handshake_seconds,
         )
+
+
+def _bridge_families(reports: list[BridgeReport]) -> list[Metric]:
+    """Per peer node (a bounded label; rooms are not labels): what bridges carry and how the
+    hop fares. Several rooms' bridges to one peer add up; RTT and loss take the worst."""
+    packets = CounterMetricFamily(
+        "eurelay_bridge_packets", "RTP packets carried by bridges.", labels=["direction", "peer"]
+    )
+    octets = CounterMetricFamily(
+        "eurelay_bridge_bytes",
+        "RTP payload bytes carried by bridges.",
+        labels=["direction", "peer"],
+    )
+    rtt = GaugeMetricFamily(
+        "eurelay_bridge_rtt_milliseconds",
+        "Round trip of a bridge hop (origin side).",
+        labels=["peer"],
+    )
+    loss = GaugeMetricFamily(
+        "eurelay_bridge_loss_ratio",
+        "Loss on a bridge hop: out, as the viewing node last reported; in, cumulative.",
+        labels=["direction", "peer"],
+    )
+    totals: dict[tuple[str, str], list[float]] = {}
+    worst_rtt: dict[str, float] = {}
+    worst_loss: dict[tuple[str, str], float] = {}
+    for r in reports:
+        key = (r.direction, r.peer)
+        total = totals.setdefault(key, [0.0, 0.0])
+        total[0] += r.packets
+        total[1] += r.octets
+        if r.rtt_ms is not None:
+            worst_rtt[r.peer] = max(worst_rtt.get(r.peer, 0.0), r.rtt_ms)
+        if r.loss is not None:
+            worst_loss[key] = max(worst_loss.get(key, 0.0), r.loss)
+    for (direction, peer), (n, size) in totals.items():
+        packets.add_metric([direction, peer], n)
+        octets.add_metric([direction, peer], size)
+    for peer, ms in worst_rtt.items():
+        rtt.add_metric([peer], ms)
+    for (direction, peer), ratio in worst_loss.items():
+        loss.add_metric([direction, peer], ratio)
+    return [packets, octets, rtt, loss]
 
 
 def create_registry(relay: RelayControl, connections: dict[str, object]) -> CollectorRegistry:

@@ -26,7 +26,7 @@ from signaling import protocol as p
 from signaling.client import ClientError, EurelayClient
 
 from ..cluster_nodes import NodeSpec, cluster
-from ..helpers import require_binary
+from ..helpers import eventually_async, require_binary
 from ..interop.http_sessions import frame_of_size, whep_view, whip_publish
 from .test_cluster import ADMIN, admin_get, wait_nodes
 
@@ -116,6 +116,21 @@ async def test_viewers_land_near_them_and_each_node_gets_one_copy(tmp_path: Path
                 remote = await metrics(nodes[name])
                 assert remote['eurelay_relay_bridges{direction="in"}'] == 1
                 assert remote['eurelay_relay_bridge_streams{direction="in"}'] == 2
+                hop = 'direction="in",peer="central-1"'
+                assert remote[f"eurelay_bridge_packets_total{{{hop}}}"] > 0
+                assert remote[f"eurelay_bridge_loss_ratio{{{hop}}}"] < 0.01
+                sent = origin[f'eurelay_bridge_packets_total{{direction="out",peer="{name}"}}']
+                assert sent > 0
+
+            # The hop's round trip, from the viewing nodes' receiver reports (about 1 s apart).
+            async def hop_rtts() -> bool:
+                values = await metrics(central)
+                return all(
+                    f'eurelay_bridge_rtt_milliseconds{{peer="{name}"}}' in values
+                    for name in ("west-1", "north-1")
+                )
+
+            await eventually_async(hop_rtts, 10)
 
             status, route = await admin_get(central, f"/v1/route?room=shop&rtt={NEAR['eu-west']}")
             assert status == 200 and route["node"] == "west-1"
