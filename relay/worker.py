@@ -54,6 +54,7 @@ class WorkerConfig:
     keyframe_interval: float = 0.5
     udp_buffer_bytes: int = 0  # 0: the kernel's default
     nack_repair: bool = True  # answer subscribers' NACKs from the cache (off: to measure it)
+    bridge_grace: float = 2.0  # seconds a bridge with no viewer here stays open
     tick_interval: float = 0.1
     report_interval: float = 1.0
 
@@ -232,14 +233,32 @@ class RelayWorker:
 
     async def _close_idle_bridges(self, room: Room) -> None:
         """Bridges of a room nobody here takes part in any more: those toward other workers
-        when the room is gone here, those from other workers when only their stand-in
-        publishers are left (their leaving closes the bridge they share)."""
+        when the room is gone here, at once; those from other workers when only their
+        stand-in publishers are left, after ``bridge_grace`` (a viewer coming back soon
+        finds the stream here), by making the stand-ins leave (they share the bridge)."""
         kinds = {p.kind for p in room.participants.values()}
-        if kinds <= {ParticipantKind.REMOTE}:
-            for remote in list(room.participants.values()):
-                await self.leave(remote, "bridge_closed")
-            for leg in self.bridging.legs_of(room.name):
-                await self.transports.close(leg)
+        if not kinds <= {ParticipantKind.REMOTE}:
+            return
+        if room.participants and self.config.bridge_grace > 0:
+            loop = asyncio.get_running_loop()
+            loop.call_later(
+                self.config.bridge_grace,
+                lambda: self.transports.spawn(self._close_if_still_idle(room)),
+            )
+            return
+        await self._close_bridges(room)
+
+    async def _close_if_still_idle(self, room: Room) -> None:
+        if self.rooms.get(room.name) is not room:
+            return  # closed meanwhile (its bridges with it)
+        if {p.kind for p in room.participants.values()} <= {ParticipantKind.REMOTE}:
+            await self._close_bridges(room)
+
+    async def _close_bridges(self, room: Room) -> None:
+        for remote in list(room.participants.values()):
+            await self.leave(remote, "bridge_closed")
+        for leg in self.bridging.legs_of(room.name):
+            await self.transports.close(leg)
 
     # transport events ------------------------------------------------------------------
 

@@ -68,6 +68,7 @@ def worker_config(settings: Settings) -> WorkerConfig:
         keyframe_interval=settings.rtc.keyframe_interval,
         udp_buffer_bytes=settings.rtc.udp_buffer_bytes,
         nack_repair=settings.rtc.nack_repair,
+        bridge_grace=settings.cluster.bridge_grace,
     )
 
 

@@ -115,6 +115,12 @@ class ClusterSettings(_Section):
         description="Shared by every node of the cluster: nodes authenticate the bridges and "
         "data they ask of each other with it. Required with a shared (Redis) registry.",
     )
+    bridge_grace: float = Field(
+        default=2.0,
+        ge=0,
+        description="Seconds a bridge stays open after the last participant it served here "
+        "left (one coming back soon finds the stream); 0 closes it at once.",
+    )
     bridge_timeout: float = Field(
         default=3.0, gt=0, description="Seconds a node waits for another to answer a bridge."
     )

@@ -76,9 +76,23 @@ async def test_viewers_on_another_worker_get_one_copy_over_a_bridge() -> None:
                 text = await resp.text()
             assert 'eurelay_relay_bridge_streams{direction="out"} 2.0' in text
 
-            # The last viewer there gone, the bridge closes at both ends; the host stays.
+            # The last viewer there gone, the bridge stays for the grace: a viewer coming
+            # back gets the stream over the same bridge.
+            leg = viewing.worker.bridging.incoming[("shop", "origin")]
+            viewing.worker.config.bridge_grace = 60
             await first.close()
             await second.close()
+            await eventually(lambda: len(viewing.worker.rooms["shop"].participants) == 1)
+            back, again, _ = await whep_view(
+                viewing, "/whep/shop", token("shop", "v3", publish=False)
+            )
+            pcs.append(back)
+            await frame_of_size(again["video"], (160, 120), timeout=20)
+            assert viewing.worker.bridging.incoming[("shop", "origin")] is leg
+
+            # Gone again with no grace: the bridge closes at both ends; the host stays.
+            viewing.worker.config.bridge_grace = 0
+            await back.close()
             await eventually(lambda: "shop" not in viewing.worker.rooms)
             await eventually(lambda: origin.node.relay.bridge_load()["out"] == (0, 0))
             assert origin.worker.rooms["shop"].by_identity("host") is not None
