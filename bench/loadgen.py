@@ -158,10 +158,15 @@ class Signaling:
         self.ws: aiohttp.ClientWebSocketResponse | None = None
         self._reader: asyncio.Task[None] | None = None
 
-    async def join(self, room: str, identity: str, publish: bool) -> None:
+    async def join(
+        self, room: str, identity: str, publish: bool, rtts: dict[str, float] | None = None
+    ) -> None:
         grant = Grant(room=room, can_publish=publish, can_subscribe=not publish)
         self.ws = await self.http.ws_connect(self.url)
-        await self.ws.send_json({"type": "join", "token": mint(KEY, SECRET, identity, grant)})
+        join: dict[str, Any] = {"type": "join", "token": mint(KEY, SECRET, identity, grant)}
+        if rtts:
+            join["rtts"] = rtts  # places it in that region (cascading benchmarks)
+        await self.ws.send_json(join)
 
     async def send(self, message: dict[str, Any]) -> None:
         assert self.ws is not None
@@ -200,9 +205,15 @@ class _Publisher:
     senders: list[VideoSender | AudioSender]
 
 
-async def _publish(http: aiohttp.ClientSession, url: str, room: str, i: int) -> _Publisher:
+async def _publish(
+    http: aiohttp.ClientSession,
+    url: str,
+    room: str,
+    i: int,
+    rtts: dict[str, float] | None = None,
+) -> _Publisher:
     sig = Signaling(http, url)
-    await sig.join(room, f"publisher{i}", publish=True)
+    await sig.join(room, f"publisher{i}", publish=True, rtts=rtts)
     peer = RawPeer()
     await peer.open()
     video_ssrc, audio_ssrc = secrets.randbits(32), secrets.randbits(32)
@@ -220,12 +231,16 @@ async def _publish(http: aiohttp.ClientSession, url: str, room: str, i: int) -> 
 
 
 async def _subscribe(
-    http: aiohttp.ClientSession, url: str, room: str, i: int
+    http: aiohttp.ClientSession,
+    url: str,
+    room: str,
+    i: int,
+    rtts: dict[str, float] | None = None,
 ) -> tuple[Signaling, RawPeer, float, float]:
     """Join as a subscriber; returns when its first video packet arrived, with join times."""
     started = time.perf_counter()
     sig = Signaling(http, url)
-    await sig.join(room, f"viewer{i}", publish=False)
+    await sig.join(room, f"viewer{i}", publish=False, rtts=rtts)
     peer = RawPeer()
     await peer.open()
     offer = await sig.expect("subscriber_offer")
