@@ -58,7 +58,7 @@ class Transports:
         self.port = port  # the configured one; the bound one once the socket is up
         self.certificate = generate_certificate()
         self.fingerprint = local_fingerprint(self.certificate)
-        self.env = LegEnv(mux, repair, self.certificate)
+        self.env = LegEnv(mux, mux, repair, self.certificate)
         # Publisher legs in join order: the periodic work walks these, not every room, so
         # rooms where nobody publishes cost the ticks nothing.
         self.publisher_legs: dict[PublisherLeg, None] = {}
