@@ -7,6 +7,7 @@ import asyncio
 import os
 import shutil
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from bench.loopback_node import RunningNode
 
@@ -39,6 +40,12 @@ def require_binary(name: str) -> str | None:
     if path is None and os.environ.get("CI") == "true":
         raise RuntimeError(f"{name} is required in CI but not installed")
     return path
+
+
+def open_udp_ports() -> set[int]:
+    """Local ports of the IPv4 UDP sockets open in this network namespace (any process)."""
+    lines = Path("/proc/net/udp").read_text().splitlines()[1:]
+    return {int(line.split()[1].rsplit(":", 1)[1], 16) for line in lines}
 
 
 def bridge(origin: RunningNode, viewing: RunningNode, room: str) -> None:
