@@ -15,6 +15,7 @@ import uvloop
 from aioice import stun
 from aioice.utils import random_transaction_id
 
+from relay import rtcp
 from relay.ice_initiator import CheckSchedule
 from relay.ice_lite import IceCredentials
 from relay.leg import Address, Leg
@@ -35,13 +36,18 @@ RTP = bytes([0x80, 96, 0, 1, 0, 0, 0, 1, 0, 0, 0, 7]) + b"media"
 
 
 class RecordingLeg(PublisherLeg):
-    """Keeps the RTP it receives instead of forwarding it: the point here is the transport."""
+    """Keeps the RTP and RTCP it receives instead of acting on them: the point here is the
+    transport."""
 
     received: list[bytes]
+    rtcp_received: list[str]
 
     def on_srtp(self, data: bytes, arrival: float) -> None:
         assert self.rx_srtp is not None
-        self.received.append(bytes(self.rx_srtp.unprotect(data)))
+        if rtcp.is_rtcp(data):
+            self.rtcp_received += [type(p).__name__ for p in self.unprotect_rtcp(data) or []]
+        else:
+            self.received.append(bytes(self.rx_srtp.unprotect(data)))
 
 
 def _participant(identity: str) -> Participant:
@@ -62,7 +68,7 @@ class Side:
 
     def answering(self) -> RecordingLeg:
         leg = self.transports.new_leg(RecordingLeg, _participant("answering"), "server")
-        leg.received = []
+        leg.received, leg.rtcp_received = [], []
         self.legs.append(leg)
         return leg
 
@@ -71,7 +77,7 @@ class Side:
     ) -> RecordingLeg:
         participant = _participant("initiating")
         leg = self.transports.initiating_leg(RecordingLeg, participant, remote, schedule)
-        leg.received = []
+        leg.received, leg.rtcp_received = [], []
         self.legs.append(leg)
         return leg
 
@@ -202,6 +208,11 @@ async def test_initiating_leg_connects_from_its_own_socket_and_srtp_flows_both_w
     assert origin.tx_srtp is not None
     origin.wire.sendto(origin.tx_srtp.protect(reply), own)
     await eventually(lambda: viewer.received == [reply], 5)
+
+    # What it sends upstream (keyframe requests, NACKs, reports) leaves its own socket too.
+    viewer.send_rtcp(rtcp.pli(viewer.rtcp_ssrc, 7))
+    viewer.send_rtcp(rtcp.nack(viewer.rtcp_ssrc, 7, [1, 2]))
+    await eventually(lambda: origin.rtcp_received == ["RtcpPsfbPacket", "RtcpRtpfbPacket"], 5)
     assert a.failed == [] and b.failed == []
 
 

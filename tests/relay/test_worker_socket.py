@@ -84,6 +84,9 @@ async def test_an_initiating_leg_has_its_own_socket_like_the_main_one_until_the_
         leg = worker.bridging.incoming[("room", "origin")]
         own = worker.transports.sockets[leg]
         assert own.addr[0] == worker.config.bind and own.addr[1] not in (0, worker.port)
+        # Its own peer is reached on its socket; what it forwards, and the retransmissions
+        # of that, leave the main one, which local viewers latched to.
+        assert leg.wire is own.mux and leg.fanout is worker.mux and worker.repair.wire is worker.mux
         await eventually(lambda: own.endpoint is not None, 5)
         fileno = own.sock.fileno()
         assert _granted_on(fileno, socket.SO_RCVBUF) >= wanted
