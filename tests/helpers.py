@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from bench.loopback_node import RunningNode
+from relay.room import ParticipantKind
 
 
 async def eventually(
@@ -48,11 +49,21 @@ def open_udp_ports() -> set[int]:
     return {int(line.split()[1].rsplit(":", 1)[1], 16) for line in lines}
 
 
-def bridge(origin: RunningNode, viewing: RunningNode, room: str) -> None:
-    """What the cluster will do when ``viewing`` has a viewer of ``origin``'s tracks."""
+def bridge(
+    origin: RunningNode,
+    viewing: RunningNode,
+    room: str,
+    origin_name: str = "origin",
+    viewing_name: str = "viewing",
+) -> None:
+    """What the cluster will do when ``viewing`` has a viewer of ``origin``'s tracks: carry
+    those of the room's participants on ``origin`` (not the stand-ins of another worker's,
+    which arrive there over a bridge themselves). The names are how each calls the other."""
     a, b = origin.node.relay, viewing.node.relay
-    endpoint = a.bridge_out(room, "viewing", b.fingerprints())
-    b.bridge_in(room, "origin", endpoint)
+    endpoint = a.bridge_out(room, viewing_name, b.fingerprints())
+    b.bridge_in(room, origin_name, endpoint)
     for participant in a.participants(room):
+        if participant.kind is ParticipantKind.REMOTE:
+            continue
         for track in participant.tracks:
-            b.bridge_receive(room, "origin", a.bridge_send(room, "viewing", track.sid))
+            b.bridge_receive(room, origin_name, a.bridge_send(room, viewing_name, track.sid))
