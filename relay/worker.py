@@ -1,4 +1,5 @@
-"""One relay worker: a UDP socket and the units that share it.
+"""One relay worker: a UDP socket and the units that share it (a bridge leg it initiates has
+a socket of its own, which ``Transports`` opens and closes).
 
 The units, each in its module: ``Rooms`` (who is where), ``Transports`` (legs, DTLS),
 ``Repair`` (NACKs and keyframe requests), ``Subscriptions``, ``Publishing`` and ``Viewing``
