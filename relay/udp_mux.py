@@ -22,7 +22,6 @@ import logging
 import socket
 from collections.abc import Callable
 from time import perf_counter
-from typing import Any
 
 from .ice_lite import IceLiteResponder
 from .leg import Leg
@@ -155,6 +154,9 @@ def bind_socket(host: str, port: int, buffer_bytes: int = 0) -> socket.socket:
     return sock
 
 
+Attaching = asyncio.Future[tuple[asyncio.DatagramTransport, UdpMux]]
+
+
 class LegSocket:
     """An initiating leg's own socket and mux: bound when the leg is made (so an error
     surfaces at once and the port is known), on the loop from the leg's check task on,
@@ -166,7 +168,7 @@ class LegSocket:
         self.mux = UdpMux(stats)
         self.endpoint: asyncio.BaseTransport | None = None
         self.closed = False
-        self._attaching: asyncio.Future[Any] | None = None
+        self._attaching: Attaching | None = None
 
     async def attach(self) -> None:
         """Put the socket on the running loop. Cancelling the caller leaves this step to
@@ -180,7 +182,7 @@ class LegSocket:
             self._attaching.add_done_callback(self._attached)
         await asyncio.shield(self._attaching)
 
-    def _attached(self, attaching: asyncio.Future[Any]) -> None:
+    def _attached(self, attaching: Attaching) -> None:
         if attaching.cancelled() or attaching.exception() is not None:
             self.sock.close()
             return

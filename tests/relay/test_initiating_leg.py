@@ -169,8 +169,8 @@ async def peers() -> AsyncIterator[tuple[Peer, Peer]]:
             opened.append(transport)
         yield opened[0].get_protocol(), opened[1].get_protocol()  # type: ignore[misc]
     finally:
-        for transport in opened:
-            transport.close()
+        for each in opened:
+            each.close()
 
 
 def _answer(transaction_id: bytes, pwd: str, mapped: Address) -> bytes:
@@ -202,6 +202,7 @@ async def test_initiating_leg_connects_from_its_own_socket_and_srtp_flows_both_w
     assert origin.rx_srtp is not None and viewer.rx_srtp is not None
     assert a.connected == [origin] and b.connected == [viewer]
 
+    assert viewer.tx_srtp is not None
     viewer.wire.sendto(viewer.tx_srtp.protect(RTP), a.addr)
     await eventually(lambda: origin.received == [RTP], 5)
     reply = RTP[:3] + b"\x02" + RTP[4:]

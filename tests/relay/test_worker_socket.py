@@ -28,7 +28,9 @@ class _Observer:
 
 
 def _granted(worker: RelayWorker, option: int) -> int:
-    return _granted_on(worker.mux.transport.get_extra_info("socket").fileno(), option)
+    transport = worker.mux.transport
+    assert transport is not None
+    return _granted_on(transport.get_extra_info("socket").fileno(), option)
 
 
 def _granted_on(fileno: int, option: int) -> int:
