@@ -88,7 +88,7 @@ class _Host:
 
 def _publisher(host: _Host, key: bytes) -> tuple[PublisherLeg, UpTrack]:
     participant = Participant("bench", "publisher", Permissions(), TokenBucket(1.0, 1.0))
-    env = LegEnv(host.mux, host, generate_certificate())
+    env = LegEnv(host.mux, host.mux, host, generate_certificate())
     leg = PublisherLeg(env, participant, "server", time.perf_counter())
     leg.rx_srtp = FastSrtp(_session(key, inbound=True))
     leg.tx_srtp = FastSrtp(_session())

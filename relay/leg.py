@@ -1,9 +1,11 @@
-"""A peer leg: one ICE + DTLS-SRTP transport on the worker's UDP socket.
+"""A peer leg: one ICE + DTLS-SRTP transport on a UDP socket: the worker's, or for a leg
+that initiates (relay to relay) a socket of its own.
 
 Legs are named for the direction media flows (``PublisherLeg`` up from a peer,
 ``SubscriberLeg`` and ``ViewerLeg`` down to one). A leg reaches the rest of the relay only
-through what it is given: the ``Wire`` it sends on and the ``RepairRequests`` it reports
-loss and keyframe needs to. It never holds the worker.
+through what it is given: the ``Wire`` to its own peer, the ``Wire`` it forwards media to
+the worker's subscribers on, and the ``RepairRequests`` it reports loss and keyframe needs
+to. It never holds the worker.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ Address = tuple[str, int]
 
 
 class Wire(Protocol):
-    """The worker's socket as a leg sees it (the UDP mux)."""
+    """A socket as a leg sees it (its UDP mux)."""
 
     stats: RelayStats
     fast_sendto: Callable[[bytes, Address], None]  # the transport's own sendto
@@ -48,9 +50,14 @@ class RepairRequests(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class LegEnv:
-    """What every leg of a worker shares: the socket, where repair goes, the certificate."""
+    """What a leg is given: where its own peer is reached, where the media it forwards
+    leaves, where repair goes, the certificate."""
 
-    wire: Wire
+    wire: Wire  # to the leg's own peer: checks, DTLS, RTCP
+    # To the worker's subscribers and viewers: the main socket, which their ICE latched to
+    # (a packet from another port would be dropped). ``wire`` too, except on a leg that
+    # initiates, whose ``wire`` is its own socket.
+    fanout: Wire
     repair: RepairRequests
     certificate: RelayCertificate
 
@@ -60,6 +67,7 @@ class Leg:
 
     def __init__(self, env: LegEnv, participant: Participant, role: DtlsRole, now: float) -> None:
         self.wire = env.wire
+        self.fanout = env.fanout
         self.repair = env.repair
         self.participant = participant
         self.credentials = IceCredentials.generate()

@@ -1,7 +1,8 @@
 """The publisher leg: media flows up from a peer, and the relay answers its offers.
 
 Its ``on_srtp`` is the start of the fast path: unprotect, bind the stream, note gaps for
-NACKs upstream, then ``forward_rtp`` to every subscriber of the track.
+NACKs upstream, then ``forward_rtp`` to every subscriber of the track, out of the worker's
+main socket (``fanout``) even when the leg itself talks to its peer on a socket of its own.
 """
 
 from __future__ import annotations
@@ -131,7 +132,7 @@ class PublisherLeg(Leg):
             if nacks.hopeless:
                 nacks.hopeless = False
                 self.repair.request_keyframe(up)
-        forward_rtp(up, rtp, seq, timestamp, self.wire.fast_sendto, stats, arrival)
+        forward_rtp(up, rtp, seq, timestamp, self.fanout.fast_sendto, stats, arrival)
 
     def _on_rtcp(self, data: bytes) -> None:
         packets = self.unprotect_rtcp(data)

@@ -1,24 +1,27 @@
-"""Leg transports: creating legs on the worker's socket, DTLS once a leg's address is
-latched, data channels, and closing. Which leg kinds exist and what they carry is the
-legs' business; this unit only knows when a transport is up or gone, and says so through
-``on_connected`` and ``on_failed``.
+"""Leg transports: creating legs and their sockets, DTLS once a leg's address is latched,
+data channels, and closing. Which leg kinds exist and what they carry is the legs' business;
+this unit only knows when a transport is up or gone, and says so through ``on_connected``
+and ``on_failed``.
 
-Most legs answer: the peer's binding requests latch them and the peer chose the DTLS role.
-A leg that initiates (relay to relay, toward an address the other relay announced) owns a
-task here that sends its connectivity checks; it becomes the DTLS client once one is answered.
+Most legs answer, on the worker's main socket: the peer's binding requests latch them and
+the peer chose the DTLS role. A leg that initiates (relay to relay, toward an address the
+other relay announced) gets a socket of its own and a task here that sends its connectivity
+checks from it; it becomes the DTLS client once one is answered. What it receives still
+reaches the worker's subscribers through the main socket (``LegEnv.fanout``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
+from .down_leg import DownLeg
 from .dtls_adapter import DtlsRole, generate_certificate, local_fingerprint
-from .errors import StateError
 from .ice_initiator import CheckSchedule, IceInitiator
 from .ice_lite import IceCredentials
 from .leg import Address, Leg, LegEnv
@@ -27,7 +30,7 @@ from .repair import Repair
 from .room import Participant
 from .sdp_negotiation import MAX_MESSAGE_SIZE, LocalTransport, RemoteDescription, answer_role
 from .subscriber_leg import DataHandler, SubscriberLeg
-from .udp_mux import UdpMux
+from .udp_mux import LegSocket, UdpMux
 
 logger = logging.getLogger(__name__)
 AnyLeg = TypeVar("AnyLeg", bound=Leg)
@@ -51,6 +54,7 @@ class Transports:
         port: int,
         on_connected: Callable[[Leg], None],
         on_failed: Callable[[Leg], None],
+        open_socket: Callable[[], socket.socket],
     ) -> None:
         self.mux = mux
         self.repair = repair
@@ -58,14 +62,18 @@ class Transports:
         self.port = port  # the configured one; the bound one once the socket is up
         self.certificate = generate_certificate()
         self.fingerprint = local_fingerprint(self.certificate)
-        self.env = LegEnv(mux, repair, self.certificate)
+        self.env = LegEnv(mux, mux, repair, self.certificate)
         # Publisher legs in join order: the periodic work walks these, not every room, so
         # rooms where nobody publishes cost the ticks nothing.
         self.publisher_legs: dict[PublisherLeg, None] = {}
         self._on_connected = on_connected
         self._on_failed = on_failed
         self._tasks: set[asyncio.Task[None]] = set()
-        self._checks: dict[Leg, asyncio.Task[None]] = {}  # initiating legs' check senders
+        # Initiating legs' own sockets (``open_socket`` binds one at the worker's address)
+        # and the tasks that send their checks.
+        self._open_socket = open_socket
+        self.sockets: dict[Leg, LegSocket] = {}
+        self._checks: dict[Leg, asyncio.Task[None]] = {}
         mux.on_latch = self.maybe_start
 
     def new_leg(self, kind: type[AnyLeg], participant: Participant, role: DtlsRole) -> AnyLeg:
@@ -81,26 +89,39 @@ class Transports:
         remote: RemoteTransport,
         schedule: CheckSchedule | None = None,
     ) -> AnyLeg:
-        """A leg that connects to ``remote``: checks toward its address, then the DTLS client.
+        """A leg that connects to ``remote`` from a socket of its own: checks toward its
+        address, then the DTLS client.
 
-        Its credentials stay out of the responder, so only an answer from ``remote.addr``
-        latches it. Raises StateError if a leg already talks to that address: the mux tells
-        legs apart by remote address alone.
+        The socket is bound here (raises OSError at once if it cannot be). Its own socket
+        tells the leg apart from every other, so any number of legs may connect to one
+        address, and to a worker whose legs connect back to this one's main socket. Only an
+        authenticated answer from ``remote.addr`` latches it. Down legs cannot initiate: the
+        fast path sends to them from the main socket, which their peer would not know.
         """
-        if remote.addr in self.mux.by_addr or remote.addr in self.mux.checking:
-            raise StateError("a leg on this socket already talks to that address")
-        leg = self._create(kind, participant, "client")
+        if issubclass(kind, DownLeg):
+            raise TypeError(f"{kind.__name__} is sent media from the main socket: it answers")
+        own = LegSocket(self._open_socket(), self.mux.stats)
+        env = replace(self.env, wire=own.mux)
+        leg = self._create(kind, participant, "client", env)
         leg.remote_fingerprints = list(remote.fingerprints)
         initiator = IceInitiator(
             leg.credentials, remote.credentials, remote.addr, time.perf_counter(), schedule
         )
         leg.initiator = initiator
-        self.mux.checking[remote.addr] = leg
-        self._checks[leg] = self._start(self._run_checks(leg, initiator))
+        own.mux.initiating = leg
+        own.mux.on_latch = self.maybe_start
+        self.sockets[leg] = own
+        self._checks[leg] = self._start(self._run_checks(leg, initiator, own))
         return leg
 
-    def _create(self, kind: type[AnyLeg], participant: Participant, role: DtlsRole) -> AnyLeg:
-        leg = kind(self.env, participant, role, time.perf_counter())
+    def _create(
+        self,
+        kind: type[AnyLeg],
+        participant: Participant,
+        role: DtlsRole,
+        env: LegEnv | None = None,
+    ) -> AnyLeg:
+        leg = kind(env or self.env, participant, role, time.perf_counter())
         leg.dtls.on_closed(lambda: self._on_failed(leg))
         if isinstance(leg, PublisherLeg):
             self.publisher_legs[leg] = None
@@ -128,15 +149,21 @@ class Transports:
             leg.dtls_started = True
             self.spawn(self._run_dtls(leg))
 
-    async def _run_checks(self, leg: Leg, initiator: IceInitiator) -> None:
+    async def _run_checks(self, leg: Leg, initiator: IceInitiator, own: LegSocket) -> None:
         """Send checks when due until the initiator gives up; the mux feeds it the answers."""
+        try:
+            await own.attach()
+        except OSError:
+            logger.exception("no socket for %s leg of %s", leg.direction, leg.participant.sid)
+            self._on_failed(leg)
+            return
         while True:
             now = time.perf_counter()  # the mux's clock, which stamps the answers
             request = initiator.poll(now)
             if initiator.failed:
                 break
             if request is not None:
-                self.mux.sendto(request, initiator.remote_addr)
+                own.mux.sendto(request, initiator.remote_addr)
             await asyncio.sleep(initiator.next_check - now)
         if leg.closed:
             return
@@ -185,9 +212,15 @@ class Transports:
         self.mux.forget(leg)
         checks = self._checks.pop(leg, None)
         if checks is not None:
-            # It waits in a sleep between checks: cancelled there, it sends nothing more.
+            # It waits in a sleep between checks (or for its socket to be on the loop):
+            # cancelled there, it sends nothing more.
             checks.cancel()
-        await leg.dtls.close()
+        try:
+            await leg.dtls.close()  # its close_notify still leaves through the leg's socket
+        finally:
+            own = self.sockets.pop(leg, None)
+            if own is not None:
+                own.close()
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         self._start(coro)
@@ -198,6 +231,10 @@ class Transports:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    def cancel_tasks(self) -> None:
+    def stop(self) -> None:
+        """The worker stops: cancel what runs, close the sockets legs still have."""
         for task in list(self._tasks):
             task.cancel()
+        for own in self.sockets.values():
+            own.close()
+        self.sockets.clear()

@@ -1,20 +1,25 @@
-"""The worker's one UDP socket, demultiplexed by remote address, then by first byte (RFC 7983):
-STUN 0-3 as below, DTLS 20-63 to the leg's DTLS session, SRTP/SRTCP 128-191 to the leg's
-fast path.
+"""A UDP socket, demultiplexed by remote address, then by first byte (RFC 7983): STUN 0-3 as
+below, DTLS 20-63 to the leg's DTLS session, SRTP/SRTCP 128-191 to the leg's fast path.
 
-STUN requests go to the ICE-lite responder, which latches the sender's address to the leg
-whose credentials they carry. STUN responses (success or error) answer checks that a leg
-which initiates (relay to relay) sent: they go to the one leg checking toward the address they
-came from, whose ``IceInitiator`` matches the transaction id and the remote password; its first
-authenticated answer latches that address. Until then the address is in ``checking``, not in
-``by_addr``, so no DTLS or SRTP from it reaches the leg. Anything else, or anything from an
-unlatched address, is dropped.
+The worker's main socket carries every leg that answers. STUN requests go to its ICE-lite
+responder, which latches the sender's address to the leg whose credentials they carry.
+
+A leg that initiates (relay to relay) has a socket of its own, as mediasoup's pipe
+transports do, so any number of them can talk to one peer address, and to a peer that also
+talks to the main socket: its mux's ``initiating`` is that leg. STUN responses (success or
+error) answer its checks: from the one address it checks toward they go to its
+``IceInitiator``, which matches the transaction id and the remote password; its first
+authenticated answer latches that address. Until then ``by_addr`` is empty, so no DTLS or
+SRTP reaches the leg. On the main socket, where nobody initiates, every response is dropped.
+
+Anything else, or anything from an unlatched address, is dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Callable
 from time import perf_counter
 
@@ -30,9 +35,9 @@ class UdpMux(asyncio.DatagramProtocol):
         self.stats = stats
         self.responder: IceLiteResponder[Leg] = IceLiteResponder()
         self.by_addr: dict[tuple[str, int], Leg] = {}
-        # Initiating legs by the one address they check toward: only responses from there
-        # reach them (a second leg toward the same address could not be told apart).
-        self.checking: dict[tuple[str, int], Leg] = {}
+        # The leg this socket was opened for, on an initiating leg's own socket: the only
+        # one STUN responses are for.
+        self.initiating: Leg | None = None
         self.transport: asyncio.DatagramTransport | None = None
         self.on_latch: Callable[[Leg], None] = lambda leg: None  # set by the transports
         self.fast_sendto: Callable[[bytes, tuple[str, int]], None] = self.sendto
@@ -55,8 +60,8 @@ class UdpMux(asyncio.DatagramProtocol):
         self.responder.remove(leg.credentials)
         if leg.addr is not None and self.by_addr.get(leg.addr) is leg:
             del self.by_addr[leg.addr]
-        if leg.initiator is not None and self.checking.get(leg.initiator.remote_addr) is leg:
-            del self.checking[leg.initiator.remote_addr]
+        if self.initiating is leg:
+            self.initiating = None
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         started = perf_counter()
@@ -106,12 +111,13 @@ class UdpMux(asyncio.DatagramProtocol):
         self._latch(leg, addr, now)
 
     def _on_stun_response(self, data: bytes, addr: tuple[str, int], now: float) -> None:
-        leg = self.checking.get(addr)
-        if leg is None or leg.initiator is None:
+        leg = self.initiating
+        initiator = leg.initiator if leg is not None else None
+        if leg is None or initiator is None or addr != initiator.remote_addr:
             self.stats.dropped["unknown_source"] += 1
             return
         try:
-            answered = leg.initiator.handle(data, addr, now)
+            answered = initiator.handle(data, addr, now)
         except ValueError:
             self.stats.dropped["malformed"] += 1
             return
@@ -128,3 +134,66 @@ class UdpMux(asyncio.DatagramProtocol):
             leg.addr = addr
             self.by_addr[addr] = leg
             self.on_latch(leg)
+
+
+def bind_socket(host: str, port: int, buffer_bytes: int = 0) -> socket.socket:
+    """A non-blocking UDP socket bound to ``(host, port)`` (port 0: any free one), with
+    receive and send buffers of ``buffer_bytes`` asked for (0: the kernel's default; the
+    kernel may grant less, see ``net.core.rmem_max``)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.setblocking(False)
+        if buffer_bytes:
+            for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+                sock.setsockopt(socket.SOL_SOCKET, option, buffer_bytes)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+Attaching = asyncio.Future[tuple[asyncio.DatagramTransport, UdpMux]]
+
+
+class LegSocket:
+    """An initiating leg's own socket and mux: bound when the leg is made (so an error
+    surfaces at once and the port is known), on the loop from the leg's check task on,
+    closed with the leg. Until it is on the loop, sending on the mux does nothing."""
+
+    def __init__(self, sock: socket.socket, stats: RelayStats) -> None:
+        self.sock = sock
+        self.addr: tuple[str, int] = sock.getsockname()[:2]
+        self.mux = UdpMux(stats)
+        self.endpoint: asyncio.BaseTransport | None = None
+        self.closed = False
+        self._attaching: Attaching | None = None
+
+    async def attach(self) -> None:
+        """Put the socket on the running loop. Cancelling the caller leaves this step to
+        finish (a cancelled ``create_datagram_endpoint`` leaves uvloop holding the socket
+        open); if the leg closed meanwhile, what it yields is closed at once."""
+        if self._attaching is None:
+            loop = asyncio.get_running_loop()
+            self._attaching = asyncio.ensure_future(
+                loop.create_datagram_endpoint(lambda: self.mux, sock=self.sock)
+            )
+            self._attaching.add_done_callback(self._attached)
+        await asyncio.shield(self._attaching)
+
+    def _attached(self, attaching: Attaching) -> None:
+        if attaching.cancelled() or attaching.exception() is not None:
+            self.sock.close()
+            return
+        self.endpoint = attaching.result()[0]
+        if self.closed:
+            self.endpoint.close()
+
+    def close(self) -> None:
+        self.closed = True
+        if self.endpoint is not None:
+            self.endpoint.close()  # and the socket with it
+        elif self._attaching is None:
+            self.sock.close()
+        # else still attaching: ``_attached`` closes it

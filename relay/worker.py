@@ -1,4 +1,5 @@
-"""One relay worker: a UDP socket and the units that share it.
+"""One relay worker: a UDP socket and the units that share it (a bridge leg it initiates has
+a socket of its own, which ``Transports`` opens and closes).
 
 The units, each in its module: ``Rooms`` (who is where), ``Transports`` (legs, DTLS),
 ``Repair`` (NACKs and keyframe requests), ``Subscriptions``, ``Publishing`` and ``Viewing``
@@ -34,7 +35,7 @@ from .subscriptions import Subscriptions
 from .ticker import Ticker
 from .track import UpTrack
 from .transport import Transports
-from .udp_mux import UdpMux
+from .udp_mux import UdpMux, bind_socket
 from .viewing import Viewing
 
 logger = logging.getLogger(__name__)
@@ -87,6 +88,8 @@ class RelayWorker:
             config.port,
             self._leg_connected,
             self.leg_failed,
+            # initiating legs' own sockets: at the worker's address, any free port
+            lambda: bind_socket(config.bind, 0, config.udp_buffer_bytes),
         )
         self.subscriptions = Subscriptions(self.membership, self.transports, self.repair)
         self.viewing = Viewing(self.membership, self.transports, self.subscriptions)
@@ -132,26 +135,14 @@ class RelayWorker:
         logger.info("relay worker on udp %s:%s", self.config.bind, self.port)
 
     def _bind_socket(self) -> socket.socket:
-        family = socket.AF_INET6 if ":" in self.config.bind else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_DGRAM)
-        try:
-            sock.setblocking(False)
-            size = self.config.udp_buffer_bytes
-            if size:
-                for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-                    sock.setsockopt(socket.SOL_SOCKET, option, size)
-                # Linux reports twice what it grants (bookkeeping overhead included)
-                granted = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // 2
-                if granted < size:
-                    logger.warning(
-                        "UDP receive buffer is %d bytes, not %d: raise net.core.rmem_max",
-                        granted,
-                        size,
-                    )
-            sock.bind((self.config.bind, self.config.port))
-        except OSError:
-            sock.close()
-            raise
+        size = self.config.udp_buffer_bytes
+        sock = bind_socket(self.config.bind, self.config.port, size)
+        # Linux reports twice what it grants (bookkeeping overhead included)
+        granted = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // 2
+        if size and granted < size:
+            logger.warning(
+                "UDP receive buffer is %d bytes, not %d: raise net.core.rmem_max", granted, size
+            )
         return sock
 
     async def stop(self) -> None:
@@ -161,7 +152,7 @@ class RelayWorker:
             self._tick_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._tick_task
-        self.transports.cancel_tasks()
+        self.transports.stop()
         if self._transport is not None:
             self._transport.close()
 

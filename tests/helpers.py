@@ -7,8 +7,10 @@ import asyncio
 import os
 import shutil
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from bench.loopback_node import RunningNode
+from relay.room import ParticipantKind
 
 
 async def eventually(
@@ -41,11 +43,27 @@ def require_binary(name: str) -> str | None:
     return path
 
 
-def bridge(origin: RunningNode, viewing: RunningNode, room: str) -> None:
-    """What the cluster will do when ``viewing`` has a viewer of ``origin``'s tracks."""
+def open_udp_ports() -> set[int]:
+    """Local ports of the IPv4 UDP sockets open in this network namespace (any process)."""
+    lines = Path("/proc/net/udp").read_text().splitlines()[1:]
+    return {int(line.split()[1].rsplit(":", 1)[1], 16) for line in lines}
+
+
+def bridge(
+    origin: RunningNode,
+    viewing: RunningNode,
+    room: str,
+    origin_name: str = "origin",
+    viewing_name: str = "viewing",
+) -> None:
+    """What the cluster will do when ``viewing`` has a viewer of ``origin``'s tracks: carry
+    those of the room's participants on ``origin`` (not the stand-ins of another worker's,
+    which arrive there over a bridge themselves). The names are how each calls the other."""
     a, b = origin.node.relay, viewing.node.relay
-    endpoint = a.bridge_out(room, "viewing", b.fingerprints())
-    b.bridge_in(room, "origin", endpoint)
+    endpoint = a.bridge_out(room, viewing_name, b.fingerprints())
+    b.bridge_in(room, origin_name, endpoint)
     for participant in a.participants(room):
+        if participant.kind is ParticipantKind.REMOTE:
+            continue
         for track in participant.tracks:
-            b.bridge_receive(room, "origin", a.bridge_send(room, "viewing", track.sid))
+            b.bridge_receive(room, origin_name, a.bridge_send(room, viewing_name, track.sid))

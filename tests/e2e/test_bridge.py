@@ -100,3 +100,85 @@ async def test_viewers_on_another_worker_get_one_copy_over_a_bridge() -> None:
             for pc in pcs:
                 with contextlib.suppress(Exception):
                     await pc.close()
+
+
+async def test_two_rooms_bridged_between_the_same_two_workers_at_once() -> None:
+    """One bridge per room between the same pair: each incoming leg on its own socket."""
+    sizes = {"one": (160, 120), "two": (320, 240)}
+    async with running_node() as origin, running_node() as viewing:
+        pcs = []
+        try:
+            for room, size in sizes.items():
+                publisher, _ = await whip_publish(
+                    origin, room, token(room, "host"), FlatColorTrack(*size), AudioStreamTrack()
+                )
+                pcs.append(publisher)
+            views = {}
+            for room in sizes:
+                pc, tracks, _ = await whep_view(
+                    viewing, f"/whep/{room}", token(room, "viewer", publish=False)
+                )
+                pcs.append(pc)
+                views[room] = tracks
+            await eventually(lambda: all(origin.worker.rooms[r].tracks() for r in sizes))
+            for room in sizes:
+                bridge(origin, viewing, room)
+
+            for room, size in sizes.items():
+                await frame_of_size(views[room]["video"], size, timeout=20)
+            own = {
+                viewing.worker.transports.sockets[leg].addr
+                for leg in viewing.worker.bridging.incoming.values()
+            }
+            assert len(own) == 2 and viewing.worker.port not in {port for _, port in own}
+            assert {leg.addr for leg in origin.worker.bridging.outgoing.values()} == own
+            assert origin.node.relay.bridge_load() == {"out": (2, 4), "in": (0, 0)}
+            assert viewing.node.relay.bridge_load() == {"out": (0, 0), "in": (2, 4)}
+        finally:
+            for pc in pcs:
+                with contextlib.suppress(Exception):
+                    await pc.close()
+
+
+async def test_a_room_bridged_both_ways_between_two_workers() -> None:
+    """A host on each worker, a viewer on each following the other worker's host."""
+    async with running_node() as west, running_node() as east:
+        pcs = []
+        try:
+            for node, host, size in (
+                (west, "west-host", (160, 120)),
+                (east, "east-host", (320, 240)),
+            ):
+                publisher, _ = await whip_publish(
+                    node, "duo", token("duo", host), FlatColorTrack(*size), AudioStreamTrack()
+                )
+                pcs.append(publisher)
+            on_west, west_tracks, _ = await whep_view(
+                west, "/whep/duo?participant=east-host", token("duo", "wv", publish=False)
+            )
+            on_east, east_tracks, _ = await whep_view(
+                east, "/whep/duo?participant=west-host", token("duo", "ev", publish=False)
+            )
+            pcs += [on_west, on_east]
+            await eventually(
+                lambda: bool(
+                    west.worker.rooms["duo"].tracks() and east.worker.rooms["duo"].tracks()
+                )
+            )
+            bridge(west, east, "duo", "west", "east")
+            bridge(east, west, "duo", "east", "west")
+
+            await frame_of_size(west_tracks["video"], (320, 240), timeout=20)
+            await frame_of_size(east_tracks["video"], (160, 120), timeout=20)
+            for node, peer in ((west, east), (east, west)):
+                (incoming,) = node.worker.bridging.incoming.values()
+                (outgoing,) = peer.worker.bridging.outgoing.values()
+                # The peer's answering leg is latched to this worker's incoming leg's own
+                # socket, apart from this worker's own answering leg on its main socket.
+                assert outgoing.addr == node.worker.transports.sockets[incoming].addr
+                assert outgoing.addr[1] != node.worker.port
+                assert node.node.relay.bridge_load() == {"out": (1, 2), "in": (1, 2)}
+        finally:
+            for pc in pcs:
+                with contextlib.suppress(Exception):
+                    await pc.close()

@@ -1,17 +1,21 @@
-"""An initiating leg against the existing answering leg, over two real sockets on 127.0.0.1
-(two workers' muxes in one process, no signaling): checks, latching, DTLS roles, SRTP both
-ways, and what must not connect."""
+"""An initiating leg against the existing answering leg, over real sockets on 127.0.0.1 (two
+workers' muxes in one process, no signaling): checks from the leg's own socket, latching,
+DTLS roles, SRTP both ways, several legs between the same two workers, what must not
+connect, and the leg's socket closed with it."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
+import uvloop
 from aioice import stun
 from aioice.utils import random_transaction_id
 
+from relay import rtcp
 from relay.ice_initiator import CheckSchedule
 from relay.ice_lite import IceCredentials
 from relay.leg import Address, Leg
@@ -21,8 +25,9 @@ from relay.repair import Repair
 from relay.room import Participant, Permissions
 from relay.stats import RelayStats
 from relay.transport import RemoteTransport, Transports
-from relay.udp_mux import UdpMux
-from tests.helpers import eventually
+from relay.udp_mux import UdpMux, bind_socket
+from relay.viewer_leg import ViewerLeg
+from tests.helpers import eventually, open_udp_ports
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -31,13 +36,18 @@ RTP = bytes([0x80, 96, 0, 1, 0, 0, 0, 1, 0, 0, 0, 7]) + b"media"
 
 
 class RecordingLeg(PublisherLeg):
-    """Keeps the RTP it receives instead of forwarding it: the point here is the transport."""
+    """Keeps the RTP and RTCP it receives instead of acting on them: the point here is the
+    transport."""
 
     received: list[bytes]
+    rtcp_received: list[str]
 
     def on_srtp(self, data: bytes, arrival: float) -> None:
         assert self.rx_srtp is not None
-        self.received.append(bytes(self.rx_srtp.unprotect(data)))
+        if rtcp.is_rtcp(data):
+            self.rtcp_received += [type(p).__name__ for p in self.unprotect_rtcp(data) or []]
+        else:
+            self.received.append(bytes(self.rx_srtp.unprotect(data)))
 
 
 def _participant(identity: str) -> Participant:
@@ -58,7 +68,7 @@ class Side:
 
     def answering(self) -> RecordingLeg:
         leg = self.transports.new_leg(RecordingLeg, _participant("answering"), "server")
-        leg.received = []
+        leg.received, leg.rtcp_received = [], []
         self.legs.append(leg)
         return leg
 
@@ -67,24 +77,42 @@ class Side:
     ) -> RecordingLeg:
         participant = _participant("initiating")
         leg = self.transports.initiating_leg(RecordingLeg, participant, remote, schedule)
-        leg.received = []
+        leg.received, leg.rtcp_received = [], []
         self.legs.append(leg)
         return leg
+
+    def own(self, leg: Leg) -> Address:
+        """Where an initiating leg's own socket is bound."""
+        return self.transports.sockets[leg].addr
+
+    def toward(self, leg: RecordingLeg) -> RemoteTransport:
+        """How a peer reaches ``leg``, an answering leg here, as bridging announces it."""
+        return RemoteTransport(self.addr, leg.credentials, [self.transports.fingerprint])
 
     async def close(self) -> None:
         for leg in self.legs:
             await self.transports.close(leg)
-        self.transports.cancel_tasks()
+        self.transports.stop()
         self.endpoint.close()
+
+
+def _transports(mux: UdpMux, connected: list[Leg], failed: list[Leg]) -> Transports:
+    return Transports(
+        mux,
+        Repair(mux, lambda up: None),
+        [LOOPBACK],
+        0,
+        connected.append,
+        failed.append,
+        lambda: bind_socket(LOOPBACK, 0),
+    )
 
 
 async def _side() -> Side:
     mux = UdpMux(RelayStats())
     connected: list[Leg] = []
     failed: list[Leg] = []
-    transports = Transports(
-        mux, Repair(mux, lambda up: None), [LOOPBACK], 0, connected.append, failed.append
-    )
+    transports = _transports(mux, connected, failed)
     endpoint, _ = await asyncio.get_running_loop().create_datagram_endpoint(
         lambda: mux, local_addr=(LOOPBACK, 0)
     )
@@ -141,8 +169,8 @@ async def peers() -> AsyncIterator[tuple[Peer, Peer]]:
             opened.append(transport)
         yield opened[0].get_protocol(), opened[1].get_protocol()  # type: ignore[misc]
     finally:
-        for transport in opened:
-            transport.close()
+        for each in opened:
+            each.close()
 
 
 def _answer(transaction_id: bytes, pwd: str, mapped: Address) -> bytes:
@@ -152,30 +180,77 @@ def _answer(transaction_id: bytes, pwd: str, mapped: Address) -> bytes:
     return bytes(answer)
 
 
-async def test_initiating_leg_connects_to_an_answering_leg_and_srtp_flows_both_ways(
+async def test_initiating_leg_connects_from_its_own_socket_and_srtp_flows_both_ways(
     sides: tuple[Side, Side],
 ) -> None:
     a, b = sides
     origin = a.answering()
     origin.remote_fingerprints = [b.transports.fingerprint]  # learned through signaling
-    viewer = b.initiating(RemoteTransport(a.addr, origin.credentials, [a.transports.fingerprint]))
+    viewer = b.initiating(a.toward(origin))
 
     await eventually(lambda: origin.tx_srtp is not None and viewer.tx_srtp is not None, 10)
 
-    assert origin.addr == b.addr and a.mux.by_addr == {b.addr: origin}
-    assert viewer.addr == a.addr and b.mux.by_addr == {a.addr: viewer}
-    assert len(b.mux.responder) == 0  # the initiating leg is latched by answers only
+    own = b.own(viewer)
+    own_mux = b.transports.sockets[viewer].mux
+    assert own[0] == LOOPBACK and own != b.addr
+    assert origin.addr == own and a.mux.by_addr == {own: origin}
+    assert viewer.addr == a.addr and own_mux.by_addr == {a.addr: viewer}
+    assert b.mux.by_addr == {} and len(b.mux.responder) == 0  # the main socket has no part
+    # It talks to its peer on its own socket, and forwards to local viewers on the main one.
+    assert viewer.wire is own_mux and viewer.fanout is b.mux
     assert viewer.dtls.role == "client" and origin.dtls.role == "server"
     assert origin.rx_srtp is not None and viewer.rx_srtp is not None
     assert a.connected == [origin] and b.connected == [viewer]
 
+    assert viewer.tx_srtp is not None
     viewer.wire.sendto(viewer.tx_srtp.protect(RTP), a.addr)
     await eventually(lambda: origin.received == [RTP], 5)
     reply = RTP[:3] + b"\x02" + RTP[4:]
     assert origin.tx_srtp is not None
-    origin.wire.sendto(origin.tx_srtp.protect(reply), b.addr)
+    origin.wire.sendto(origin.tx_srtp.protect(reply), own)
     await eventually(lambda: viewer.received == [reply], 5)
+
+    # What it sends upstream (keyframe requests, NACKs, reports) leaves its own socket too.
+    viewer.send_rtcp(rtcp.pli(viewer.rtcp_ssrc, 7))
+    viewer.send_rtcp(rtcp.nack(viewer.rtcp_ssrc, 7, [1, 2]))
+    await eventually(lambda: origin.rtcp_received == ["RtcpPsfbPacket", "RtcpRtpfbPacket"], 5)
     assert a.failed == [] and b.failed == []
+
+
+async def test_legs_between_the_same_two_workers_both_ways_connect_and_stay_apart(
+    sides: tuple[Side, Side],
+) -> None:
+    """Two bridges from a to b (two rooms) and one from b to a (a room bridged both ways)."""
+    a, b = sides
+    pairs: list[tuple[RecordingLeg, RecordingLeg, Side]] = []
+    for origin_side, viewing_side in ((a, b), (a, b), (b, a)):
+        origin = origin_side.answering()
+        origin.remote_fingerprints = [viewing_side.transports.fingerprint]
+        pairs.append((origin, viewing_side.initiating(origin_side.toward(origin)), viewing_side))
+
+    await eventually(
+        lambda: all(o.tx_srtp is not None and v.tx_srtp is not None for o, v, _ in pairs), 10
+    )
+    for n, (origin, viewer, viewing_side) in enumerate(pairs):
+        assert origin.addr == viewing_side.own(viewer)
+        assert origin.tx_srtp is not None and viewer.tx_srtp is not None
+        assert origin.addr is not None and viewer.addr is not None
+        packet = RTP[:-1] + bytes([n])
+        viewer.wire.sendto(viewer.tx_srtp.protect(packet), viewer.addr)
+        origin.wire.sendto(origin.tx_srtp.protect(packet), origin.addr)
+    await eventually(lambda: all(o.received and v.received for o, v, _ in pairs), 5)
+    for n, (origin, viewer, _) in enumerate(pairs):
+        assert origin.received == [RTP[:-1] + bytes([n])] == viewer.received
+    assert b.own(pairs[0][1]) != b.own(pairs[1][1])
+    assert a.failed == [] and b.failed == []
+
+
+async def test_a_down_leg_cannot_initiate(sides: tuple[Side, Side]) -> None:
+    _, b = sides
+    remote = RemoteTransport(b.addr, IceCredentials.generate(), [])
+    with pytest.raises(TypeError):
+        b.transports.initiating_leg(ViewerLeg, _participant("viewer"), remote)
+    assert b.transports.sockets == {}  # refused before a socket was opened
 
 
 @pytest.mark.parametrize("wrong", ["ufrag", "pwd"])
@@ -203,7 +278,7 @@ async def test_wrong_credentials_never_connect_and_fail_within_the_bound(
     assert a.mux.stats.dropped["unauthorized"] >= 2  # the origin refused several checks
     assert viewer.initiator is not None and viewer.initiator.last_error == 401
     assert origin.addr is None and viewer.addr is None
-    assert a.mux.by_addr == {} and b.mux.by_addr == {}
+    assert a.mux.by_addr == {} and b.transports.sockets[viewer].mux.by_addr == {}
     assert not origin.dtls_started and not viewer.dtls_started
     assert a.failed == [] and b.connected == []
 
@@ -219,21 +294,24 @@ async def test_only_an_authenticated_answer_from_the_checked_address_latches(
     check = stun.parse_message(await origin.receive())
     assert check.attributes["USERNAME"] == f"{remote.ufrag}:{viewer.credentials.ufrag}"
     assert check.check_message_integrity(remote.pwd.encode())
-    good = _answer(check.transaction_id, remote.pwd, b.addr)
+    own = b.own(viewer)
+    own_mux = b.transports.sockets[viewer].mux
+    good = _answer(check.transaction_id, remote.pwd, own)
 
-    intruder.send(good, b.addr)  # the right answer from the wrong address
-    origin.send(_answer(random_transaction_id(), remote.pwd, b.addr), b.addr)
-    origin.send(_answer(check.transaction_id, IceCredentials.generate().pwd, b.addr), b.addr)
-    origin.send(RTP, b.addr)  # media before the latch
-    stats = b.mux.stats
+    intruder.send(good, own)  # the right answer from the wrong address
+    origin.send(good, b.addr)  # to the worker's main socket, where nobody initiates
+    origin.send(_answer(random_transaction_id(), remote.pwd, own), own)
+    origin.send(_answer(check.transaction_id, IceCredentials.generate().pwd, own), own)
+    origin.send(RTP, own)  # media before the latch
+    stats = b.mux.stats  # one worker's counters, whichever socket
     await eventually(
-        lambda: stats.dropped["unknown_source"] >= 2 and stats.dropped["unauthorized"] >= 2, 5
+        lambda: stats.dropped["unknown_source"] >= 3 and stats.dropped["unauthorized"] >= 2, 5
     )
-    assert viewer.addr is None and b.mux.by_addr == {}
+    assert viewer.addr is None and own_mux.by_addr == {} and b.mux.by_addr == {}
 
-    origin.send(good, b.addr)
+    origin.send(good, own)
     await eventually(lambda: viewer.addr == origin.addr, 5)
-    assert b.mux.by_addr == {origin.addr: viewer}
+    assert own_mux.by_addr == {origin.addr: viewer} and b.mux.by_addr == {}
     assert b.failed == []
 
 
@@ -249,7 +327,7 @@ async def test_closing_the_leg_stops_its_checks(
 
     checks = b.transports._checks[viewer]
     await b.transports.close(viewer)
-    assert b.mux.checking == {}
+    assert viewer not in b.transports.sockets
     await asyncio.wait([checks])  # ended: what it sent before has reached the origin's inbox
     while not origin.inbox.empty():
         origin.inbox.get_nowait()
@@ -265,9 +343,7 @@ async def test_an_origin_that_stops_answering_fails_the_leg_on_lost_consent(
     origin = a.answering()
     origin.remote_fingerprints = [b.transports.fingerprint]
     quick = CheckSchedule(consent_interval=0.05, consent_timeout=0.5)
-    viewer = b.initiating(
-        RemoteTransport(a.addr, origin.credentials, [a.transports.fingerprint]), quick
-    )
+    viewer = b.initiating(a.toward(origin), quick)
     await eventually(lambda: viewer.tx_srtp is not None, 10)
     seen = origin.last_seen
     await eventually(lambda: origin.last_seen > seen, 5)  # consent checks keep arriving
@@ -276,3 +352,34 @@ async def test_an_origin_that_stops_answering_fails_the_leg_on_lost_consent(
     await a.transports.close(origin)  # the origin forgets the credentials: 401s from now on
     await eventually(lambda: b.failed == [viewer], 5)
     assert viewer.addr == a.addr  # it had connected: this was consent, not the first check
+
+
+Runner = Callable[[Coroutine[Any, Any, None]], None]
+
+
+@pytest.mark.parametrize("run", [asyncio.run, uvloop.run], ids=["asyncio", "uvloop"])
+@pytest.mark.parametrize("when", ["before_its_task_ran", "attaching", "checking", "stopping"])
+def test_the_legs_socket_is_closed_with_it(run: Runner, when: str) -> None:
+    """Closed at each point of its life, and on either loop (production runs uvloop, which
+    keeps a socket open when the attaching is cancelled instead of left to finish)."""
+
+    async def scenario() -> None:
+        transports = _transports(UdpMux(RelayStats()), [], [])
+        nobody = RemoteTransport((LOOPBACK, 9), IceCredentials.generate(), [])  # no answer
+        leg = transports.initiating_leg(PublisherLeg, _participant("initiating"), nobody)
+        own = transports.sockets[leg]
+        assert own.addr[0] == LOOPBACK and own.addr[1] in open_udp_ports()
+        if when == "attaching":
+            while own.mux.transport is None:  # the loop has the socket, the task waits for it
+                await asyncio.sleep(0)
+            assert own.endpoint is None
+        elif when in ("checking", "stopping"):
+            await eventually(lambda: own.endpoint is not None, 5)
+        if when == "stopping":
+            transports.stop()  # the worker stops with the leg still open
+        else:
+            await transports.close(leg)
+        assert leg not in transports.sockets
+        await eventually(lambda: own.addr[1] not in open_udp_ports(), 5)
+
+    run(scenario())
