@@ -52,11 +52,12 @@ def children_of(ppid: int) -> set[int]:
 
 
 def alive(pid: int) -> bool:
+    """Running (a zombie is not: it only waits for its parent to read its exit)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
         return False
-    return True
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 @dataclass
@@ -195,6 +196,14 @@ async def test_two_workers_share_a_room_across_their_bridge(tmp_path: Path) -> N
                 with contextlib.suppress(Exception):
                     await pc.close()
         await stop(sup)
+
+
+async def test_workers_do_not_outlive_a_killed_supervisor(tmp_path: Path) -> None:
+    async with redis_server() as redis, serve_workers(config(tmp_path, redis.url), 2) as sup:
+        os.kill(sup.process.pid, signal.SIGKILL)
+        assert await asyncio.wait_for(sup.process.wait(), 10) == -signal.SIGKILL
+        # each worker got SIGTERM from the kernel when its parent died, and drained (empty)
+        await eventually(lambda: not any(alive(pid) for pid in sup.seen), timeout=15)
 
 
 async def test_a_dead_worker_comes_back_once_the_cluster_saw_it_leave(tmp_path: Path) -> None:

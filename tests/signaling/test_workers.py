@@ -89,6 +89,26 @@ def test_each_worker_is_its_own_node_on_its_own_ports() -> None:
     assert "EURELAY_PUBLIC_URL" not in free
 
 
+def test_a_worker_loads_its_own_values_over_the_file_and_the_rest_from_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "node.yaml"
+    config.write_text(
+        f"node_id: paris\nregion: eu-west\nkeys: {{{API_KEY}: {API_SECRET}}}\n"
+        f"cluster: {{secret: {CLUSTER_SECRET}}}\nregistry: {{url: '{REDIS}'}}\n"
+        "http: {host: 0.0.0.0, port: 7880}\nrtc: {udp_port: 7882, bind: 0.0.0.0}\n"
+        "public_url: http://paris.example:7880\n"
+    )
+    supervisor = load_settings(config)
+    for key, value in workers.worker_env(supervisor, 2).items():
+        monkeypatch.setenv(key, value)
+    worker = load_settings(config)
+    assert (worker.node_id, worker.public_url) == ("paris-w2", "http://paris.example:7881")
+    assert (worker.http.host, worker.http.port) == ("0.0.0.0", 7881)
+    assert (worker.rtc.bind, worker.rtc.udp_port) == ("0.0.0.0", 7883)
+    assert worker.region == "eu-west" and worker.registry.url == REDIS
+
+
 def test_what_cannot_be_derived_per_worker_is_refused() -> None:
     with pytest.raises(ConfigError, match=r"public_url: .* names no port"):
         workers.check(settings(public_url="https://relay.example"), 2)
@@ -136,11 +156,12 @@ def stand_ins(count: int, **env: str) -> list[workers.WorkerSpec]:
 
 
 def alive(pid: int) -> bool:
+    """Running (a zombie is not: it only waits for its parent to read its exit)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
         return False
-    return True
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 async def test_sigterm_reaches_every_worker_and_all_exit_0() -> None:
