@@ -13,6 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
+from . import workers
 from .settings import ConfigError, Settings, load_settings
 from .tokens import Grant, mint
 
@@ -71,9 +72,22 @@ def serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"eurelay: {exc}", file=sys.stderr)
         return 2
+    count = workers.resolve_count(args.workers)
+    if count > 1:
+        try:
+            workers.check(settings, count)
+        except ConfigError as exc:
+            print(f"eurelay: {exc}", file=sys.stderr)
+            return 2
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
+    if count > 1:
+        assert args.config is not None  # check() refuses dev mode
+        return workers.supervise(settings, count, args.config, args.log_level)
+    if args.worker_of is not None and not workers.die_with(args.worker_of):
+        print("eurelay: the supervisor is gone; not starting", file=sys.stderr)
+        return 1
     if settings.dev_mode:
         key, secret = next(iter(settings.keys.items()))
         print("eurelay dev mode: no config file; generated an API key for this run only:")
@@ -178,6 +192,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--http-port", type=int)
     s.add_argument("--udp-port", type=int)
     s.add_argument("--log-level", default="info")
+    s.add_argument(
+        "--workers",
+        type=workers.parse_count,
+        default=1,
+        metavar="N",
+        help="nodes to run on this host, one per core (0 or 'auto': one per CPU); more than "
+        "one needs a shared registry (redis); worker i is node {node_id}-wi on the ports "
+        "plus i-1 (default 1: this process is the node)",
+    )
+    s.add_argument("--worker-of", type=int, help=argparse.SUPPRESS)  # the supervisor's pid
     s.set_defaults(func=serve)
     t = sub.add_parser("token", help="mint an access token (printed alone on stdout)")
     t.add_argument(

@@ -11,12 +11,15 @@ import subprocess
 import sys
 import tomllib
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
 import yaml
 
 from bench.node_process import LISTENING, parse_listening
+from signaling import workers
 from signaling.settings import load_settings
 
 pytestmark = pytest.mark.timeout(60)
@@ -70,7 +73,54 @@ def test_compose_services_use_shipped_configs(monkeypatch: pytest.MonkeyPatch) -
     targets = {
         t for job in scrape["scrape_configs"] for sc in job["static_configs"] for t in sc["targets"]
     }
-    assert targets == {"eu-west:7880", "eu-central:7880", "eu-north:7880"}
+    # every worker of every relay is scraped: eu-west runs two (--workers 2)
+    assert targets == {
+        f"{name}:{7880 + i}"
+        for name in ("eu-west", "eu-central", "eu-north")
+        for i in range(_workers(services[name]))
+    }
+    assert _workers(services["eu-west"]) == 2
+
+
+def _workers(service: dict[str, Any]) -> int:
+    command: list[str] = service["command"]
+    return int(command[command.index("--workers") + 1]) if "--workers" in command else 1
+
+
+def _published(mapping: str) -> tuple[range, range, str]:
+    """``"7880-7881:7880-7881/tcp"``: host ports, container ports, protocol."""
+    ports, protocol = mapping.split("/")
+    host, container = (
+        range(int(a), int(b or a) + 1)
+        for a, _, b in (side.partition("-") for side in ports.split(":"))
+    )
+    return host, container, protocol
+
+
+def test_compose_publishes_every_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each worker's HTTP and UDP ports are published, and its public URL is one of them."""
+    services = yaml.safe_load((ROOT / "docker" / "compose.yaml").read_text())["services"]
+    monkeypatch.setenv("EURELAY_KEYS", KEYS)
+    monkeypatch.setenv("EURELAY_CLUSTER__SECRET", "s" * 32)
+    for name in ("eu-west", "eu-central", "eu-north"):
+        service = services[name]
+        count = _workers(service)
+        config = service["command"][1].replace("/etc/eurelay", str(ROOT / "configs"))
+        with pytest.MonkeyPatch.context() as env:  # the service's own variables, literal ones
+            for key, value in service["environment"].items():
+                if not value.startswith("${"):
+                    env.setenv(key, value)
+            settings = load_settings(config)
+        workers.check(settings, count)
+        published = [_published(m) for m in service["ports"]]
+        tcp = next((h, c) for h, c, proto in published if proto == "tcp")
+        udp = next((h, c) for h, c, proto in published if proto == "udp")
+        assert list(tcp[1]) == [settings.http.port + i for i in range(count)], name
+        assert list(udp[1]) == [settings.rtc.udp_port + i for i in range(count)], name
+        assert len(tcp[0]) == len(udp[0]) == count, name
+        for i in range(1, count + 1):
+            port = urlsplit(workers.worker_env(settings, i)["EURELAY_PUBLIC_URL"]).port
+            assert port == tcp[0][i - 1], (name, i)
 
 
 async def test_image_entrypoint_runs_outside_a_container() -> None:
