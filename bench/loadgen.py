@@ -181,15 +181,22 @@ class Signaling:
             if message["type"] == "error":
                 raise RuntimeError(message)
 
-    def keep_reading(self) -> None:
-        """Read (and drop) what the server sends from now on: reading is what answers the
-        server's WebSocket pings, and a client that never pongs is disconnected."""
-        self._reader = asyncio.create_task(self._read_all())
+    def keep_reading(self, answering: RawPeer | None = None) -> None:
+        """Read what the server sends from now on: reading is what answers the server's
+        WebSocket pings, and a client that never pongs is disconnected. A subscriber
+        (``answering``) answers offers that add tracks (a track bridged from another node
+        after it joined); everything else is dropped."""
+        self._reader = asyncio.create_task(self._read_all(answering))
 
-    async def _read_all(self) -> None:
+    async def _read_all(self, answering: RawPeer | None) -> None:
         assert self.ws is not None
-        async for _ in self.ws:
-            pass
+        async for msg in self.ws:
+            if answering is None or msg.type != aiohttp.WSMsgType.TEXT:
+                continue
+            message = json.loads(msg.data)
+            if message.get("type") == "subscriber_offer":
+                answer = answering.subscriber_answer(message["sdp"])
+                await self.ws.send_json({"type": "subscriber_answer", "sdp": answer})
 
     async def close(self) -> None:
         if self._reader is not None:
@@ -246,7 +253,7 @@ async def _subscribe(
     offer = await sig.expect("subscriber_offer")
     await sig.send({"type": "subscriber_answer", "sdp": peer.subscriber_answer(offer["sdp"])})
     await peer.connect(offer["sdp"])
-    sig.keep_reading()
+    sig.keep_reading(answering=peer)
     try:
         await asyncio.wait_for(peer.first_video.wait(), 30)
     except TimeoutError:

@@ -112,6 +112,17 @@ class MemoryRegistry:
             RoomEvent(room=room, node=member.node, member=member, left=True, reason=reason)
         )
 
+    async def clear_node(self, node_id: str, reason: str) -> list[tuple[str, RoomMember]]:
+        cleared = []
+        for room in sorted(self._members):
+            for member in await self.room_members(room):
+                if member.node == node_id:
+                    await self.remove_member(room, member, reason)
+                    cleared.append((room, member))
+        for room in list(self._hosts):
+            await self.remove_room_host(room, node_id)
+        return cleared
+
     async def room_members(self, room: str) -> list[RoomMember]:
         return sorted(self._members.get(room, {}).values(), key=lambda m: m.sid)
 

@@ -3,9 +3,11 @@
 Keys (prefix ``eurelay:``): ``node:{id}`` JSON node record with a TTL of ``node_ttl`` that
 each heartbeat renews, so a dead node's record expires by itself; ``nodes`` set of ids;
 ``hosts:{room}`` set of the ids of the nodes hosting the room; ``members:{room}`` hash
-sid -> JSON ``RoomMember``; ``policy:{name}`` JSON residency policy; ``rtt:{prefix}`` hash
-region -> learned RTT (ms). Pub/sub channel ``events:{room}`` carries each member change as
-a JSON ``RoomEvent``, published in the transaction that writes ``members:{room}``.
+sid -> JSON ``RoomMember``; ``node-rooms:{id}`` set of the rooms a node has had members
+in (what it clears when it starts again); ``policy:{name}`` JSON residency policy;
+``rtt:{prefix}`` hash region -> learned RTT (ms). Pub/sub channel ``events:{room}``
+carries each member change as a JSON ``RoomEvent``, published in the transaction that
+writes ``members:{room}``.
 
 Heartbeats and state changes are Lua scripts that edit only their own fields of
 ``node:{id}`` inside Redis, so one never writes back a stale copy of the other (a heartbeat
@@ -391,8 +393,22 @@ class RedisRegistry:
             pipe.hdel(key, event.member.sid)
         else:
             pipe.hset(key, event.member.sid, event.member.model_dump_json())
+            # the rooms a node has had members in: what it clears when it starts again
+            pipe.sadd(PREFIX + "node-rooms:" + event.member.node, event.room)
         pipe.publish(_channel(event.room), event.model_dump_json())
         await self._call(pipe.execute())
+
+    async def clear_node(self, node_id: str, reason: str) -> list[tuple[str, RoomMember]]:
+        rooms = sorted(await self._call(self._redis.smembers(PREFIX + "node-rooms:" + node_id)))
+        cleared = []
+        for room in rooms:
+            for member in await self.room_members(room):
+                if member.node == node_id:
+                    await self.remove_member(room, member, reason)
+                    cleared.append((room, member))
+            await self._call(self._redis.srem(PREFIX + "hosts:" + room, node_id))
+        await self._call(self._redis.delete(PREFIX + "node-rooms:" + node_id))
+        return cleared
 
     async def put_member(self, room: str, member: RoomMember) -> None:
         await self._change_member(RoomEvent(room=room, node=member.node, member=member))

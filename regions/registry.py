@@ -71,6 +71,12 @@ class Registry(Protocol):
         """Delete the members on ``node_id`` (a dead node's), returning them; no events."""
         ...
 
+    async def clear_node(self, node_id: str, reason: str) -> list[tuple[str, RoomMember]]:
+        """Remove what a node left in the directory (members, with ``left`` events; host
+        entries) when it starts again under the same id: a previous process of it may have
+        died with nobody else in its rooms to notice. Returns the (room, member) removed."""
+        ...
+
     def event_feed(
         self, on_event: Callable[[RoomEvent], None], on_resubscribed: Callable[[], None]
     ) -> EventFeed:

@@ -105,6 +105,7 @@ class Cascade:
         self._again: set[tuple[str, str]] = set()
         self._data: dict[str, PeerQueue] = {}
         self._unread: set[str] = set()  # rooms whose directory could not be read yet
+        self._cleared = False  # what an earlier process of this node left in the directory
         self._tasks: set[asyncio.Task[None]] = set()
         self._loops: list[asyncio.Task[None]] = []
 
@@ -171,8 +172,15 @@ class Cascade:
 
     async def reassert(self) -> None:
         """After (re-)registering: the directory may have lost everything (Redis restarted
-        or flushed); put back what lives here."""
+        or flushed); put back what lives here. The first time, clear what an earlier
+        process under this node id left (it may have died with nobody else in its rooms
+        to see it go)."""
         registry = self.cluster.registry
+        if not self._cleared:
+            cleared = await registry.clear_node(self.node_id, "node_restarted")
+            if cleared:
+                logger.warning("cleared %d participants a previous run left", len(cleared))
+            self._cleared = True
         for room, members in list(self.local.items()):
             await registry.add_room_host(room, self.node_id)
             for member in list(members.values()):

@@ -248,6 +248,41 @@ async def test_drop_node_members_takes_that_nodes_only(make_registry: Factory) -
     assert await first.drop_node_members("elsewhere", "a") == []
 
 
+async def test_a_node_starting_again_clears_what_it_left(make_registry: Factory) -> None:
+    """A node that died with nobody else in its rooms left members behind; started again
+    under the same id, it removes them (with events, for nodes watching those rooms)."""
+    before, after = make_registry(), make_registry()
+    await before.register(node("a"))
+    await before.register(node("b"))
+    ghosts = [member("PA_g1", "a", VIDEO), member("PA_g2", "a")]
+    other = member("PA_b", "b")
+    for each in ghosts:
+        await before.put_member("shop", each)
+    await before.put_member("cafe", ghosts[0])
+    await before.put_member("shop", other)
+    await before.add_room_host("shop", "a")
+    await before.add_room_host("shop", "b")
+    seen = Feed()
+    feed = after.event_feed(seen.on_event, seen.on_resubscribed)
+    await feed.watch("shop")
+    cleared = await after.clear_node("a", "node_restarted")
+    assert sorted((room, m.sid) for room, m in cleared) == [
+        ("cafe", "PA_g1"),
+        ("shop", "PA_g1"),
+        ("shop", "PA_g2"),
+    ]
+    assert await after.room_members("shop") == [other]
+    assert await after.room_members("cafe") == []
+    assert await after.room_hosts("shop") == ["b"]
+    await eventually(lambda: len(seen.events) >= 2)
+    assert {(e.member.sid, e.left, e.reason) for e in seen.events} == {
+        ("PA_g1", True, "node_restarted"),
+        ("PA_g2", True, "node_restarted"),
+    }
+    assert await after.clear_node("a", "node_restarted") == []  # nothing left the second time
+    await feed.close()
+
+
 class Feed:
     """What a node's feed callbacks saw."""
 
