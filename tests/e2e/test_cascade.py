@@ -20,12 +20,13 @@ from aiortc.mediastreams import AudioStreamTrack
 
 from bench.flat_color_track import FlatColorTrack
 from bench.loopback_node import LOOPBACK, token
-from bench.node_process import NodeProcess
+from bench.node_process import NodeProcess, spawn_node
 from bench.redis_server import redis_server
+from regions.registry import create_registry
 from signaling import protocol as p
 from signaling.client import ClientError, EurelayClient
 
-from ..cluster_nodes import NodeSpec, cluster
+from ..cluster_nodes import ROOT, NodeSpec, cluster, node_config
 from ..helpers import eventually_async, require_binary
 from ..interop.http_sessions import frame_of_size, whep_view, whip_publish
 from .test_cluster import ADMIN, admin_get, wait_nodes
@@ -324,3 +325,37 @@ async def test_a_full_node_spills_a_rooms_viewers_to_its_siblings(tmp_path: Path
             for pc in pcs:
                 with contextlib.suppress(Exception):
                     await pc.close()
+
+
+async def test_a_node_restarted_under_its_id_leaves_no_ghosts(tmp_path: Path) -> None:
+    """A node dies with nobody else in its room and comes back under the same id before
+    its record expires: the participants of its earlier run are not announced to anyone."""
+    specs = [NodeSpec("west-1", "eu-west", "fr"), NodeSpec("central-1", "eu-central", "de")]
+    async with redis_server() as redis, cluster(redis, specs, tmp_path) as nodes:
+        for node in nodes.values():
+            await wait_nodes(node, 2)
+        host = await ws_client(nodes["central-1"], "solo", "host", "eu-central")
+        await host.publish(FlatColorTrack(64, 48))
+        await host.close()
+        os.kill(nodes["central-1"].pid, signal.SIGKILL)  # its leave never reaches Redis
+        await nodes["central-1"].process.wait()
+        config = node_config(specs[1], redis.url, tmp_path)
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        async with spawn_node(config, "--log-level", "warning", env=env, cwd=ROOT) as again:
+            await wait_nodes(again, 2)
+            guest = await ws_client(nodes["west-1"], "solo", "guest", "eu-west")
+            registry = create_registry(redis.url, 5.0)
+            try:
+                assert guest.joined is not None and guest.joined.node_id == "west-1"
+
+                async def only_the_guest() -> bool:
+                    members = await registry.room_members("solo")
+                    return [m.identity for m in members] == ["guest"]
+
+                await eventually_async(only_the_guest, 10)
+                status, body = await admin_get(nodes["west-1"], "/v1/rooms/solo/participants")
+                assert status == 200
+                assert [p["identity"] for p in body["participants"]] == ["guest"]
+            finally:
+                await registry.close()
+                await guest.close()
