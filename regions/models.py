@@ -29,6 +29,7 @@ class NodeRecord(BaseModel):
     region: str = Field(min_length=1, max_length=64)
     jurisdiction: str = Field(default="eu", max_length=32)
     signaling_url: str  # this node's public base URL (http(s)://host:port)
+    internal_url: str = ""  # where other nodes call it (bridges, data); empty: signaling_url
     media_address: str = ""  # announced UDP address:port
     capacity: int = Field(default=1000, ge=0, description="max participants; 0: unlimited")
     load: NodeLoad = Field(default_factory=NodeLoad)

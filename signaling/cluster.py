@@ -71,6 +71,7 @@ class Cluster:
             region=self.settings.region,
             jurisdiction=self.settings.jurisdiction,
             signaling_url=self.public_url,
+            internal_url=self.settings.cluster.internal_url,
             media_address=",".join(f"{a}:{self.relay.port}" for a in self.settings.rtc.announce),
             capacity=self.settings.capacity.max_participants,
             load=self.load(),

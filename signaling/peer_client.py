@@ -25,7 +25,7 @@ class PeerClient:
         """POST ``body`` as JSON; the decoded JSON answer (None for 204)."""
         if self._http is None:
             self._http = aiohttp.ClientSession(timeout=self._timeout, headers=self._headers)
-        url = node.signaling_url.rstrip("/") + path
+        url = (node.internal_url or node.signaling_url).rstrip("/") + path
         try:
             async with self._http.post(
                 url, data=body.model_dump_json(), headers={"Content-Type": "application/json"}

@@ -121,6 +121,11 @@ class ClusterSettings(_Section):
         description="Seconds a bridge stays open after the last participant it served here "
         "left (one coming back soon finds the stream); 0 closes it at once.",
     )
+    internal_url: str = Field(
+        default="",
+        description="Where the other nodes reach this one (bridges, data), when not at "
+        "public_url: e.g. http://eu-west:7880 between containers; empty: public_url.",
+    )
     bridge_timeout: float = Field(
         default=3.0, gt=0, description="Seconds a node waits for another to answer a bridge."
     )

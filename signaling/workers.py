@@ -109,9 +109,11 @@ def check(settings: Settings, count: int) -> None:
                 "its own choosing, which no configured public_url can name; set http.port"
             )
         public_url(settings.public_url, count)
+    if settings.cluster.internal_url:
+        public_url(settings.cluster.internal_url, count, "cluster.internal_url")
 
 
-def public_url(url: str, index: int) -> str:
+def public_url(url: str, index: int, key: str = "public_url") -> str:
     """``url`` with its port moved by ``index - 1``: worker ``index``'s advertised URL."""
     parts = urlsplit(url)
     try:
@@ -120,11 +122,11 @@ def public_url(url: str, index: int) -> str:
         port = None
     if port is None:
         raise ConfigError(
-            f"public_url: {url!r} names no port; with --workers each worker is reached on "
+            f"{key}: {url!r} names no port; with --workers each worker is reached on "
             "its own (worker i on the port plus i - 1), so give it one (http://host:7880)"
         )
     if port + index - 1 > 65535:
-        raise ConfigError(f"public_url: worker {index} would need port {port + index - 1}")
+        raise ConfigError(f"{key}: worker {index} would need port {port + index - 1}")
     host = parts.netloc.rsplit(":", 1)[0]
     return urlunsplit(parts._replace(netloc=f"{host}:{port + index - 1}"))
 
@@ -142,6 +144,9 @@ def worker_env(settings: Settings, index: int) -> dict[str, str]:
     }
     if settings.public_url:
         env["EURELAY_PUBLIC_URL"] = public_url(settings.public_url, index)
+    if settings.cluster.internal_url:
+        internal = public_url(settings.cluster.internal_url, index, "cluster.internal_url")
+        env["EURELAY_CLUSTER__INTERNAL_URL"] = internal
     return env
 
 

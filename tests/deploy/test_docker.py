@@ -62,6 +62,9 @@ def test_compose_services_use_shipped_configs(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("EURELAY_CLUSTER__SECRET", "s" * 32)
     for name in ("eu-west", "eu-central", "eu-north"):
         assert "EURELAY_CLUSTER__SECRET" in services[name]["environment"]
+        # nodes call each other on the compose network, not at the host's localhost
+        internal = services[name]["environment"]["EURELAY_CLUSTER__INTERNAL_URL"]
+        assert internal == f"http://{name}:7880"
     regions = set()
     for name in ("eu-west", "eu-central", "eu-north"):
         config = services[name]["command"][1].replace("/etc/eurelay", str(ROOT / "configs"))

@@ -87,6 +87,9 @@ def test_each_worker_is_its_own_node_on_its_own_ports() -> None:
     free = workers.worker_env(settings(http={"port": 0}, rtc={"udp_port": 0}), 4)
     assert (free["EURELAY_HTTP__PORT"], free["EURELAY_RTC__UDP_PORT"]) == ("0", "0")
     assert "EURELAY_PUBLIC_URL" not in free
+    internal = {"secret": CLUSTER_SECRET, "internal_url": "http://eu-west:7880"}
+    inside = workers.worker_env(settings(cluster=internal), 2)
+    assert inside["EURELAY_CLUSTER__INTERNAL_URL"] == "http://eu-west:7881"
 
 
 def test_a_worker_loads_its_own_values_over_the_file_and_the_rest_from_it(
