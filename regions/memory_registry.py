@@ -7,6 +7,7 @@ and members); a feed gets the events of the rooms it watches from this same inst
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from collections.abc import Callable
 
@@ -46,6 +47,7 @@ class MemoryRegistry:
         self.node_ttl = node_ttl
         self._nodes: dict[str, NodeRecord] = {}
         self._hosts: dict[str, set[str]] = {}
+        self._epoch = secrets.token_hex(8)
         self._members: dict[str, dict[str, RoomMember]] = {}
         self._policies: dict[str, RoomPolicy] = {}
         self._rtts: dict[str, dict[str, float]] = {}
@@ -111,6 +113,9 @@ class MemoryRegistry:
         self._publish(
             RoomEvent(room=room, node=member.node, member=member, left=True, reason=reason)
         )
+
+    async def epoch(self) -> str:
+        return self._epoch
 
     async def clear_node(self, node_id: str, reason: str) -> list[tuple[str, RoomMember]]:
         cleared = []

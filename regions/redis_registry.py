@@ -5,7 +5,8 @@ each heartbeat renews, so a dead node's record expires by itself; ``nodes`` set 
 ``hosts:{room}`` set of the ids of the nodes hosting the room; ``members:{room}`` hash
 sid -> JSON ``RoomMember``; ``node-rooms:{id}`` set of the rooms a node has had members
 in (what it clears when it starts again); ``policy:{name}`` JSON residency policy;
-``rtt:{prefix}`` hash region -> learned RTT (ms). Pub/sub channel ``events:{room}``
+``rtt:{prefix}`` hash region -> learned RTT (ms); ``epoch`` an id created with the data
+(a new one means the data was lost). Pub/sub channel ``events:{room}``
 carries each member change as a JSON ``RoomEvent``, published in the transaction that
 writes ``members:{room}``.
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import time
 from collections.abc import Callable
 from typing import Any
@@ -397,6 +399,11 @@ class RedisRegistry:
             pipe.sadd(PREFIX + "node-rooms:" + event.member.node, event.room)
         pipe.publish(_channel(event.room), event.model_dump_json())
         await self._call(pipe.execute())
+
+    async def epoch(self) -> str:
+        # SET NX: the first reader after the data was lost creates the next epoch
+        await self._call(self._redis.set(PREFIX + "epoch", secrets.token_hex(8), nx=True))
+        return str(await self._call(self._redis.get(PREFIX + "epoch")))
 
     async def clear_node(self, node_id: str, reason: str) -> list[tuple[str, RoomMember]]:
         rooms = sorted(await self._call(self._redis.smembers(PREFIX + "node-rooms:" + node_id)))

@@ -71,6 +71,12 @@ class Registry(Protocol):
         """Delete the members on ``node_id`` (a dead node's), returning them; no events."""
         ...
 
+    async def epoch(self) -> str:
+        """An id the backend's data was created under: it changes when the data is lost
+        (Redis restarted empty, or flushed), so nodes can tell "everyone vanished from the
+        directory" from "everyone died"."""
+        ...
+
     async def clear_node(self, node_id: str, reason: str) -> list[tuple[str, RoomMember]]:
         """Remove what a node left in the directory (members, with ``left`` events; host
         entries) when it starts again under the same id: a previous process of it may have

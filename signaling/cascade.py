@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -106,6 +107,8 @@ class Cascade:
         self._data: dict[str, PeerQueue] = {}
         self._unread: set[str] = set()  # rooms whose directory could not be read yet
         self._cleared = False  # what an earlier process of this node left in the directory
+        self._epoch: str | None = None  # the registry's data epoch last seen
+        self._amnesty_until = 0.0  # after the registry lost its data: nobody declared gone
         self._tasks: set[asyncio.Task[None]] = set()
         self._loops: list[asyncio.Task[None]] = []
 
@@ -222,8 +225,17 @@ class Cascade:
         roster = self.rosters.get(room)
         if roster is None:
             return
-        for change in roster.replace(members):
+        if self._forgetful():
+            # The directory is being rebuilt: who is missing from it may just not be back
+            # yet. Take what is there; who really left goes at the reread after.
+            changes = [c for c in (roster.upsert(m) for m in members) if not c.empty]
+        else:
+            changes = roster.replace(members)
+        for change in changes:
             self._apply(room, change)
+
+    def _forgetful(self) -> bool:
+        return time.monotonic() < self._amnesty_until
 
     def _on_event(self, event: RoomEvent) -> None:
         roster = self.rosters.get(event.room)
@@ -237,8 +249,25 @@ class Cascade:
             self._apply(event.room, change)
 
     def _on_resubscribed(self) -> None:
+        self._spawn(self._reread_all())
+
+    async def _reread_all(self) -> None:
+        with contextlib.suppress(RegistryError):
+            await self._check_epoch()
         for room in list(self.rosters):
-            self._spawn(self._reread(room))
+            await self._reread(room)
+
+    async def _check_epoch(self) -> None:
+        """Redis lost its data (restarted empty, flushed): every node vanished from the node
+        list and the directory at once, and each puts itself back within a heartbeat. Until
+        they have had the time, nobody is declared gone."""
+        epoch = await self.cluster.registry.epoch()
+        if self._epoch is not None and epoch != self._epoch:
+            settings = self.cluster.settings
+            grace = settings.node_ttl + 2 * settings.heartbeat_interval
+            self._amnesty_until = time.monotonic() + grace
+            logger.warning("the registry lost its data; nodes have %.1f s to come back", grace)
+        self._epoch = epoch
 
     async def _reread(self, room: str) -> None:
         try:
@@ -392,9 +421,15 @@ class Cascade:
         while True:
             await asyncio.sleep(self.interval)
             try:
+                forgetful = self._forgetful()
+                await self._check_epoch()
                 live = {n.id for n in await self.cluster.registry.live_nodes()}
             except RegistryError:
                 continue  # running bridges keep forwarding; nothing is decided blind
+            if self._forgetful():
+                continue  # the directory is being rebuilt: nobody is declared gone yet
+            if forgetful:  # rebuilt: who did not come back has left
+                await self._reread_all()
             for room in [r for r in self._unread if r in self.rosters]:
                 await self._open_room(room)
             for room, roster in list(self.rosters.items()):

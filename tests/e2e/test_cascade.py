@@ -9,6 +9,7 @@ import contextlib
 import os
 import re
 import signal
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -22,11 +23,11 @@ from bench.flat_color_track import FlatColorTrack
 from bench.loopback_node import LOOPBACK, token
 from bench.node_process import NodeProcess, spawn_node
 from bench.redis_server import redis_server
-from regions.registry import create_registry
+from regions.registry import RegistryError, create_registry
 from signaling import protocol as p
 from signaling.client import ClientError, EurelayClient
 
-from ..cluster_nodes import ROOT, NodeSpec, cluster, node_config
+from ..cluster_nodes import HEARTBEAT, ROOT, TTL, NodeSpec, cluster, node_config
 from ..helpers import eventually_async, require_binary
 from ..interop.http_sessions import frame_of_size, whep_view, whip_publish
 from .test_cluster import ADMIN, admin_get, wait_nodes
@@ -359,3 +360,44 @@ async def test_a_node_restarted_under_its_id_leaves_no_ghosts(tmp_path: Path) ->
             finally:
                 await registry.close()
                 await guest.close()
+
+
+async def test_a_bridged_call_outlives_redis_losing_its_data(tmp_path: Path) -> None:
+    """Redis restarts empty: every node vanishes from it at once and puts itself back within
+    a heartbeat. The bridged call keeps its media, nobody is announced as gone, and the
+    directory is whole again."""
+    specs = [NodeSpec("west-1", "eu-west", "fr"), NodeSpec("central-1", "eu-central", "de")]
+    async with redis_server() as redis, cluster(redis, specs, tmp_path) as nodes:
+        for node in nodes.values():
+            await wait_nodes(node, 2)
+        host = await ws_client(nodes["central-1"], "call", "host", "eu-central")
+        guest = await ws_client(nodes["central-1"], "call", "guest", "eu-west")
+        registry = create_registry(redis.url, 5.0)
+        try:
+            assert guest.joined is not None and guest.joined.node_id == "west-1"
+            await host.publish(FlatColorTrack(64, 48))
+            _, video = await guest.next_track(20)
+            await asyncio.wait_for(video.recv(), 20)
+
+            await redis.restart()
+            restarted = time.monotonic()
+            # past the time a dead node would have been declared gone, frames keep coming
+            while time.monotonic() - restarted < TTL + 4 * HEARTBEAT + 1.0:
+                await asyncio.wait_for(video.recv(), 5)
+
+            async def whole_again() -> bool:
+                try:
+                    members = await registry.room_members("call")
+                except RegistryError:
+                    return False
+                return sorted(m.identity for m in members) == ["guest", "host"]
+
+            await eventually_async(whole_again, 10)
+            while not guest.events.empty():
+                event = guest.events.get_nowait()
+                assert not isinstance(event, p.ParticipantLeft | p.TrackUnpublished), event
+            await asyncio.wait_for(video.recv(), 5)
+        finally:
+            await registry.close()
+            await guest.close()
+            await host.close()

@@ -24,7 +24,7 @@ from regions.models import (
     RoomPolicy,
 )
 from regions.redis_registry import RedisEventFeed, RedisRegistry
-from regions.registry import Registry, create_registry
+from regions.registry import Registry, RegistryError, create_registry
 
 from ..helpers import eventually, eventually_async, require_binary
 
@@ -442,3 +442,33 @@ async def test_policies_and_learned_rtts(make_registry: Factory) -> None:
 def test_unknown_scheme_is_an_error() -> None:
     with pytest.raises(ValueError, match=r"registry\.url"):
         create_registry("etcd://somewhere", 1.0)
+
+
+async def test_the_epoch_holds_until_the_data_is_lost(make_registry: Factory) -> None:
+    first, second = make_registry(), make_registry()
+    epoch = await first.epoch()
+    assert epoch and await second.epoch() == epoch == await first.epoch()
+
+
+async def test_redis_gets_a_new_epoch_after_a_flush_and_a_restart(
+    redis_backend: RedisBackend,
+) -> None:
+    server, make = redis_backend
+    registry = make()
+    first = await registry.epoch()
+    flusher = aioredis.from_url(server.url)
+    try:
+        await flusher.flushall()
+    finally:
+        await flusher.aclose()
+    second = await registry.epoch()
+    assert second != first and await make().epoch() == second
+    await server.restart()
+
+    async def renewed() -> bool:
+        try:
+            return await registry.epoch() not in (first, second)
+        except RegistryError:
+            return False  # the client reconnects on its next call
+
+    await eventually_async(renewed, 10)
