@@ -12,7 +12,7 @@ redis-server.
 - Publisher-node egress: bytes the publisher's node sends per second with all viewers on it
   versus the same viewers spread over three nodes.
 
-    python -m bench.cascade --viewers 100 --duration 5
+    python -m bench.cascade --write docs/BENCHMARKS.md
 """
 
 from __future__ import annotations
@@ -34,13 +34,17 @@ import yaml
 
 from signaling.tokens import Grant, mint
 
+from .doc_sections import replace_section
 from .loadgen import KEY, SECRET, Signaling, _publish, _subscribe, cpu_seconds, pct, scrape
 from .node_process import NodeProcess, spawn_node
 from .raw_peer import RawPeer
 from .redis_server import redis_server
 
+HEADING = "## Cascading: one room over several nodes"
 CLUSTER_SECRET = "bench-cluster-secret-" + "0" * 16
 LOSS_LIMIT = 0.5  # percent
+STEPS = [50, 100, 200, 300]  # viewers, ramped until one is not held
+EGRESS_VIEWERS = 90
 
 
 @dataclass
@@ -239,7 +243,7 @@ async def run(steps: list[int], egress_viewers: int, duration: float) -> dict[st
 
 def render(result: dict[str, Any], date: str) -> str:
     lines = [
-        f"## Cascading: one room over several nodes ({date})",
+        f"{HEADING} ({date})",
         "",
         "`python -m bench.cascade` (part of `make bench`): one publisher (~1 Mbit/s VP8 + an",
         "Opus-sized stream) on the first node, non-decoding viewers split evenly over the",
@@ -278,13 +282,17 @@ def render(result: dict[str, Any], date: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, nargs="+", default=[50, 100, 200, 300])
-    parser.add_argument("--egress-viewers", type=int, default=90)
+    parser.add_argument("--steps", type=int, nargs="+", default=STEPS)
+    parser.add_argument("--egress-viewers", type=int, default=EGRESS_VIEWERS)
     parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--write", type=Path, help="refresh this section of BENCHMARKS.md")
     args = parser.parse_args()
     result = asyncio.run(run(args.steps, args.egress_viewers, args.duration))
     print(json.dumps(result, indent=2))
-    print(render(result, time.strftime("%Y-%m-%d")))
+    text = render(result, time.strftime("%Y-%m-%d"))
+    print(text)
+    if args.write:
+        replace_section(args.write, HEADING, text)
 
 
 if __name__ == "__main__":

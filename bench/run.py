@@ -20,7 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import fastpath, loss, placement, plot, whip_latency
+from . import cascade, fastpath, glass, loss, placement, plot, whip_latency
+from .doc_sections import replace_section
 from .loadgen import KEY, SECRET, Result, as_json, held, run_all, server_process, table
 from .redis_server import redis_server
 
@@ -127,9 +128,9 @@ covers the HTTP exchange, ICE, DTLS, Chromium's first keyframe, forwarding and d
 
 ## Placement with 1,000 registered nodes ({date})
 
-Per join: read the room's owner, its residency policy and the RTTs learned for the
-client's prefix from the registry, score the node snapshot, claim the room (Lua script on
-Redis). The snapshot (every live node record) is refreshed once per heartbeat, timed apart.
+Per join: read the room's hosts, its residency policy and the RTTs learned for the
+client's prefix from the registry, score the node snapshot, add the chosen node to the room's
+hosts. The snapshot (every live node record) is refreshed once per heartbeat, timed apart.
 Redis is a local `redis-server` on loopback.
 
 {placement}
@@ -273,8 +274,14 @@ def main() -> None:
     results, whip, rows, loss_text, fast = uvloop.run(main_async(args))
     text = render(results, args.duration, whip, rows, loss_text, fast)
     print(text)
+    cascaded = uvloop.run(cascade.run(cascade.STEPS, cascade.EGRESS_VIEWERS, args.duration))
+    glassed = uvloop.run(glass.measure(10.0))
+    today = datetime.now(UTC).strftime("%Y-%m-%d")
+    print(cascade.render(cascaded, today), glass.render(glassed, today))
     if args.write:
         args.write.write_text(text)
+        replace_section(args.write, cascade.HEADING, cascade.render(cascaded, today))
+        replace_section(args.write, glass.HEADING, glass.render(glassed, today))
         fan_out = [r for r in held(results) if r.publishers == 1 and not r.idle_rooms]
         plot.plot(fan_out, args.write.with_name("bench-forwarding.png"))
 

@@ -107,3 +107,33 @@ async def test_a_scenario_the_machine_cannot_hold_is_reported_not_fatal(
     assert loadgen.held(results) == []
     assert "| 1 | 500 | 0 | not held here: a subscriber could not join" in loadgen.table(results)
     assert "500 subscribers: not held on this machine" in summary(results)
+
+
+async def test_cascade_and_glass_benches_measure_a_bridged_room() -> None:
+    """Short runs of bench.cascade and bench.glass (their numbers are not judged here, only
+    that what they measure is there: viewers joined on both nodes, frames read back)."""
+    from bench import cascade, glass
+
+    from ..helpers import require_binary
+
+    if require_binary("redis-server") is None:
+        pytest.skip("redis-server is not installed (make test installs it)")
+    async with cascade.nodes_on_redis(2) as nodes:
+        spread = await cascade.measure(nodes, 4, 1.0)
+    assert spread.joined == 4 and spread.node_viewers == [2, 2], spread
+    assert spread.loss_percent < 5 and spread.bridged_latency_p50_ms > 0
+    text = cascade.render(
+        {
+            "one_node": [],
+            "two_nodes": [vars(spread)],
+            "held_one": 0,
+            "held_two": 4,
+            "egress_one_node": vars(spread),
+            "egress_three_nodes": vars(spread),
+        },
+        "today",
+    )
+    assert text.startswith(cascade.HEADING)
+    frames = await glass.measure(1.0, warmup=0.5)
+    assert frames["direct"]["frames"] > 0 and frames["bridged"]["frames"] > 0
+    assert 0 < frames["bridged"]["p50_ms"] < 1000
