@@ -79,6 +79,7 @@ class RoomMember(BaseModel):
     name: str = Field(default="", max_length=256)
     node: str = Field(min_length=1, max_length=128)  # where it is connected
     kind: str = Field(default="rtc", max_length=16)  # relay.room.ParticipantKind value
+    joined_at: float = 0.0  # unix seconds: the later of two with one identity stays
     tracks: list[MemberTrack] = Field(default_factory=list, max_length=64)
 
 

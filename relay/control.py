@@ -58,6 +58,8 @@ class ParticipantInfo:
     room: str
     kind: ParticipantKind
     tracks: tuple[TrackInfo, ...]
+    joined_at: float = 0.0  # unix seconds
+    subscribes: bool = False  # takes the room's media here (a subscriber or a viewer)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +115,16 @@ def participant_info(participant: Participant) -> ParticipantInfo:
         room=participant.room,
         kind=participant.kind,
         tracks=tuple(track_info(t) for t in participant.published.values()),
+        joined_at=participant.joined_at,
+        subscribes=subscribes(participant),
+    )
+
+
+def subscribes(participant: Participant) -> bool:
+    """Takes the room's media on this worker: a subscriber, or a WHEP viewer."""
+    kind = participant.kind
+    return kind is ParticipantKind.VIEWER or (
+        kind is ParticipantKind.SIGNALLED and participant.permissions.can_subscribe
     )
 
 
@@ -221,6 +233,12 @@ class RelayControl:
     def room(self, name: str) -> RoomInfo | None:
         room = self.worker.rooms.get(name)
         return room_info(room) if room is not None else None
+
+    def subscribers_here(self, name: str) -> bool:
+        """Whether someone on this worker takes room ``name``'s media: only then is it worth
+        bridging the room's tracks from other workers."""
+        room = self.worker.rooms.get(name)
+        return room is not None and any(subscribes(p) for p in room.participants.values())
 
     def hosts(self, name: str) -> bool:
         """Whether a session of room ``name`` is on this worker (a stand-in is not one)."""

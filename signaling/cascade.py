@@ -53,6 +53,7 @@ def member_of(info: ParticipantInfo, node: str) -> RoomMember:
         name=info.name,
         node=node,
         kind=info.kind.value,
+        joined_at=info.joined_at,
         tracks=[
             MemberTrack(
                 sid=t.sid,
@@ -147,6 +148,9 @@ class Cascade:
         if room not in self.rosters:
             self.rosters[room] = Roster(self.node_id)
             self._spawn(self._open_room(room))
+        elif info.subscribes:  # the first to take media here: bring the room's tracks
+            for origin in self.rosters[room].origins():
+                self._bridge(room, origin)
         self._writes.put_nowait(("put", member, room))
 
     def local_left(self, room: str, info: ParticipantInfo, reason: str) -> None:
@@ -280,6 +284,7 @@ class Cascade:
         """Tell this node's clients, then fix the bridges."""
         member = change.member
         if change.joined:
+            self._one_identity(room, member)
             self.broadcast(room, p.ParticipantJoined(participant=describe_member(member)))
         else:
             for track in change.published:
@@ -307,6 +312,17 @@ class Cascade:
         if change.published:
             self._bridge(room, member.node)
 
+    def _one_identity(self, room: str, member: RoomMember) -> None:
+        """An identity is in a room once, across nodes as on one: the later session stays
+        (a client that reconnected through another node), the earlier leaves."""
+        for local in list(self.local.get(room, {}).values()):
+            if local.identity == member.identity and local.joined_at < member.joined_at:
+                self._spawn(self._remove(room, local.identity, "duplicate_identity"))
+
+    async def _remove(self, room: str, identity: str, reason: str) -> None:
+        with contextlib.suppress(RelayError):  # gone meanwhile
+            await self.relay.remove(room, identity, reason)
+
     async def _drop(self, room: str, origin: str, track_sids: list[str]) -> None:
         for sid in track_sids:
             await self.relay.bridge_drop(room, origin, sid)
@@ -333,7 +349,7 @@ class Cascade:
 
     def _needed(self, room: str, origin: str) -> list[MemberTrack]:
         roster = self.rosters.get(room)
-        if roster is None or not self.relay.hosts(room):
+        if roster is None or not self.relay.subscribers_here(room):
             return []
         carried = self.relay.bridged(room, origin)
         return [

@@ -401,3 +401,26 @@ async def test_a_bridged_call_outlives_redis_losing_its_data(tmp_path: Path) -> 
             await registry.close()
             await guest.close()
             await host.close()
+
+
+async def test_an_identity_is_in_a_room_once_across_nodes(tmp_path: Path) -> None:
+    """The same identity joins again through another node (a reconnect elsewhere): the
+    earlier session is closed as a duplicate, as on one node."""
+    async with three_regions(tmp_path) as nodes:
+        first = await ws_client(nodes["central-1"], "desk", "alice", "eu-west")
+        second = await ws_client(nodes["central-1"], "desk", "alice", "eu-north")
+        try:
+            assert first.joined is not None and first.joined.node_id == "west-1"
+            assert second.joined is not None and second.joined.node_id == "north-1"
+            closed = await first.wait_for(p.Closed, timeout=10)
+            assert closed.reason == "duplicate_identity"
+
+            async def only_the_later() -> bool:
+                status, body = await admin_get(nodes["north-1"], "/v1/rooms/desk/participants")
+                listed = [(m["identity"], m["node"]) for m in body.get("participants", [])]
+                return status == 200 and listed == [("alice", "north-1")]
+
+            await eventually_async(only_the_later, 10)
+        finally:
+            await first.close()
+            await second.close()
