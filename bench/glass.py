@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import numpy
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack, VideoStreamTrack
 from av import VideoFrame
@@ -44,6 +43,8 @@ class ClockTrack(VideoStreamTrack):
     """Frames that show when they were made, in blocks large enough to survive VP8."""
 
     async def recv(self) -> VideoFrame:
+        import numpy  # av's frames need it; only this benchmark does (a dev dependency)
+
         pts, time_base = await self.next_timestamp()
         stamp = now_ms()
         image = numpy.zeros((HEIGHT, WIDTH, 3), numpy.uint8)
