@@ -10,6 +10,11 @@ default): aiortc would otherwise use a public STUN server.
     await client.connect()
     await client.publish(VideoStreamTrack())
     track_sid, track = await client.next_track()
+
+When the WebSocket ends without the server saying why (the node died, the network broke) or
+the server shut down, the client joins again by itself through the URL it was first given
+(placement may choose another node), with fresh peer connections, and publishes the same
+tracks again; ``Reconnecting`` and ``Reconnected`` on ``client.events`` say so.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -36,6 +42,41 @@ from aiortc import (
 from . import protocol as p
 
 logger = logging.getLogger(__name__)
+
+HEARTBEAT = 10.0  # WebSocket ping interval: a silent network break ends the socket within 1.5x
+RECONNECT_REASONS = ("server_shutdown",)  # a ``closed`` with one of these is worth rejoining
+BACKOFF_FIRST, BACKOFF_MAX = 0.2, 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class Reconnecting:
+    """On ``client.events``: the session ended without the server saying why (``reason``
+    ``connection_lost``) or with ``server_shutdown``; the client is joining again through its
+    entry URL. Remote tracks of the old session have ended, and sending data fails until
+    ``Reconnected``."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Reconnected:
+    """On ``client.events``: joined again (``joined`` is also ``client.joined``: a new
+    participant sid, maybe another node) and what was published is published again
+    (``client.published`` has the new track sids). The room's tracks arrive on
+    ``client.tracks`` as new aiortc tracks."""
+
+    joined: p.Joined
+
+
+@dataclass(slots=True)
+class _Outgoing:
+    """A track this client publishes, as it is published again after a reconnect."""
+
+    track: MediaStreamTrack
+    name: str
+    video_codec: str | None
+    sid: str = ""
+    muted: bool = False
 
 
 class ClientError(Exception):
@@ -69,16 +110,26 @@ class EurelayClient:
         probe: bool = False,
         probe_urls: dict[str, str] | None = None,
         media_via: tuple[str, int] | None = None,
+        reconnect: bool = True,
+        reconnect_timeout: float = 30.0,
     ) -> None:
         """``probe``: time each region's /v1/ping before joining (``probe_urls`` overrides
-        the list the server offers at /v1/regions) and send the RTTs with the join."""
-        self.url = url
+        the list the server offers at /v1/regions) and send the RTTs with the join.
+
+        ``reconnect``: when the connection is lost (no ``closed`` from the server) or the
+        server shuts down, join again through ``url`` for up to ``reconnect_timeout``
+        seconds (backoff 0.2 s doubling to 2 s); ``leave()``, ``close()`` and any other
+        ``closed`` reason end the session for good."""
+        self.url = url  # where the session is (after redirects)
+        self.entry_url = url  # where every join starts, so placement decides again
         self.token = token
         self.room = room
         self.auto_subscribe = auto_subscribe
         self.ice_servers = list(ice_servers or [])
         if host_addresses is not None:
             restrict_ice_host_addresses(host_addresses)
+        self.reconnect = reconnect
+        self.reconnect_timeout = reconnect_timeout
         self.joined: p.Joined | None = None
         self.events: asyncio.Queue[Any] = asyncio.Queue()
         self.errors: asyncio.Queue[p.Error] = asyncio.Queue()
@@ -94,20 +145,15 @@ class EurelayClient:
         self._session: aiohttp.ClientSession | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._reader: asyncio.Task[None] | None = None
-        self._sub = self._peer_connection()
         self._pub: RTCPeerConnection | None = None
         self._sub_tracks: dict[str, str] = {}  # mid -> track sid from the last offer
         self._answer: asyncio.Future[p.PublishAnswer] | None = None
         self._negotiation = asyncio.Lock()
-        self.reliable: RTCDataChannel = self._sub.createDataChannel(
-            "_reliable", negotiated=True, id=0
-        )
-        self.lossy: RTCDataChannel = self._sub.createDataChannel(
-            "_lossy", negotiated=True, id=1, ordered=False, maxRetransmits=0
-        )
-        for channel in (self.reliable, self.lossy):
-            channel.on("message", self._on_data)
-        self._sub.on("track", self._on_track)
+        self._outgoing: list[_Outgoing] = []  # what to publish again after a reconnect
+        self._choices: dict[tuple[str, str], p._Message] = {}  # (what, track sid) -> last ask
+        self._closing = False  # leave() or close() was called: never reconnect
+        self._rejoining = False
+        self._sub, self.reliable, self.lossy = self._subscriber()
 
     def _peer_connection(self) -> RTCPeerConnection:
         # max-bundle: with aiortc's default (balanced), a second video m-line in one offer
@@ -115,6 +161,18 @@ class EurelayClient:
         return RTCPeerConnection(
             RTCConfiguration(iceServers=self.ice_servers, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
         )
+
+    def _subscriber(self) -> tuple[RTCPeerConnection, RTCDataChannel, RTCDataChannel]:
+        """The connection the relay offers, with the two pre-negotiated data channels."""
+        pc = self._peer_connection()
+        reliable = pc.createDataChannel("_reliable", negotiated=True, id=0)
+        lossy = pc.createDataChannel(
+            "_lossy", negotiated=True, id=1, ordered=False, maxRetransmits=0
+        )
+        for channel in (reliable, lossy):
+            channel.on("message", self._on_data)
+        pc.on("track", lambda track: self._on_track(pc, track))
+        return pc, reliable, lossy
 
     # connection ---------------------------------------------------------------------------
 
@@ -149,16 +207,27 @@ class EurelayClient:
         self._session = aiohttp.ClientSession()
         if self.probe:
             self.rtts = await self.measure_rtts()
-        entry = self.url
+        try:
+            joined = await self._place(timeout, max_redirects)
+        except BaseException:
+            await self.close()
+            raise
+        self.joined = joined
+        self._reader = asyncio.create_task(self._run())
+        return joined
+
+    async def _place(self, timeout: float, max_redirects: int = 3) -> p.Joined:
+        """Join through the entry URL, following redirects; the socket stays open."""
+        self.url = self.entry_url
         for _ in range(max_redirects + 1):
             try:
                 first = await self._join_once(timeout)
             except aiohttp.ClientConnectorError:
-                if self.url == entry:
+                if self.url == self.entry_url:
                     raise
                 # The node we were sent to just went away: ask the entry node again.
                 await asyncio.sleep(0.5)
-                self.url = entry
+                self.url = self.entry_url
                 continue
             if not isinstance(first, p.Redirect):
                 break
@@ -167,21 +236,18 @@ class EurelayClient:
             await self._ws.close()
             self.url = first.url
         else:
-            await self.close()
             raise ClientError("too_many_redirects", f"redirected more than {max_redirects} times")
         if isinstance(first, p.Error):
-            await self.close()
             raise ClientError(first.code, first.message)
         if not isinstance(first, p.Joined):
-            await self.close()
             raise ClientError("unexpected_message", type(first).__name__)
-        self.joined = first
-        self._reader = asyncio.create_task(self._read())
         return first
 
     async def _join_once(self, timeout: float) -> Any:
         assert self._session is not None
-        self._ws = await self._session.ws_connect(self.url)
+        if self._ws is not None and not self._ws.closed:
+            await self._ws.close()
+        self._ws = await self._session.ws_connect(self.url, heartbeat=HEARTBEAT)
         # The token goes in the join message, not the URL, so it never lands in access logs.
         join = p.Join(
             type="join",
@@ -193,7 +259,7 @@ class EurelayClient:
         await self._send(join)
         msg = await self._ws.receive(timeout=timeout)
         if msg.type != aiohttp.WSMsgType.TEXT:
-            await self.close()
+            await self._ws.close()
             raise ClientError("connection_closed", f"server closed the connection ({msg.type})")
         return p.server_message.validate_json(msg.data)
 
@@ -211,6 +277,37 @@ class EurelayClient:
         assert self._ws is not None
         await self._ws.send_str(text)
 
+    async def _run(self) -> None:
+        """Read the session; after a loss the server did not explain, join again."""
+        resumed = False
+        try:
+            while True:
+                reading = asyncio.create_task(self._read())
+                try:
+                    if resumed:
+                        await self._resume()
+                        assert self.joined is not None
+                        await self.events.put(Reconnected(self.joined))
+                    await reading
+                finally:
+                    reading.cancel()
+                if self._closing or not self.reconnect:
+                    break
+                if self.closed_reason is not None and self.closed_reason not in RECONNECT_REASONS:
+                    break
+                await self.events.put(Reconnecting(self.closed_reason or "connection_lost"))
+                self._rejoining = True
+                try:
+                    resumed = await self._rejoin()
+                finally:
+                    self._rejoining = False
+                if not resumed:
+                    break
+        finally:
+            if self.closed_reason is None:
+                self.closed_reason = "connection_closed"
+            self.events.put_nowait(p.Closed(reason=self.closed_reason))
+
     async def _read(self) -> None:
         assert self._ws is not None
         async for msg in self._ws:
@@ -225,9 +322,60 @@ class EurelayClient:
                 await self._handle(message)
             except Exception:
                 logger.exception("handling %s failed", type(message).__name__)
-        if self.closed_reason is None:
-            self.closed_reason = "connection_closed"
-        await self.events.put(p.Closed(reason=self.closed_reason))
+        if self._answer is not None and not self._answer.done():
+            self._answer.set_exception(ClientError("connection_closed", "the session ended"))
+
+    async def _rejoin(self) -> bool:
+        """Join again through the entry URL until ``reconnect_timeout``; True once joined."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.reconnect_timeout
+        delay = BACKOFF_FIRST
+        # The old connections went to a node that is gone; their remote tracks end now. Our
+        # own tracks are detached first: closing a sender would stop them for good.
+        await self._close_peer_connections(detach=True)
+        while not self._closing:
+            try:
+                joined = await self._place(min(10.0, max(0.5, deadline - loop.time())))
+            except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
+                logger.info("reconnect: %s", exc or type(exc).__name__)
+            except ClientError as exc:
+                if exc.code.startswith("token_") or exc.code in ("permission_denied",):
+                    self.closed_reason = exc.code  # joining again will never work
+                    return False
+                logger.info("reconnect: %s", exc)
+            else:
+                self.joined = joined
+                self.closed_reason = None
+                self._sub, self.reliable, self.lossy = self._subscriber()
+                self._sub_tracks = {}
+                return True
+            if loop.time() + delay > deadline:
+                break
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, BACKOFF_MAX)
+        return False
+
+    async def _resume(self) -> None:
+        """After joining again: the asks about tracks still in the room hold again, and what
+        was published (still live) is published again, muted if it was."""
+        assert self.joined is not None
+        present = {t.sid for other in self.joined.others for t in other.tracks}
+        self._choices = {key: ask for key, ask in self._choices.items() if key[1] in present}
+        outgoing = [o for o in self._outgoing if o.track.readyState == "live"]
+        self._outgoing = []
+        self.published = {}
+        try:
+            for ask in self._choices.values():
+                await self._send(ask)
+            if outgoing:
+                await self._publish(outgoing, 10.0)
+            for item in outgoing:
+                if item.muted:
+                    await self.mute(item.sid)
+        except Exception as exc:  # the session may be gone again: the read loop says so
+            logger.warning("resuming after reconnecting failed: %r", exc)
+            if not self._outgoing:
+                self._outgoing = outgoing  # the next reconnect tries again
 
     async def _handle(self, message: Any) -> None:
         if isinstance(message, p.SubscriberOffer):
@@ -272,8 +420,8 @@ class EurelayClient:
             lines.append(line)
         return "\r\n".join(lines)
 
-    def _on_track(self, track: MediaStreamTrack) -> None:
-        mid = next((t.mid for t in self._sub.getTransceivers() if t.receiver.track is track), None)
+    def _on_track(self, pc: RTCPeerConnection, track: MediaStreamTrack) -> None:
+        mid = next((t.mid for t in pc.getTransceivers() if t.receiver.track is track), None)
         track_sid = self._sub_tracks.get(mid or "", track.id)
         self.tracks.put_nowait((track_sid, track))
 
@@ -294,27 +442,32 @@ class EurelayClient:
 
         ``video_codec`` ("video/VP8" or "video/H264") restricts what video tracks offer.
         """
+        outgoing = [
+            _Outgoing(track, names[i] if names else track.kind, video_codec)
+            for i, track in enumerate(tracks)
+        ]
+        return await self._publish(outgoing, timeout)
+
+    async def _publish(self, outgoing: list[_Outgoing], timeout: float) -> dict[str, str]:
         if self._pub is None:
             self._pub = self._peer_connection()
         pc = self._pub
         # aiortc loses transceivers added while its first negotiation is still connecting.
         if pc.connectionState == "connecting":
             await self._connected(pc, timeout)
-        infos: list[p.TrackInfo] = []
-        for i, track in enumerate(tracks):
-            transceiver = pc.addTransceiver(track, direction="sendonly")
-            if video_codec and track.kind == "video":
+        added: list[tuple[_Outgoing, Any]] = []
+        for item in outgoing:
+            transceiver = pc.addTransceiver(item.track, direction="sendonly")
+            if item.video_codec and item.track.kind == "video":
                 capabilities = RTCRtpSender.getCapabilities("video").codecs
                 transceiver.setCodecPreferences(
-                    [c for c in capabilities if c.mimeType.lower() == video_codec.lower()]
+                    [c for c in capabilities if c.mimeType.lower() == item.video_codec.lower()]
                 )
-            infos.append(p.TrackInfo(mid="", name=(names[i] if names else track.kind)))
-            infos[-1] = infos[-1].model_copy(update={"mid": str(id(transceiver))})
+            added.append((item, transceiver))
         offer = await pc.createOffer()
         await pc.setLocalDescription(offer)
         # mids are only known after setLocalDescription
-        mids = {str(id(t)): t.mid for t in pc.getTransceivers()}
-        infos = [i.model_copy(update={"mid": mids.get(i.mid) or ""}) for i in infos]
+        infos = [p.TrackInfo(mid=t.mid or "", name=item.name) for item, t in added]
         self._answer = asyncio.get_running_loop().create_future()
         await self._send(
             p.PublishOffer(type="publish_offer", sdp=pc.localDescription.sdp, tracks=infos)
@@ -322,6 +475,9 @@ class EurelayClient:
         answer = await asyncio.wait_for(self._answer, timeout)
         await pc.setRemoteDescription(RTCSessionDescription(self._via(answer.sdp), "answer"))
         self.published = dict(answer.tracks)
+        for item, transceiver in added:
+            item.sid = answer.tracks.get(transceiver.mid or "", "")
+        self._outgoing += [item for item, _ in added]
         return self.published
 
     @staticmethod
@@ -333,16 +489,25 @@ class EurelayClient:
         await asyncio.wait_for(wait(), timeout)
 
     async def subscribe(self, track_sid: str) -> None:
-        await self._send(p.Subscribe(type="subscribe", track_sid=track_sid))
+        await self._ask("subscription", p.Subscribe(type="subscribe", track_sid=track_sid))
 
     async def unsubscribe(self, track_sid: str) -> None:
-        await self._send(p.Unsubscribe(type="unsubscribe", track_sid=track_sid))
+        await self._ask("subscription", p.Unsubscribe(type="unsubscribe", track_sid=track_sid))
 
     async def set_quality(self, track_sid: str, quality: p.Quality) -> None:
         """The highest simulcast layer to receive of ``track_sid``."""
-        await self._send(p.SetQuality(type="set_quality", track_sid=track_sid, quality=quality))
+        message = p.SetQuality(type="set_quality", track_sid=track_sid, quality=quality)
+        await self._ask("quality", message)
+
+    async def _ask(self, what: str, message: p.Subscribe | p.Unsubscribe | p.SetQuality) -> None:
+        """Send, and remember it to say again after a reconnect."""
+        self._choices[(what, message.track_sid)] = message
+        await self._send(message)
 
     async def mute(self, track_sid: str, muted: bool = True) -> None:
+        for item in self._outgoing:
+            if item.sid == track_sid:
+                item.muted = muted
         await self._send(p.Mute(type="mute", track_sid=track_sid, muted=muted))
 
     async def next_track(self, timeout: float = 10.0) -> tuple[str, MediaStreamTrack]:
@@ -388,16 +553,19 @@ class EurelayClient:
     # teardown --------------------------------------------------------------------------------
 
     async def leave(self) -> None:
+        self._closing = True
         if self._ws is not None and not self._ws.closed:
             with contextlib.suppress(Exception):
                 await self._send(p.Leave(type="leave"))
         await self.close()
 
     async def close(self) -> None:
-        for pc in (self._pub, self._sub):
-            if pc is not None:
-                with contextlib.suppress(Exception):
-                    await pc.close()
+        self._closing = True
+        if self._reader is not None and self._rejoining:
+            self._reader.cancel()  # between sessions: nothing to read, stop trying now
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._reader
+        await self._close_peer_connections(detach=False)
         if self._ws is not None:
             await self._ws.close()
         if self._reader is not None:
@@ -405,3 +573,14 @@ class EurelayClient:
                 await asyncio.wait_for(self._reader, 2.0)
         if self._session is not None:
             await self._session.close()
+
+    async def _close_peer_connections(self, *, detach: bool) -> None:
+        for pc in (self._pub, self._sub):
+            if pc is None:
+                continue
+            if detach:
+                for transceiver in pc.getTransceivers():
+                    transceiver.sender.replaceTrack(None)
+            with contextlib.suppress(Exception):
+                await pc.close()
+        self._pub = None
