@@ -296,6 +296,10 @@ class EurelayClient:
                 if self.closed_reason is not None and self.closed_reason not in RECONNECT_REASONS:
                     break
                 await self.events.put(Reconnecting(self.closed_reason or "connection_lost"))
+                # The old connections went to a node that is gone; their remote tracks end
+                # now. Our own tracks are detached first: closing a sender stops its track.
+                # Not cancellable by close(): aiortc's close() cut short never finishes.
+                await self._close_peer_connections(detach=True)
                 self._rejoining = True
                 try:
                     resumed = await self._rejoin()
@@ -320,6 +324,8 @@ class EurelayClient:
                 continue
             try:
                 await self._handle(message)
+            except ConnectionError as exc:  # the socket is going away: the loop ends next
+                logger.debug("handling %s: %r", type(message).__name__, exc)
             except Exception:
                 logger.exception("handling %s failed", type(message).__name__)
         if self._answer is not None and not self._answer.done():
@@ -330,9 +336,6 @@ class EurelayClient:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.reconnect_timeout
         delay = BACKOFF_FIRST
-        # The old connections went to a node that is gone; their remote tracks end now. Our
-        # own tracks are detached first: closing a sender would stop them for good.
-        await self._close_peer_connections(detach=True)
         while not self._closing:
             try:
                 joined = await self._place(min(10.0, max(0.5, deadline - loop.time())))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -179,6 +180,36 @@ async def test_without_reconnect_a_lost_socket_closes(relay_node: RunningNode) -
     await relay_node.node.sessions[client.sid].ws.close()
     closed = await client.wait_for(p.Closed, timeout=5)
     assert closed.reason == "connection_closed"
+
+
+def unused_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def test_a_client_gives_up_after_its_bound_and_close_stops_a_rejoin(
+    relay_node: RunningNode,
+) -> None:
+    nowhere = f"ws://127.0.0.1:{unused_port()}/v1/rtc"
+    patient = relay_node.client(token("lost", "patient"), reconnect_timeout=1.0)
+    await patient.connect()
+    patient.entry_url = nowhere  # as if the entry node went down too
+    await relay_node.node.sessions[patient.sid].ws.close()
+    started = asyncio.get_running_loop().time()
+    seen: list[Any] = []
+    (closed,) = await events_until(patient, lambda e: isinstance(e, p.Closed), seen=seen)
+    assert closed.reason == "connection_closed"
+    assert isinstance(seen[0], Reconnecting) and not any(isinstance(e, Reconnected) for e in seen)
+    assert asyncio.get_running_loop().time() - started < 5
+
+    eager = relay_node.client(token("lost", "eager"))
+    await eager.connect()
+    eager.entry_url = nowhere
+    await relay_node.node.sessions[eager.sid].ws.close()
+    await events_until(eager, lambda e: isinstance(e, Reconnecting))
+    await asyncio.wait_for(eager.close(), 1.0)  # mid-backoff: stops at once
+    (closed,) = await events_until(eager, lambda e: isinstance(e, p.Closed))
 
 
 # nodes dying ---------------------------------------------------------------------------------
