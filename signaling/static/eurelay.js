@@ -3,11 +3,15 @@
 //
 //   const client = new EurelayClient("ws://host:7880/v1/rtc", token);
 //   client.addEventListener("track", (e) => attach(e.detail.track, e.detail.streams));
+//   client.addEventListener("reconnecting", (e) => showReconnecting(e.detail.reason));
 //   await client.connect();
 //   await client.publish(await navigator.mediaDevices.getUserMedia({video: true, audio: true}));
 //   client.sendData("hello", {topic: "chat"});
 
 const PROTOCOL_VERSION = 1;
+const RECONNECT_REASONS = ["server_shutdown"]; // a `closed` with one of these is worth rejoining
+const SILENCE_PING_MS = 10000; // a quiet socket is pinged...
+const SILENCE_LOST_MS = 25000; // ...and given up on when even that gets no answer
 
 export class EurelayError extends Error {
   constructor(code, message) {
@@ -16,19 +20,35 @@ export class EurelayError extends Error {
   }
 }
 
-// Events: "joined", "participant_joined", "participant_left", "track_published",
-// "track_unpublished", "track_muted", "track" ({track, streams, trackSid}), "data"
-// ({from_identity, topic, payload}), "error" (protocol errors), "closed" ({reason}).
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// Events: "joined" (each session, the first and every reconnect), "participant_joined",
+// "participant_left", "track_published", "track_unpublished", "track_muted", "track"
+// ({track, streams, trackSid}), "data" ({from_identity, topic, payload}), "error" (protocol
+// errors), "reconnecting" ({reason}), "reconnected" ({joined}), "closed" ({reason}, once,
+// last).
+//
+// Reconnecting: when the socket ends without a `closed` message (the node died, the network
+// broke) or with `closed` reason "server_shutdown", the client joins again through the URL
+// it was given (placement decides again), backing off from 0.2 s to 2 s for up to
+// `reconnectTimeout` seconds, with fresh peer connections, and publishes the same tracks
+// again. The new session's tracks arrive as new "track" events with new MediaStreams.
 export class EurelayClient extends EventTarget {
-  constructor(url, token, {room = null, autoSubscribe = true, iceServers = [], probe = true} = {}) {
+  constructor(url, token, {
+    room = null, autoSubscribe = true, iceServers = [], probe = true,
+    reconnect = true, reconnectTimeout = 30,
+  } = {}) {
     super();
-    this.url = url;
+    this.url = url; // the node the session is on, after redirects
+    this.entryUrl = url; // where every join starts
     this.probe = probe;
     this.rtts = {};
     this.token = token;
     this.room = room;
     this.autoSubscribe = autoSubscribe;
     this.iceServers = iceServers;
+    this.reconnect = reconnect;
+    this.reconnectTimeout = reconnectTimeout;
     this.joined = null;
     this.trackSids = {}; // subscriber m-line mid -> track sid
     this.published = {}; // publisher mid -> track sid
@@ -36,22 +56,37 @@ export class EurelayClient extends EventTarget {
     this._pub = null;
     this._pendingAnswer = null;
     this._negotiation = Promise.resolve();
-    this._sub = this._peerConnection();
-    this.reliable = this._sub.createDataChannel("_reliable", {negotiated: true, id: 0});
-    this.lossy = this._sub.createDataChannel("_lossy", {
+    this._outgoing = []; // {track, stream, name, simulcast, sid, muted}: published again after a reconnect
+    this._choices = new Map(); // "what:trackSid" -> the last subscribe/unsubscribe/set_quality
+    this._closing = false; // leave() or close(): never reconnect
+    this._closedReason = null; // from the server's `closed` message
+    this._epoch = 0; // one per rejoin: a superseded one stops
+    this._heardAt = 0;
+    this._watchdog = null;
+    this._newSubscriber();
+  }
+
+  _peerConnection() {
+    return new RTCPeerConnection({iceServers: this.iceServers, bundlePolicy: "max-bundle"});
+  }
+
+  // The connection the relay offers, with its two pre-negotiated data channels.
+  _newSubscriber() {
+    const pc = this._peerConnection();
+    this._sub = pc;
+    this.trackSids = {};
+    this._negotiation = Promise.resolve();
+    this.reliable = pc.createDataChannel("_reliable", {negotiated: true, id: 0});
+    this.lossy = pc.createDataChannel("_lossy", {
       negotiated: true, id: 1, ordered: false, maxRetransmits: 0,
     });
     for (const channel of [this.reliable, this.lossy]) {
       channel.onmessage = (event) => this._emit("data", JSON.parse(event.data));
     }
-    this._sub.ontrack = (event) => {
+    pc.ontrack = (event) => {
       const trackSid = this.trackSids[event.transceiver.mid] || event.track.id;
       this._emit("track", {track: event.track, streams: event.streams, trackSid});
     };
-  }
-
-  _peerConnection() {
-    return new RTCPeerConnection({iceServers: this.iceServers, bundlePolicy: "max-bundle"});
   }
 
   _emit(type, detail) {
@@ -64,7 +99,7 @@ export class EurelayClient extends EventTarget {
 
   // Best of three GETs of each region's /v1/ping (the regions the server offers), in ms.
   async measureRtts() {
-    const base = this.url.replace(/^ws/, "http").replace(/\/v1\/rtc.*$/, "");
+    const base = this.entryUrl.replace(/^ws/, "http").replace(/\/v1\/rtc.*$/, "");
     const {regions} = await (await fetch(`${base}/v1/regions`)).json();
     const rtts = {};
     for (const {region, ping_url: url} of regions) {
@@ -82,8 +117,24 @@ export class EurelayClient extends EventTarget {
   // Join; follows the server's redirect to the node the session belongs on.
   async connect({maxRedirects = 3} = {}) {
     if (this.probe) this.rtts = await this.measureRtts().catch(() => ({}));
+    const joined = await this._place(maxRedirects);
+    this._started(joined);
+    return joined;
+  }
+
+  async _place(maxRedirects = 3) {
+    this.url = this.entryUrl;
     for (let hop = 0; hop <= maxRedirects; hop++) {
-      const result = await this._joinOnce();
+      let result;
+      try {
+        result = await this._joinOnce();
+      } catch (e) {
+        if (e.code !== "connection_closed" || this.url === this.entryUrl) throw e;
+        // The node we were sent to just went away: ask the entry node again.
+        await sleep(500);
+        this.url = this.entryUrl;
+        continue;
+      }
       if (result.type !== "redirect") return result;
       this.url = result.url;
     }
@@ -93,23 +144,27 @@ export class EurelayClient extends EventTarget {
   _joinOnce() {
     return new Promise((resolve, reject) => {
       const ws = new WebSocket(this.url);
+      let settled = false;
       this._ws = ws;
       ws.onopen = () => this._send({
         type: "join", version: PROTOCOL_VERSION, token: this.token,
         room: this.room, auto_subscribe: this.autoSubscribe, rtts: this.rtts,
       });
       ws.onmessage = (event) => {
+        this._heardAt = performance.now();
         const message = JSON.parse(event.data);
-        if (!this.joined) {
+        if (!settled) {
           if (message.type === "redirect") {
+            settled = true;
             ws.onclose = null;
             ws.close();
             resolve(message);
           } else if (message.type === "joined") {
-            this.joined = message;
-            this._emit("joined", message);
+            settled = true;
             resolve(message);
           } else if (message.type === "error") {
+            settled = true;
+            ws.onclose = null;
             reject(new EurelayError(message.code, message.message));
           }
           return;
@@ -117,20 +172,114 @@ export class EurelayClient extends EventTarget {
         this._handle(message);
       };
       ws.onclose = (event) => {
-        if (!this.joined) {
+        if (!settled) {
+          settled = true;
           reject(new EurelayError("connection_closed", `closed (${event.code})`));
           return;
         }
-        this._emit("closed", {reason: event.reason || "connection_closed"});
+        if (ws === this._ws) this._lost(event.reason);
       };
     });
+  }
+
+  // A session began (the first or a reconnect): from here on the socket is watched.
+  _started(joined) {
+    this.joined = joined;
+    this._closedReason = null;
+    this._heardAt = performance.now();
+    clearInterval(this._watchdog);
+    this._watchdog = setInterval(() => this._checkSilence(), SILENCE_PING_MS / 2);
+    this._emit("joined", joined);
+  }
+
+  // A network that broke silently leaves the socket open: ping it when quiet, and count it
+  // lost when even that goes unanswered.
+  _checkSilence() {
+    const ws = this._ws;
+    if (!ws || ws.readyState !== WebSocket.OPEN) return;
+    const quiet = performance.now() - this._heardAt;
+    if (quiet > SILENCE_LOST_MS) {
+      ws.onclose = null;
+      ws.close();
+      this._lost("");
+    } else if (quiet > SILENCE_PING_MS) {
+      this._send({type: "ping", timestamp: Date.now()});
+    }
+  }
+
+  // The session's socket is gone: join again, or say it is closed for good.
+  _lost(socketReason) {
+    clearInterval(this._watchdog);
+    if (this._pendingAnswer) {
+      this._pendingAnswer.reject(new EurelayError("connection_closed", "the session ended"));
+      this._pendingAnswer = null;
+    }
+    const reason = this._closedReason;
+    if (!this._closing && this.reconnect && (reason === null || RECONNECT_REASONS.includes(reason))) {
+      this._rejoin(reason || "connection_lost");
+    } else {
+      this._emit("closed", {reason: reason || socketReason || "connection_closed"});
+    }
+  }
+
+  async _rejoin(reason) {
+    const epoch = ++this._epoch;
+    this._emit("reconnecting", {reason});
+    // Local tracks outlive their peer connection in a browser: they are sent again below.
+    if (this._pub) this._pub.close();
+    this._pub = null;
+    this._sub.close();
+    this._newSubscriber();
+    this.published = {};
+    const deadline = performance.now() + this.reconnectTimeout * 1000;
+    let delay = 200;
+    let finalReason = "connection_closed";
+    while (!this._closing && epoch === this._epoch) {
+      try {
+        const joined = await this._place();
+        if (this._closing || epoch !== this._epoch) return;
+        this._started(joined);
+        await this._resume();
+        if (epoch === this._epoch && !this._closing) this._emit("reconnected", {joined});
+        return;
+      } catch (e) {
+        if (epoch !== this._epoch) return;
+        if (e.code && (e.code.startsWith("token_") || e.code === "permission_denied")) {
+          finalReason = e.code; // joining again will never work
+          break;
+        }
+      }
+      if (this._closing || performance.now() + delay > deadline) break;
+      await sleep(delay);
+      delay = Math.min(delay * 2, 2000);
+    }
+    if (epoch === this._epoch) this._emit("closed", {reason: finalReason});
+  }
+
+  // After joining again: choices about tracks still in the room hold again, and what was
+  // published (and is still live) is published again, muted if it was.
+  async _resume() {
+    const present = new Set(this.joined.others.flatMap((o) => o.tracks.map((t) => t.sid)));
+    for (const [key, ask] of this._choices) {
+      if (present.has(ask.track_sid)) this._send(ask);
+      else this._choices.delete(key);
+    }
+    const outgoing = this._outgoing.filter((o) => o.track.readyState === "live");
+    this._outgoing = [];
+    if (!outgoing.length) return;
+    try {
+      await this._publishTracks(outgoing);
+      for (const item of outgoing) if (item.muted) this.mute(item.sid);
+    } catch (e) {
+      if (!this._outgoing.length) this._outgoing = outgoing; // the next reconnect tries again
+    }
   }
 
   _handle(message) {
     switch (message.type) {
       case "subscriber_offer":
         // Offers are answered one at a time, in order.
-        this._negotiation = this._negotiation.then(() => this._answer(message));
+        this._negotiation = this._negotiation.then(() => this._answer(message)).catch(() => {});
         break;
       case "publish_answer":
         if (this._pendingAnswer) this._pendingAnswer.resolve(message);
@@ -139,32 +288,47 @@ export class EurelayClient extends EventTarget {
         if (this._pendingAnswer) this._pendingAnswer.reject(new EurelayError(message.code, message.message));
         this._emit("error", message);
         break;
+      case "closed":
+        this._closedReason = message.reason; // said once the socket closes
+        break;
+      case "pong":
+        break;
       default:
         this._emit(message.type, message);
     }
   }
 
   async _answer(offer) {
+    const pc = this._sub;
     Object.assign(this.trackSids, offer.tracks);
-    await this._sub.setRemoteDescription({type: "offer", sdp: offer.sdp});
-    await this._sub.setLocalDescription(await this._sub.createAnswer());
-    this._send({type: "subscriber_answer", sdp: this._sub.localDescription.sdp});
+    await pc.setRemoteDescription({type: "offer", sdp: offer.sdp});
+    await pc.setLocalDescription(await pc.createAnswer());
+    if (pc === this._sub) this._send({type: "subscriber_answer", sdp: pc.localDescription.sdp});
   }
 
   // Publish every track of a MediaStream (renegotiates when called again). With
   // {simulcast: true} video goes out as three layers (full, 1/2 and 1/4 resolution).
   async publish(stream, {names = {}, simulcast = false} = {}) {
+    return this._publishTracks(stream.getTracks().map((track) => ({
+      track, stream, name: names[track.kind] || track.kind, simulcast, sid: "", muted: false,
+    })));
+  }
+
+  async _publishTracks(outgoing) {
     if (!this._pub) this._pub = this._peerConnection();
-    const transceivers = stream.getTracks().map((track) =>
-      this._pub.addTransceiver(track, transceiverInit(track, simulcast, [stream])));
-    await this._pub.setLocalDescription(await this._pub.createOffer());
-    const tracks = transceivers.map((t) => ({mid: t.mid, name: names[t.sender.track.kind] || t.sender.track.kind}));
+    const pc = this._pub;
+    const transceivers = outgoing.map((o) =>
+      pc.addTransceiver(o.track, transceiverInit(o.track, o.simulcast, [o.stream])));
+    await pc.setLocalDescription(await pc.createOffer());
+    const tracks = transceivers.map((t, i) => ({mid: t.mid, name: outgoing[i].name}));
     const answered = new Promise((resolve, reject) => { this._pendingAnswer = {resolve, reject}; });
-    this._send({type: "publish_offer", sdp: this._pub.localDescription.sdp, tracks});
+    this._send({type: "publish_offer", sdp: pc.localDescription.sdp, tracks});
     const answer = await answered;
     this._pendingAnswer = null;
-    await this._pub.setRemoteDescription({type: "answer", sdp: answer.sdp});
+    await pc.setRemoteDescription({type: "answer", sdp: answer.sdp});
     Object.assign(this.published, answer.tracks);
+    transceivers.forEach((t, i) => { outgoing[i].sid = answer.tracks[t.mid] || ""; });
+    this._outgoing.push(...outgoing);
     return answer.tracks;
   }
 
@@ -175,11 +339,20 @@ export class EurelayClient extends EventTarget {
     (lossy ? this.lossy : this.reliable).send(JSON.stringify(envelope));
   }
 
-  subscribe(trackSid) { this._send({type: "subscribe", track_sid: trackSid}); }
-  unsubscribe(trackSid) { this._send({type: "unsubscribe", track_sid: trackSid}); }
-  mute(trackSid, muted = true) { this._send({type: "mute", track_sid: trackSid, muted}); }
+  // Sent, and said again after a reconnect while the track is still in the room.
+  _ask(what, message) {
+    this._choices.set(`${what}:${message.track_sid}`, message);
+    this._send(message);
+  }
+
+  subscribe(trackSid) { this._ask("subscription", {type: "subscribe", track_sid: trackSid}); }
+  unsubscribe(trackSid) { this._ask("subscription", {type: "unsubscribe", track_sid: trackSid}); }
+  mute(trackSid, muted = true) {
+    for (const item of this._outgoing) if (item.sid === trackSid) item.muted = muted;
+    this._send({type: "mute", track_sid: trackSid, muted});
+  }
   // The highest simulcast layer to receive: "low", "medium" or "high".
-  setQuality(trackSid, quality) { this._send({type: "set_quality", track_sid: trackSid, quality}); }
+  setQuality(trackSid, quality) { this._ask("quality", {type: "set_quality", track_sid: trackSid, quality}); }
 
   leave() {
     if (this._ws && this._ws.readyState === WebSocket.OPEN) this._send({type: "leave"});
@@ -187,6 +360,8 @@ export class EurelayClient extends EventTarget {
   }
 
   close() {
+    this._closing = true;
+    clearInterval(this._watchdog);
     if (this._pub) this._pub.close();
     this._sub.close();
     if (this._ws) this._ws.close();
