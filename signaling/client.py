@@ -247,7 +247,8 @@ class EurelayClient:
         assert self._session is not None
         if self._ws is not None and not self._ws.closed:
             await self._ws.close()
-        self._ws = await self._session.ws_connect(self.url, heartbeat=HEARTBEAT)
+        connecting = self._session.ws_connect(self.url, heartbeat=HEARTBEAT)
+        self._ws = await asyncio.wait_for(connecting, timeout)  # a black-holed node, too
         # The token goes in the join message, not the URL, so it never lands in access logs.
         join = p.Join(
             type="join",

@@ -11,7 +11,8 @@
 const PROTOCOL_VERSION = 1;
 const RECONNECT_REASONS = ["server_shutdown"]; // a `closed` with one of these is worth rejoining
 const SILENCE_PING_MS = 10000; // a quiet socket is pinged...
-const SILENCE_LOST_MS = 25000; // ...and given up on when even that gets no answer
+const PING_LOST_MS = 15000; // ...and given up on when that ping goes unanswered this long
+const JOIN_TIMEOUT_MS = 10000; // for each socket's answer to its join
 
 export class EurelayError extends Error {
   constructor(code, message) {
@@ -62,6 +63,7 @@ export class EurelayClient extends EventTarget {
     this._closedReason = null; // from the server's `closed` message
     this._epoch = 0; // one per rejoin: a superseded one stops
     this._heardAt = 0;
+    this._pingedAt = 0;
     this._watchdog = null;
     this._newSubscriber();
   }
@@ -146,6 +148,13 @@ export class EurelayClient extends EventTarget {
       const ws = new WebSocket(this.url);
       let settled = false;
       this._ws = ws;
+      setTimeout(() => {
+        if (settled) return;
+        settled = true;
+        ws.onclose = null;
+        ws.close();
+        reject(new EurelayError("connection_closed", "no answer to the join"));
+      }, JOIN_TIMEOUT_MS);
       ws.onopen = () => this._send({
         type: "join", version: PROTOCOL_VERSION, token: this.token,
         room: this.room, auto_subscribe: this.autoSubscribe, rtts: this.rtts,
@@ -193,16 +202,18 @@ export class EurelayClient extends EventTarget {
   }
 
   // A network that broke silently leaves the socket open: ping it when quiet, and count it
-  // lost when even that goes unanswered.
+  // lost when that ping goes unanswered (only then: a background tab's timers run late).
   _checkSilence() {
     const ws = this._ws;
     if (!ws || ws.readyState !== WebSocket.OPEN) return;
-    const quiet = performance.now() - this._heardAt;
-    if (quiet > SILENCE_LOST_MS) {
+    const now = performance.now();
+    if (this._pingedAt > this._heardAt) {
+      if (now - this._pingedAt < PING_LOST_MS) return;
       ws.onclose = null;
       ws.close();
       this._lost("");
-    } else if (quiet > SILENCE_PING_MS) {
+    } else if (now - this._heardAt > SILENCE_PING_MS) {
+      this._pingedAt = now;
       this._send({type: "ping", timestamp: Date.now()});
     }
   }

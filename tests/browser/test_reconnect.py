@@ -183,3 +183,33 @@ async def test_the_demo_page_resumes_on_another_node_when_its_node_dies(
         finally:
             await page.close()
             await host.close()
+
+
+async def test_the_demo_page_notices_a_silent_node_and_resumes_elsewhere(
+    tmp_path: Path, browser: object
+) -> None:
+    """SIGSTOP: the page's socket stays open but nothing answers. The client pings a socket
+    quiet for 10 s and gives it up when that ping goes unanswered for 15 s."""
+    if require_binary("redis-server") is None:
+        pytest.skip("redis-server is not installed (make test installs it)")
+    async with three_regions(tmp_path) as nodes:
+        entry = nodes["central-1"]
+        host = await ws_client(entry, "hush", "host", "eu-central")
+        page = await browser.new_page()  # type: ignore[attr-defined]
+        try:
+            await host.publish(FlatColorTrack(320, 240))
+            url = f"{entry.http_url}/?room=hush&name=ann&rtt={NEAR['eu-west'].replace(',', '%2C')}"
+            await join_demo(page, url, token("hush", "ann"))
+            assert await page.evaluate("window.eurelayDemo.client.joined.node_id") == "west-1"
+            before = await playing(page, host.sid)
+
+            os.kill(nodes["west-1"].pid, signal.SIGSTOP)
+            log = await reconnect_log(page, timeout=45)
+            assert [e["type"] for e in log] == ["reconnecting", "reconnected"], log
+            assert log[0]["reason"] == "connection_lost"
+            assert log[1]["node"] in ("central-1", "north-1")
+            await playing(page, host.sid, not_stream=before)
+        finally:
+            os.kill(nodes["west-1"].pid, signal.SIGKILL)
+            await page.close()
+            await host.close()

@@ -19,7 +19,7 @@ from bench.flat_color_track import FlatColorTrack
 from bench.loopback_node import RunningNode, token
 from bench.redis_server import redis_server
 from signaling import protocol as p
-from signaling.client import EurelayClient, Reconnected, Reconnecting
+from signaling.client import HEARTBEAT, EurelayClient, Reconnected, Reconnecting
 
 from ..cluster_nodes import NodeSpec, cluster
 from ..helpers import require_binary
@@ -252,6 +252,37 @@ async def test_a_viewers_node_dies_and_the_viewer_resumes_elsewhere(tmp_path: Pa
             )
             assert gone.sid == old_sid and back.participant.sid == viewer.sid
         finally:
+            await viewer.close()
+            await host.close()
+
+
+@pytest.mark.usefixtures("_needs_redis")
+async def test_a_viewer_whose_node_goes_silent_notices_and_resumes_elsewhere(
+    tmp_path: Path,
+) -> None:
+    """SIGSTOP: the node's sockets stay open but nothing answers, as when the network breaks
+    without a reset. The client's WebSocket ping finds out (10 s, then 5 s for the pong)."""
+    async with three_regions(tmp_path) as nodes:
+        entry = nodes["central-1"]
+        host = await ws_client(entry, "quiet", "host", "eu-central")
+        viewer = await ws_client(entry, "quiet", "viewer", "eu-west")
+        try:
+            assert viewer.joined is not None and viewer.joined.node_id == "west-1"
+            await host.publish(FlatColorTrack(*SIZE))
+            await decoding_video(viewer)
+
+            os.kill(nodes["west-1"].pid, signal.SIGSTOP)
+            reconnecting, reconnected = await events_until(
+                viewer,
+                lambda e: isinstance(e, Reconnecting),
+                lambda e: isinstance(e, Reconnected),
+                timeout=HEARTBEAT * 1.5 + 10,
+            )
+            assert reconnecting.reason == "connection_lost"
+            assert reconnected.joined.node_id in ("central-1", "north-1")
+            await decoding_video(viewer)
+        finally:
+            os.kill(nodes["west-1"].pid, signal.SIGKILL)
             await viewer.close()
             await host.close()
 
