@@ -73,7 +73,14 @@ def create_app(settings: Settings) -> web.Application:
         with contextlib.suppress(Exception):
             await node.stop()
 
+    async def end_sessions(app: web.Application) -> None:
+        # Before aiohttp waits (up to its shutdown timeout) for the WebSocket handlers to
+        # end: tell the clients now, so they rejoin elsewhere at once.
+        for session in list(node.sessions.values()):
+            session.close("server_shutdown")
+
     app.cleanup_ctx.append(node_lifetime)
+    app.on_shutdown.append(end_sessions)
     app.router.add_get("/", index)
     app.router.add_get("/v1/rtc", rtc)
     app.router.add_get("/healthz", healthz)

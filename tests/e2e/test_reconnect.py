@@ -337,13 +337,6 @@ async def test_a_publishers_node_dies_and_viewers_get_its_new_tracks(tmp_path: P
             await host.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server bug: after drain_grace, `eurelay serve` waits in aiohttp's runner.cleanup() "
-    "(shutdown_timeout, 60 s) for WebSocket handlers to end before the cleanup context's "
-    "node.stop() closes them with server_shutdown; meanwhile the sockets go unanswered and "
-    "clients see them drop without `closed` (here after the client's 15 s ping timeout)",
-)
 @pytest.mark.usefixtures("_needs_redis")
 async def test_a_node_shutting_down_sends_its_viewers_elsewhere(tmp_path: Path) -> None:
     """SIGTERM drains west-1 (1 s here), then it ends its sessions with ``server_shutdown``:
