@@ -318,29 +318,34 @@ def render(result: dict[str, Any], date: str) -> str:
         for b in result["two_nodes"]
         if a["viewers"] == b["viewers"] and is_held(a) and is_held(b)
     ]
-    like = max(both, key=lambda pair: pair[0]["viewers"], default=None)
-    if like is not None:
-        one_cost = like[0]["cpu_us_per_viewer_second"][0]
-        two_costs = like[1]["cpu_us_per_viewer_second"]
-        two_cost = sum(two_costs) / len(two_costs)
+    if both:
+        costs, ratios = [], []
+        for a, b in both:
+            one_cost = a["cpu_us_per_viewer_second"][0]
+            two_cost = sum(b["cpu_us_per_viewer_second"]) / len(b["cpu_us_per_viewer_second"])
+            costs.append(f"{a['viewers']}: {one_cost:.0f} vs {two_cost:.0f}")
+            ratios.append(2 * one_cost / two_cost)
         extrapolated = (
-            f"At {like[0]['viewers']} viewers, held both ways, a viewer cost one node "
-            f"{one_cost:.0f} µs of CPU per second and each of two nodes {two_cost:.0f} µs: "
-            f"a core per node carries about the same viewers, so two nodes carry "
-            f"{2 * one_cost / two_cost:.2f}x one node's (the origin's extra work for the "
-            "second node is one bridge: one copy of each stream)."
+            "- Capacity, from CPU per viewer (µs per viewer-second, one node vs the mean of "
+            f"two, at the viewer counts held both ways: {'; '.join(costs)}): a viewer costs a "
+            "node about the same either way, so two nodes, a core each, carry "
+            f"{sum(ratios) / len(ratios):.2f}x one node's viewers (from "
+            f"{min(ratios):.2f}x to {max(ratios):.2f}x across those counts). The origin's "
+            "extra work for the second node is one bridge: one copy of each stream."
         )
     else:
-        extrapolated = "No viewer count was held both ways."
+        extrapolated = "- Capacity: no viewer count was held both ways."
     alone, spread = result["egress_one_node"], result["egress_three_nodes"]
     egress = spread["origin_egress_kbps"] / max(1.0, alone["origin_egress_kbps"])
     lines += [
         "",
-        f"- Viewers held (all joined, loss < {LOSS_LIMIT}%, one-way p99 < "
-        f"{LATENCY_LIMIT_MS:.0f} ms): one node {one}, two nodes {two} ({ratio}).",
-        f"- The load client needs a core of its own (up to {client:.0f} % here): on this 2-core "
-        f"machine {machine}, so the held ratio is capped by the machine, not by the nodes. "
-        + extrapolated,
+        extrapolated,
+        f"- Held on this machine (all joined, loss < {LOSS_LIMIT}%, one-way p99 < "
+        f"{LATENCY_LIMIT_MS:.0f} ms): one node {one}, two nodes {two} ({ratio}). This measures "
+        "the machine, not the nodes: the load client needs a core of its own (up to "
+        f"{client:.0f} % here), so two nodes and the client are three busy processes on two "
+        f"cores ({machine}); one node and the client are two. Rows vary by up to 2x between "
+        "runs on this VM.",
         hop_line(result["two_nodes"]),
         f"- Publisher-node egress with {alone['viewers']} viewers: all on it "
         f"{alone['origin_egress_kbps']:.0f} kbit/s; spread over three nodes "
