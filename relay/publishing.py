@@ -16,6 +16,7 @@ from .room import Participant, ParticipantKind, Room, new_sid
 from .rooms import Rooms
 from .sdp_negotiation import (
     RemoteDescription,
+    check_client_offer,
     choose_codec,
     parse_description,
     publisher_answer,
@@ -71,6 +72,7 @@ class Publishing:
             raise PermissionDeniedError("this token does not allow publishing")
         room = self.rooms.get(participant.room)
         offer = parse_description(offer_sdp)
+        check_client_offer(offer)
         leg = participant.publisher_leg
         if leg is None:
             leg = self.transports.answering_leg(PublisherLeg, participant, offer)

@@ -20,6 +20,9 @@ from .simulcast import MID_URI, RID_URI, order_layers
 from .twcc import TWCC_URI
 
 MAX_SDP_BYTES = 64 * 1024
+# Media sections in one client offer (camera, microphone, screen and its audio, with room
+# to spare); relay-written offers to subscribers are not bound by it.
+MAX_OFFERED_MEDIA = 16
 # In-band FEC is always asked for. DTX is passed through as the publisher negotiates it but
 # never requested by the relay: aiortc receivers fail to decode the empty packets some DTX
 # senders produce (seen with Chromium), which silenced their audio.
@@ -105,6 +108,16 @@ def _send_rids(attributes: list[str]) -> list[str]:
                 rids = [r for r in streams if r in declared]
                 return order_layers(rids) if len(rids) == len(set(rids)) else []
     return []
+
+
+def check_client_offer(offer: RemoteDescription) -> None:
+    """An offer a client wrote (publish, WHIP, WHEP) may not ask for more media sections
+    than a participant could use: each one costs a track's state, and only the SDP size
+    bounded them."""
+    if len(offer.media) > MAX_OFFERED_MEDIA:
+        raise SdpError(
+            f"the offer has {len(offer.media)} media sections; at most {MAX_OFFERED_MEDIA}"
+        )
 
 
 def parse_description(text: str) -> RemoteDescription:

@@ -8,7 +8,7 @@ import time
 from .errors import PermissionDeniedError, SdpError
 from .room import Participant, ParticipantKind, Room
 from .rooms import Rooms
-from .sdp_negotiation import parse_description, viewer_answer, viewer_slots
+from .sdp_negotiation import check_client_offer, parse_description, viewer_answer, viewer_slots
 from .subscriptions import Subscriptions
 from .track import random_ssrc
 from .transport import Transports
@@ -30,6 +30,7 @@ class Viewing:
         if participant.kind is not ParticipantKind.VIEWER or participant.viewer_leg is not None:
             raise SdpError("this participant is not a new viewer")
         offer = parse_description(offer_sdp)
+        check_client_offer(offer)
         slots = viewer_slots(offer)
         if not slots:
             raise SdpError("the offer has no receiving audio or video in a codec the relay sends")

@@ -65,7 +65,11 @@ def create_app(settings: Settings) -> web.Application:
     )
     node = Node(settings)
     app[NODE] = node
-    app[METRICS] = create_registry(node.relay, node.sessions)  # type: ignore[arg-type]
+    app[METRICS] = create_registry(
+        node.relay,
+        node.sessions,  # type: ignore[arg-type]
+        lambda: node.slow_consumers,
+    )
 
     async def node_lifetime(app: web.Application) -> AsyncIterator[None]:
         await node.start()

@@ -6,7 +6,7 @@ room names.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import (
@@ -77,9 +77,15 @@ COUNTERS = (
 
 
 class RelayCollector(Collector):
-    def __init__(self, relay: RelayControl, connections: dict[str, object]) -> None:
+    def __init__(
+        self,
+        relay: RelayControl,
+        connections: dict[str, object],
+        slow_consumers: Callable[[], int] = lambda: 0,
+    ) -> None:
         self.relay = relay
         self.connections = connections
+        self.slow_consumers = slow_consumers
 
     def collect(self) -> Iterator[Metric]:
         relay = self.relay
@@ -97,6 +103,11 @@ class RelayCollector(Collector):
         yield tracks
         yield GaugeMetricFamily(
             "eurelay_signaling_connections", "Open /v1/rtc sessions.", value=len(self.connections)
+        )
+        yield CounterMetricFamily(
+            "eurelay_signaling_slow_consumers",
+            "/v1/rtc sessions cut off for not reading their events.",
+            value=self.slow_consumers(),
         )
         bridges = GaugeMetricFamily(
             "eurelay_relay_bridges", "Open bridges to other workers.", labels=["direction"]
@@ -189,7 +200,11 @@ def _bridge_families(reports: list[BridgeReport]) -> list[Metric]:
     return [packets, octets, rtt, loss]
 
 
-def create_registry(relay: RelayControl, connections: dict[str, object]) -> CollectorRegistry:
+def create_registry(
+    relay: RelayControl,
+    connections: dict[str, object],
+    slow_consumers: Callable[[], int] = lambda: 0,
+) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(RelayCollector(relay, connections))
+    registry.register(RelayCollector(relay, connections, slow_consumers))
     return registry

@@ -82,6 +82,7 @@ class Node:
         self.sessions: dict[str, RtcSession] = {}  # by participant sid
         self._by_room: dict[str, dict[str, RtcSession]] = {}  # room -> sid -> session
         self.draining = False
+        self.slow_consumers = 0  # sessions cut off for not reading their events
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:

@@ -29,6 +29,7 @@ from .tokens import Claims, TokenError, verify
 logger = logging.getLogger(__name__)
 
 OUTBOX_LIMIT = 1024
+SLOW_CONSUMER = "slow_consumer"
 _OFFER = object()  # outbox marker: build a subscriber offer when this is written
 _CLOSE = object()
 
@@ -71,18 +72,28 @@ class RtcSession:
         self.participant: ParticipantInfo | None = None
         self._outbox: asyncio.Queue[object] = asyncio.Queue(maxsize=OUTBOX_LIMIT)
         self._closing: str | None = None
+        self._transport: asyncio.Transport | None = None
         cfg = node.settings.signaling
         self._limiter = TokenBucket(cfg.messages_per_second, cfg.messages_per_second * 2)
 
     # outgoing ---------------------------------------------------------------------------
 
     def send(self, message: p._Message | str) -> None:
-        """A message, or one already serialized (broadcasts serialize once for everyone)."""
+        """A message, or one already serialized (broadcasts serialize once for everyone).
+
+        A client whose outbox is full has stopped reading: it is cut off at once (its
+        socket aborted; a close frame would wait behind what it does not read), logged
+        once, and nothing more is queued for it."""
+        if self._closing == SLOW_CONSUMER:
+            return
         try:
             self._outbox.put_nowait(message)
         except asyncio.QueueFull:
-            logger.warning("session %s too slow to read its events; closing", self._sid)
-            self.close("slow_consumer")
+            logger.warning("session %s too slow to read its events; disconnected", self._sid)
+            self._closing = SLOW_CONSUMER
+            self.node.slow_consumers += 1
+            if self._transport is not None:
+                self._transport.abort()  # the reader ends; the session leaves the room
 
     def offer_needed(self) -> None:
         """The relay's ``NegotiationController``: an offer goes out after ``joined``."""
@@ -139,6 +150,7 @@ class RtcSession:
     # lifecycle --------------------------------------------------------------------------
 
     async def run(self, request: web.Request) -> None:
+        self._transport = request.transport
         query_token = request.query.get("access_token")
         header = request.headers.get("Authorization", "")
         if not query_token and header.startswith("Bearer "):
