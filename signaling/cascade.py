@@ -164,18 +164,25 @@ class Cascade:
 
     async def _write_loop(self) -> None:
         """Directory writes in the order things happened here: events are per-publisher
-        ordered for everyone else. A write Redis refuses is dropped; re-registering puts
-        every member again (``reassert``)."""
+        ordered for everyone else. A write the registry refuses is tried again (backing off)
+        before the next one: a leave lost while Redis was down would leave a participant in
+        the directory for good; a put lost is put back by ``reassert`` too."""
         registry = self.cluster.registry
         while True:
             op, member, room = await self._writes.get()
-            try:
-                if op == "put":
-                    await registry.put_member(room, member)
-                elif op.startswith("left:"):
-                    await registry.remove_member(room, member, op[5:])
-            except RegistryError as exc:
-                logger.warning("room directory write failed: %s", exc)
+            backoff = 0.2
+            while True:
+                try:
+                    if op == "put":
+                        await registry.put_member(room, member)
+                    elif op.startswith("left:"):
+                        await registry.remove_member(room, member, op[5:])
+                    break
+                except RegistryError as exc:
+                    if backoff == 0.2:
+                        logger.warning("room directory write failed (%s); retrying", exc)
+                    await asyncio.sleep(backoff)
+                    backoff = min(2.0, backoff * 2)
 
     async def reassert(self) -> None:
         """After (re-)registering: the directory may have lost everything (Redis restarted

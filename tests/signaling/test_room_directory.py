@@ -3,16 +3,20 @@ it hosts again when Redis lost its data, and a hung Redis does not slow every jo
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import signal
+from pathlib import Path
 
 import aiohttp
 import pytest
 import redis.asyncio as redis
 
 from bench.loopback_node import node_settings, running_node, token
-from bench.redis_server import redis_server
+from bench.redis_server import RedisServer, free_port, redis_server
 from regions.models import NodeLoad, RoomPolicy
+from regions.registry import RegistryError
 
 from ..helpers import eventually, eventually_async, require_binary
 
@@ -141,3 +145,49 @@ async def test_the_redirect_marker_does_not_get_around_residency() -> None:
                 assert resp.status == 503
                 assert (await resp.json())["code"] == "no_eligible_node"
             assert "vault" not in de.worker.rooms
+
+
+async def test_a_leave_refused_while_redis_is_down_reaches_it_later(
+    caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    """A participant leaves while Redis is down; Redis comes back with its data (saved at
+    shutdown): the refused directory write is tried again until it lands, so the
+    participant does not stay in the directory for good."""
+    if require_binary("redis-server") is None:
+        pytest.skip("redis-server is not installed (make test installs it)")
+    server = RedisServer(free_port(), data_dir=str(tmp_path))  # its own dump file
+    await server.start()
+    try:
+        settings = node_settings(registry={"url": server.url}, heartbeat_interval=0.2)
+        async with running_node(settings) as rn:
+            registry = rn.node.cluster.registry
+            client = await rn.join("brief", "alice")
+
+            async def listed() -> bool:
+                return [m.identity for m in await registry.room_members("brief")] == ["alice"]
+
+            await eventually_async(listed, 5)
+            admin = redis.from_url(server.url)
+            with contextlib.suppress(Exception):
+                await admin.shutdown(save=True)  # the server closes the connection
+            await admin.aclose()
+            assert server.process is not None
+            await server.process.wait()
+            caplog.set_level(logging.WARNING, logger="signaling.cascade")
+            await client.close()
+            await eventually(lambda: "brief" not in rn.worker.rooms)
+            await eventually(
+                lambda: any("directory write failed" in r.getMessage() for r in caplog.records),
+                10,
+            )
+            await server.start()  # loads the dump: alice is still listed there
+
+            async def gone() -> bool:
+                try:
+                    return await registry.room_members("brief") == []
+                except RegistryError:
+                    return False
+
+            await eventually_async(gone, 10)
+    finally:
+        await server.stop()
