@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -14,7 +15,7 @@ import aiohttp
 import pytest
 
 from bench.node_process import spawn_node
-from signaling.cli import main
+from signaling.cli import build_parser, main
 from signaling.tokens import verify
 
 pytestmark = pytest.mark.timeout(30)
@@ -114,3 +115,76 @@ async def test_dev_token_endpoint_exists_only_in_dev_mode(tmp_path: Path) -> Non
                     assert "eurelay demo" in await resp.text()
         finally:
             await server.close()
+
+
+def _token_args(*extra: str) -> list[str]:
+    return ["token", "--identity", "ops", "--api-key", "k", "--api-secret", SECRET, *extra]
+
+
+def test_all_rooms_mints_an_operator_token(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(_token_args("--all-rooms")) == 0
+    claims = verify(capsys.readouterr().out.strip(), {"k": SECRET})
+    assert claims.grant.room == "" and claims.grant.room_admin
+
+
+async def test_an_all_rooms_token_passes_the_cluster_wide_api(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from bench.loopback_node import API_KEY, API_SECRET, running_node
+
+    args = ["token", "--identity", "ops", "--api-key", API_KEY, "--api-secret", API_SECRET]
+    assert main([*args, "--all-rooms"]) == 0
+    operator = capsys.readouterr().out.strip()
+    assert main([*args, "--room", "demo", "--admin"]) == 0
+    one_room = capsys.readouterr().out.strip()
+    async with running_node() as rn, aiohttp.ClientSession() as http:
+        for tok, expected in ((operator, 200), (one_room, 403)):
+            headers = {"Authorization": f"Bearer {tok}"}
+            async with http.get(rn.http("/v1/rooms"), headers=headers) as resp:
+                assert resp.status == expected
+
+
+def test_all_rooms_and_room_exclude_each_other(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(_token_args("--all-rooms", "--room", "demo"))
+    assert exited.value.code == 2
+    assert "not allowed with" in capsys.readouterr().err
+
+
+def test_a_star_room_is_refused_with_a_pointer_to_all_rooms(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(_token_args("--room", "*", "--admin")) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "--all-rooms" in captured.err
+
+
+@pytest.mark.parametrize("ttl", ["0", "-5"])
+def test_a_ttl_that_is_not_positive_is_refused(
+    ttl: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(_token_args("--room", "demo", "--ttl", ttl)) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "--ttl must be > 0" in captured.err
+
+
+def test_a_short_secret_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["token", "--room", "demo", "--identity", "a", "--api-key", "k"]
+    assert main([*args, "--api-secret", "short"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "at least 32 characters" in captured.err
+    assert main([*args, "--api-secret", "x" * 32]) == 0
+
+
+def test_token_help_describes_every_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["token", "--help"])
+    assert exited.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for action in sub.choices["token"]._actions:
+        assert action.help, f"{action.option_strings} has no help"
+    assert "alone it cannot receive others: add --subscribe" in text
+    assert "room admin" in text and "admin API" in text
+    assert "--all-rooms" in (ROOT / "README.md").read_text()
