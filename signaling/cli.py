@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import logging
+import shlex
 import signal
 import sys
 from pathlib import Path
@@ -30,14 +32,74 @@ def _serve_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return overrides
 
 
+class ListenError(Exception):
+    """A listener could not bind: the message names the address and the setting to change."""
+
+
+def _bind_error(exc: OSError, what: str, address: str, key: str, flag: str) -> ListenError:
+    if exc.errno == errno.EADDRINUSE:
+        problem = "address already in use"
+    else:
+        problem = exc.strerror or str(exc)
+    return ListenError(
+        f"eurelay: cannot listen on {what} {address}: {problem}; "
+        f"choose another port with {key} in the config or {flag}"
+    )
+
+
+def _eurelay_command() -> str:
+    """How to run this same ``eurelay`` again from the shell that started it: the console
+    script as it was invoked (``.venv/bin/eurelay`` after ``make run``), else the one next to
+    this interpreter, else the module."""
+    invoked = sys.argv[0] if sys.argv else ""
+    if Path(invoked).name == "eurelay":
+        return shlex.quote(invoked)
+    beside = Path(sys.executable).with_name("eurelay")
+    if beside.exists():
+        return shlex.quote(str(beside))
+    return f"{shlex.quote(sys.executable)} -m signaling.cli"
+
+
+def _browser_url(host: str, port: int) -> str:
+    if host in ("0.0.0.0", ""):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}/"
+
+
+def _dev_banner(settings: Settings, host: str, port: int) -> None:
+    key, secret = next(iter(settings.keys.items()))
+    print("eurelay dev mode: no config file; generated an API key for this run only:")
+    print(f"  api key:    {key}\n  api secret: {secret}")
+    print(
+        f"  mint a token: {_eurelay_command()} token --api-key {key} --api-secret {secret} "
+        "--room demo --identity alice --publish --subscribe --publish-data"
+    )
+    print(f"  open {_browser_url(host, port)} in two browser tabs", flush=True)
+
+
 async def _run(settings: Settings) -> None:
     from .app import create_app
 
     app = create_app(settings)
     runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
+    try:
+        await runner.setup()  # starts the node: the relay binds its UDP port here
+    except OSError as exc:
+        with contextlib.suppress(Exception):
+            await runner.cleanup()
+        address = f"{settings.rtc.bind}:{settings.rtc.udp_port}"
+        raise _bind_error(exc, "UDP", address, "rtc.udp_port", "--udp-port") from exc
     site = web.TCPSite(runner, settings.http.host, settings.http.port)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        address = f"{settings.http.host}:{settings.http.port}"
+        raise _bind_error(exc, "HTTP", address, "http.port", "--http-port") from exc
     stop = asyncio.Event()
     drain = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -53,6 +115,8 @@ async def _run(settings: Settings) -> None:
     udp_port = node.relay.port
     # One machine-readable line for scripts and tests: where the node listens.
     print(f"eurelay listening http={','.join(addresses)} udp={udp_port}", flush=True)
+    if settings.dev_mode:
+        _dev_banner(settings, host, port)
     try:
         # SIGTERM drains: no new sessions, current ones continue up to drain_grace.
         waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(drain.wait())]
@@ -89,21 +153,17 @@ def serve(args: argparse.Namespace) -> int:
     if args.worker_of is not None and not workers.die_with(args.worker_of):
         print("eurelay: the supervisor is gone; not starting", file=sys.stderr)
         return 1
-    if settings.dev_mode:
-        key, secret = next(iter(settings.keys.items()))
-        print("eurelay dev mode: no config file; generated an API key for this run only:")
-        print(f"  api key:    {key}\n  api secret: {secret}")
-        print(
-            f"  mint a token: eurelay token --api-key {key} --api-secret {secret} "
-            "--room demo --identity alice --publish --publish-data",
-            flush=True,
-        )
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-        asyncio.run(_run(settings))
+        run = asyncio.run
     else:
-        uvloop.run(_run(settings))
+        run = uvloop.run
+    try:
+        run(_run(settings))
+    except ListenError as exc:
+        print(exc, file=sys.stderr)
+        return 2  # like a config error: the operator has a setting to change
     return 0
 
 

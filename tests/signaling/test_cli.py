@@ -6,7 +6,9 @@ import argparse
 import asyncio
 import json
 import os
+import shlex
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -188,3 +190,86 @@ def test_token_help_describes_every_flag(capsys: pytest.CaptureFixture[str]) -> 
     assert "alone it cannot receive others: add --subscribe" in text
     assert "room admin" in text and "admin API" in text
     assert "--all-rooms" in (ROOT / "README.md").read_text()
+
+
+async def _read_until(stream: asyncio.StreamReader, marker: str) -> list[str]:
+    lines: list[str] = []
+    while not lines or marker not in lines[-1]:
+        line = await asyncio.wait_for(stream.readline(), 20)
+        assert line, f"the output ended before {marker!r}: {lines}"
+        lines.append(line.decode().rstrip("\n"))
+    return lines
+
+
+async def test_the_dev_mode_hint_works_as_printed(tmp_path: Path) -> None:
+    """After `make run` the console says what to type and where to point a browser; both
+    work as printed: the token command runs from the same shell and its token can publish,
+    subscribe and send data."""
+    exe = Path(sys.executable).with_name("eurelay")
+    process = await asyncio.create_subprocess_exec(
+        str(exe),
+        "serve",
+        "--http-port",
+        "0",
+        "--udp-port",
+        "0",
+        stdout=asyncio.subprocess.PIPE,
+        cwd=tmp_path,
+    )
+    try:
+        assert process.stdout is not None
+        lines = await _read_until(process.stdout, "in two browser tabs")
+        key = next(line.split()[-1] for line in lines if "api key:" in line)
+        secret = next(line.split()[-1] for line in lines if "api secret:" in line)
+        hint = next(line for line in lines if "mint a token:" in line)
+        command = shlex.split(hint.split("mint a token:", 1)[1])
+        assert command[0] == str(exe)
+        result = subprocess.run(command, capture_output=True, text=True, timeout=20, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        grant = verify(result.stdout.strip(), {key: secret}).grant
+        assert grant.can_publish and grant.can_subscribe and grant.can_publish_data
+        listening = next(line for line in lines if line.startswith("eurelay listening"))
+        http_port = int(listening.split("http=")[1].split()[0].rsplit(":", 1)[1])
+        url = lines[-1].split("open ", 1)[1].split()[0]
+        assert url == f"http://127.0.0.1:{http_port}/"
+        async with aiohttp.ClientSession() as http, http.get(url) as resp:
+            assert resp.status == 200 and "eurelay demo" in await resp.text()
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(process.wait(), 10) == 0
+
+
+def _bound(kind: int) -> tuple[socket.socket, int]:
+    sock = socket.socket(socket.AF_INET, kind)
+    sock.bind(("127.0.0.1", 0))
+    if kind == socket.SOCK_STREAM:
+        sock.listen()
+    return sock, int(sock.getsockname()[1])
+
+
+@pytest.mark.parametrize(
+    ("busy", "key", "flag"),
+    [("http", "http.port", "--http-port"), ("udp", "rtc.udp_port", "--udp-port")],
+)
+def test_a_port_in_use_is_one_line_naming_the_address_and_the_key(
+    busy: str, key: str, flag: str
+) -> None:
+    tcp, http_port = _bound(socket.SOCK_STREAM)
+    udp, udp_port = _bound(socket.SOCK_DGRAM)
+    with tcp, udp:
+        # the other one is free: close it (a tiny race with other processes is harmless)
+        (udp if busy == "http" else tcp).close()
+        ports = ["--http-port", str(http_port), "--udp-port", str(udp_port)]
+        result = subprocess.run(
+            [sys.executable, "-m", "signaling.cli", "serve", "--log-level", "warning", *ports],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+    port = http_port if busy == "http" else udp_port
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "api secret" not in result.stdout  # no dev key banner for a node that never ran
+    (line,) = result.stderr.splitlines()
+    assert f"127.0.0.1:{port}" in line and "already in use" in line
+    assert key in line and flag in line
