@@ -45,7 +45,21 @@ async def healthz(request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     node = request.app[NODE]
     if node.draining:
-        return web.json_response({"status": "draining"}, status=503)
+        return web.json_response(
+            {"status": "draining", "reason": "the node is draining; it takes no new sessions"},
+            status=503,
+        )
+    if not node.cluster.registry_healthy:
+        # Joins, WHIP and /v1/route answer 503 registry_unavailable now: tell the load
+        # balancer too, instead of saying ready while refusing everything.
+        return web.json_response(
+            {
+                "status": "registry_unavailable",
+                "reason": "the node registry has been unreachable longer than "
+                "routing.snapshot_grace; the node cannot place sessions",
+            },
+            status=503,
+        )
     return web.json_response({"status": "ready"})
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import logging
+import shlex
 import signal
 import sys
 from pathlib import Path
@@ -18,6 +20,7 @@ from .settings import ConfigError, Settings, load_settings
 from .tokens import Grant, mint
 
 logger = logging.getLogger("eurelay")
+MIN_SECRET_LENGTH = 32  # as config keys require (settings.py)
 
 
 def _serve_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -29,14 +32,74 @@ def _serve_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return overrides
 
 
+class ListenError(Exception):
+    """A listener could not bind: the message names the address and the setting to change."""
+
+
+def _bind_error(exc: OSError, what: str, address: str, key: str, flag: str) -> ListenError:
+    if exc.errno == errno.EADDRINUSE:
+        problem = "address already in use"
+    else:
+        problem = exc.strerror or str(exc)
+    return ListenError(
+        f"eurelay: cannot listen on {what} {address}: {problem}; "
+        f"choose another port with {key} in the config or {flag}"
+    )
+
+
+def _eurelay_command() -> str:
+    """How to run this same ``eurelay`` again from the shell that started it: the console
+    script as it was invoked (``.venv/bin/eurelay`` after ``make run``), else the one next to
+    this interpreter, else the module."""
+    invoked = sys.argv[0] if sys.argv else ""
+    if Path(invoked).name == "eurelay":
+        return shlex.quote(invoked)
+    beside = Path(sys.executable).with_name("eurelay")
+    if beside.exists():
+        return shlex.quote(str(beside))
+    return f"{shlex.quote(sys.executable)} -m signaling.cli"
+
+
+def _browser_url(host: str, port: int) -> str:
+    if host in ("0.0.0.0", ""):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}/"
+
+
+def _dev_banner(settings: Settings, host: str, port: int) -> None:
+    key, secret = next(iter(settings.keys.items()))
+    print("eurelay dev mode: no config file; generated an API key for this run only:")
+    print(f"  api key:    {key}\n  api secret: {secret}")
+    print(
+        f"  mint a token: {_eurelay_command()} token --api-key {key} --api-secret {secret} "
+        "--room demo --identity alice --publish --subscribe --publish-data"
+    )
+    print(f"  open {_browser_url(host, port)} in two browser tabs", flush=True)
+
+
 async def _run(settings: Settings) -> None:
     from .app import create_app
 
     app = create_app(settings)
     runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
+    try:
+        await runner.setup()  # starts the node: the relay binds its UDP port here
+    except OSError as exc:
+        with contextlib.suppress(Exception):
+            await runner.cleanup()
+        address = f"{settings.rtc.bind}:{settings.rtc.udp_port}"
+        raise _bind_error(exc, "UDP", address, "rtc.udp_port", "--udp-port") from exc
     site = web.TCPSite(runner, settings.http.host, settings.http.port)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        address = f"{settings.http.host}:{settings.http.port}"
+        raise _bind_error(exc, "HTTP", address, "http.port", "--http-port") from exc
     stop = asyncio.Event()
     drain = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -52,6 +115,8 @@ async def _run(settings: Settings) -> None:
     udp_port = node.relay.port
     # One machine-readable line for scripts and tests: where the node listens.
     print(f"eurelay listening http={','.join(addresses)} udp={udp_port}", flush=True)
+    if settings.dev_mode:
+        _dev_banner(settings, host, port)
     try:
         # SIGTERM drains: no new sessions, current ones continue up to drain_grace.
         waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(drain.wait())]
@@ -88,27 +153,40 @@ def serve(args: argparse.Namespace) -> int:
     if args.worker_of is not None and not workers.die_with(args.worker_of):
         print("eurelay: the supervisor is gone; not starting", file=sys.stderr)
         return 1
-    if settings.dev_mode:
-        key, secret = next(iter(settings.keys.items()))
-        print("eurelay dev mode: no config file; generated an API key for this run only:")
-        print(f"  api key:    {key}\n  api secret: {secret}")
-        print(
-            f"  mint a token: eurelay token --api-key {key} --api-secret {secret} "
-            "--room demo --identity alice --publish --publish-data",
-            flush=True,
-        )
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-        asyncio.run(_run(settings))
+        run = asyncio.run
     else:
-        uvloop.run(_run(settings))
+        run = uvloop.run
+    try:
+        run(_run(settings))
+    except ListenError as exc:
+        print(exc, file=sys.stderr)
+        return 2  # like a config error: the operator has a setting to change
     return 0
 
 
 def token(args: argparse.Namespace) -> int:
+    if args.room == "*":
+        print(
+            "eurelay token: --room '*' is taken literally as a room named '*'; "
+            "for a token that acts on every room use --all-rooms",
+            file=sys.stderr,
+        )
+        return 2
+    if args.ttl <= 0:
+        print(f"eurelay token: --ttl must be > 0 seconds (got {args.ttl})", file=sys.stderr)
+        return 2
     if args.api_key and args.api_secret:
         key, secret = args.api_key, args.api_secret
+        if len(secret) < MIN_SECRET_LENGTH:
+            print(
+                f"eurelay token: --api-secret must be at least {MIN_SECRET_LENGTH} characters "
+                f"(got {len(secret)}); a short HMAC secret can be guessed",
+                file=sys.stderr,
+            )
+            return 2
     elif args.config:
         try:
             settings = load_settings(args.config)
@@ -119,12 +197,13 @@ def token(args: argparse.Namespace) -> int:
     else:
         print("eurelay token: give --config FILE or --api-key and --api-secret", file=sys.stderr)
         return 2
+    admin = args.admin or args.all_rooms
     grant = Grant(
-        room=args.room,
+        room="" if args.all_rooms else args.room,
         can_publish=args.publish,
-        can_subscribe=args.subscribe or not (args.publish or args.publish_data or args.admin),
+        can_subscribe=args.subscribe or not (args.publish or args.publish_data or admin),
         can_publish_data=args.publish_data,
-        room_admin=args.admin,
+        room_admin=admin,
     )
     print(mint(key, secret, args.identity, grant, ttl=args.ttl, name=args.name or ""))
     return 0
@@ -203,20 +282,53 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--worker-of", type=int, help=argparse.SUPPRESS)  # the supervisor's pid
     s.set_defaults(func=serve)
-    t = sub.add_parser("token", help="mint an access token (printed alone on stdout)")
-    t.add_argument(
-        "--room", required=True, help="the room it acts on; '' with --admin: an operator token"
+    t = sub.add_parser(
+        "token",
+        help="mint an access token (printed alone on stdout)",
+        description="Mint an access token (a JWT signed with an API key's secret) and print "
+        "it alone on stdout. Without any of --publish, --publish-data, --admin the token "
+        "can only subscribe; with any of them it can do exactly what its flags say, so a "
+        "participant in a call needs --publish --subscribe --publish-data.",
     )
-    t.add_argument("--identity", required=True)
-    t.add_argument("--name")
-    t.add_argument("--publish", action="store_true")
-    t.add_argument("--subscribe", action="store_true")
-    t.add_argument("--publish-data", action="store_true")
-    t.add_argument("--admin", action="store_true")
-    t.add_argument("--ttl", type=int, default=3600, help="seconds (default 3600)")
-    t.add_argument("--config")
-    t.add_argument("--api-key")
-    t.add_argument("--api-secret")
+    where = t.add_mutually_exclusive_group(required=True)
+    where.add_argument("--room", help="the one room the token acts on")
+    where.add_argument(
+        "--all-rooms",
+        action="store_true",
+        help="an operator token: --admin for every room plus the cluster-wide API "
+        "(GET /v1/rooms, /v1/nodes); use this, not --room '*' (which names a room '*')",
+    )
+    t.add_argument("--identity", required=True, help="who the token holder is (JWT sub)")
+    t.add_argument("--name", help="display name shown to the other participants")
+    t.add_argument(
+        "--publish",
+        action="store_true",
+        help="may send audio and video; alone it cannot receive others: add --subscribe",
+    )
+    t.add_argument(
+        "--subscribe",
+        action="store_true",
+        help="may receive the others' tracks (the default when no other grant is given)",
+    )
+    t.add_argument(
+        "--publish-data", action="store_true", help="may send data messages (chat) to the room"
+    )
+    t.add_argument(
+        "--admin",
+        action="store_true",
+        help="room admin (room_admin) of --room: may create it, read it, close it and "
+        "list and remove its participants through the admin API (/v1/rooms/...), /v1/route "
+        "for it, and end other identities' WHIP/WHEP sessions; not a join grant by itself",
+    )
+    t.add_argument(
+        "--ttl", type=int, default=3600, help="seconds until it expires, > 0 (default 3600)"
+    )
+    t.add_argument("--config", help="take the API key and secret from this YAML config file")
+    t.add_argument("--api-key", help="the API key (the token's issuer); with --api-secret")
+    t.add_argument(
+        "--api-secret",
+        help=f"the key's secret, at least {MIN_SECRET_LENGTH} characters; with --api-key",
+    )
     t.set_defaults(func=token)
     n = sub.add_parser(
         "netem",

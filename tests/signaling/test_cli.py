@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
+import shlex
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +17,7 @@ import aiohttp
 import pytest
 
 from bench.node_process import spawn_node
-from signaling.cli import main
+from signaling.cli import build_parser, main
 from signaling.tokens import verify
 
 pytestmark = pytest.mark.timeout(30)
@@ -114,3 +117,159 @@ async def test_dev_token_endpoint_exists_only_in_dev_mode(tmp_path: Path) -> Non
                     assert "eurelay demo" in await resp.text()
         finally:
             await server.close()
+
+
+def _token_args(*extra: str) -> list[str]:
+    return ["token", "--identity", "ops", "--api-key", "k", "--api-secret", SECRET, *extra]
+
+
+def test_all_rooms_mints_an_operator_token(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(_token_args("--all-rooms")) == 0
+    claims = verify(capsys.readouterr().out.strip(), {"k": SECRET})
+    assert claims.grant.room == "" and claims.grant.room_admin
+
+
+async def test_an_all_rooms_token_passes_the_cluster_wide_api(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from bench.loopback_node import API_KEY, API_SECRET, running_node
+
+    args = ["token", "--identity", "ops", "--api-key", API_KEY, "--api-secret", API_SECRET]
+    assert main([*args, "--all-rooms"]) == 0
+    operator = capsys.readouterr().out.strip()
+    assert main([*args, "--room", "demo", "--admin"]) == 0
+    one_room = capsys.readouterr().out.strip()
+    async with running_node() as rn, aiohttp.ClientSession() as http:
+        for tok, expected in ((operator, 200), (one_room, 403)):
+            headers = {"Authorization": f"Bearer {tok}"}
+            async with http.get(rn.http("/v1/rooms"), headers=headers) as resp:
+                assert resp.status == expected
+
+
+def test_all_rooms_and_room_exclude_each_other(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(_token_args("--all-rooms", "--room", "demo"))
+    assert exited.value.code == 2
+    assert "not allowed with" in capsys.readouterr().err
+
+
+def test_a_star_room_is_refused_with_a_pointer_to_all_rooms(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(_token_args("--room", "*", "--admin")) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "--all-rooms" in captured.err
+
+
+@pytest.mark.parametrize("ttl", ["0", "-5"])
+def test_a_ttl_that_is_not_positive_is_refused(
+    ttl: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(_token_args("--room", "demo", "--ttl", ttl)) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "--ttl must be > 0" in captured.err
+
+
+def test_a_short_secret_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["token", "--room", "demo", "--identity", "a", "--api-key", "k"]
+    assert main([*args, "--api-secret", "short"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "at least 32 characters" in captured.err
+    assert main([*args, "--api-secret", "x" * 32]) == 0
+
+
+def test_token_help_describes_every_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["token", "--help"])
+    assert exited.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for action in sub.choices["token"]._actions:
+        assert action.help, f"{action.option_strings} has no help"
+    assert "alone it cannot receive others: add --subscribe" in text
+    assert "room admin" in text and "admin API" in text
+    assert "--all-rooms" in (ROOT / "README.md").read_text()
+
+
+async def _read_until(stream: asyncio.StreamReader, marker: str) -> list[str]:
+    lines: list[str] = []
+    while not lines or marker not in lines[-1]:
+        line = await asyncio.wait_for(stream.readline(), 20)
+        assert line, f"the output ended before {marker!r}: {lines}"
+        lines.append(line.decode().rstrip("\n"))
+    return lines
+
+
+async def test_the_dev_mode_hint_works_as_printed(tmp_path: Path) -> None:
+    """After `make run` the console says what to type and where to point a browser; both
+    work as printed: the token command runs from the same shell and its token can publish,
+    subscribe and send data."""
+    exe = Path(sys.executable).with_name("eurelay")
+    process = await asyncio.create_subprocess_exec(
+        str(exe),
+        "serve",
+        "--http-port",
+        "0",
+        "--udp-port",
+        "0",
+        stdout=asyncio.subprocess.PIPE,
+        cwd=tmp_path,
+    )
+    try:
+        assert process.stdout is not None
+        lines = await _read_until(process.stdout, "in two browser tabs")
+        key = next(line.split()[-1] for line in lines if "api key:" in line)
+        secret = next(line.split()[-1] for line in lines if "api secret:" in line)
+        hint = next(line for line in lines if "mint a token:" in line)
+        command = shlex.split(hint.split("mint a token:", 1)[1])
+        assert command[0] == str(exe)
+        result = subprocess.run(command, capture_output=True, text=True, timeout=20, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        grant = verify(result.stdout.strip(), {key: secret}).grant
+        assert grant.can_publish and grant.can_subscribe and grant.can_publish_data
+        listening = next(line for line in lines if line.startswith("eurelay listening"))
+        http_port = int(listening.split("http=")[1].split()[0].rsplit(":", 1)[1])
+        url = lines[-1].split("open ", 1)[1].split()[0]
+        assert url == f"http://127.0.0.1:{http_port}/"
+        async with aiohttp.ClientSession() as http, http.get(url) as resp:
+            assert resp.status == 200 and "eurelay demo" in await resp.text()
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(process.wait(), 10) == 0
+
+
+def _bound(kind: int) -> tuple[socket.socket, int]:
+    sock = socket.socket(socket.AF_INET, kind)
+    sock.bind(("127.0.0.1", 0))
+    if kind == socket.SOCK_STREAM:
+        sock.listen()
+    return sock, int(sock.getsockname()[1])
+
+
+@pytest.mark.parametrize(
+    ("busy", "key", "flag"),
+    [("http", "http.port", "--http-port"), ("udp", "rtc.udp_port", "--udp-port")],
+)
+def test_a_port_in_use_is_one_line_naming_the_address_and_the_key(
+    busy: str, key: str, flag: str
+) -> None:
+    tcp, http_port = _bound(socket.SOCK_STREAM)
+    udp, udp_port = _bound(socket.SOCK_DGRAM)
+    with tcp, udp:
+        # the other one is free: close it (a tiny race with other processes is harmless)
+        (udp if busy == "http" else tcp).close()
+        ports = ["--http-port", str(http_port), "--udp-port", str(udp_port)]
+        result = subprocess.run(
+            [sys.executable, "-m", "signaling.cli", "serve", "--log-level", "warning", *ports],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+    port = http_port if busy == "http" else udp_port
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "api secret" not in result.stdout  # no dev key banner for a node that never ran
+    (line,) = result.stderr.splitlines()
+    assert f"127.0.0.1:{port}" in line and "already in use" in line
+    assert key in line and flag in line
