@@ -178,7 +178,7 @@ class Cascade:
                     elif op.startswith("left:"):
                         await registry.remove_member(room, member, op[5:])
                     break
-                except RegistryError as exc:
+                except Exception as exc:  # RegistryError, or a bug: never stop writing
                     if backoff == 0.2:
                         logger.warning("room directory write failed (%s); retrying", exc)
                     await asyncio.sleep(backoff)
@@ -444,26 +444,32 @@ class Cascade:
         while True:
             await asyncio.sleep(self.interval)
             try:
-                forgetful = self._forgetful()
-                await self._check_epoch()
-                live = {n.id for n in await self.cluster.registry.live_nodes()}
-            except RegistryError:
-                continue  # running bridges keep forwarding; nothing is decided blind
-            if self._forgetful():
-                continue  # the directory is being rebuilt: nobody is declared gone yet
-            if forgetful:  # rebuilt: who did not come back has left
-                await self._reread_all()
-            for room in [r for r in self._unread if r in self.rosters]:
-                await self._open_room(room)
-            for room, roster in list(self.rosters.items()):
-                for node_id in roster.nodes() - live - {self.node_id}:
-                    await self._node_lost(room, roster, node_id)
-                for origin in roster.origins():
-                    if self._needed(room, origin):
-                        self._bridge(room, origin)
-            for node_id in list(self._data):
-                if node_id not in live:
-                    await self._data.pop(node_id).close()
+                await self._check_once()
+            except Exception:  # one bad round must not end the checks for good
+                logger.exception("cascade check failed")
+
+    async def _check_once(self) -> None:
+        try:
+            forgetful = self._forgetful()
+            await self._check_epoch()
+            live = {n.id for n in await self.cluster.registry.live_nodes()}
+        except RegistryError:
+            return  # running bridges keep forwarding; nothing is decided blind
+        if self._forgetful():
+            return  # the directory is being rebuilt: nobody is declared gone yet
+        if forgetful:  # rebuilt: who did not come back has left
+            await self._reread_all()
+        for room in [r for r in self._unread if r in self.rosters]:
+            await self._open_room(room)
+        for room, roster in list(self.rosters.items()):
+            for node_id in roster.nodes() - live - {self.node_id}:
+                await self._node_lost(room, roster, node_id)
+            for origin in roster.origins():
+                if self._needed(room, origin):
+                    self._bridge(room, origin)
+        for node_id in list(self._data):
+            if node_id not in live:
+                await self._data.pop(node_id).close()
 
     async def _node_lost(self, room: str, roster: Roster, node_id: str) -> None:
         logger.warning("room %s: node %s is gone; its participants leave", room, node_id)
