@@ -80,6 +80,9 @@ class RoomMember(BaseModel):
     node: str = Field(min_length=1, max_length=128)  # where it is connected
     kind: str = Field(default="rtc", max_length=16)  # relay.room.ParticipantKind value
     joined_at: float = 0.0  # unix seconds: the later of two with one identity stays
+    # Orders the records of one member (its node's monotonic clock at the write): a
+    # directory read can return an older record than an event already applied.
+    version: int = 0
     tracks: list[MemberTrack] = Field(default_factory=list, max_length=64)
 
 

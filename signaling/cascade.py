@@ -54,6 +54,7 @@ def member_of(info: ParticipantInfo, node: str) -> RoomMember:
         node=node,
         kind=info.kind.value,
         joined_at=info.joined_at,
+        version=time.monotonic_ns(),
         tracks=[
             MemberTrack(
                 sid=t.sid,
@@ -209,13 +210,15 @@ class Cascade:
             return
         try:
             await self._feed.watch(room)
+            roster = self.rosters.get(room)
+            mark = roster.mark() if roster is not None else None
             members = await self.cluster.registry.room_members(room)
         except RegistryError as exc:
             logger.warning("room %s: directory unavailable (%s); retrying", room, exc)
             self._unread.add(room)  # the watch loop tries again
             return
         self._unread.discard(room)
-        self._catch_up(room, members)
+        self._catch_up(room, members, mark)
 
     def room_closed(self, room: str) -> None:
         """Nobody of the room is connected here any more."""
@@ -232,7 +235,7 @@ class Cascade:
         with contextlib.suppress(RegistryError):
             await feed.unwatch(room)
 
-    def _catch_up(self, room: str, members: list[RoomMember]) -> None:
+    def _catch_up(self, room: str, members: list[RoomMember], mark: int | None) -> None:
         roster = self.rosters.get(room)
         if roster is None:
             return
@@ -241,7 +244,7 @@ class Cascade:
             # yet. Take what is there; who really left goes at the reread after.
             changes = [c for c in (roster.upsert(m) for m in members) if not c.empty]
         else:
-            changes = roster.replace(members)
+            changes = roster.replace(members, mark)
         for change in changes:
             self._apply(room, change)
 
@@ -281,11 +284,13 @@ class Cascade:
         self._epoch = epoch
 
     async def _reread(self, room: str) -> None:
+        roster = self.rosters.get(room)
+        mark = roster.mark() if roster is not None else None
         try:
             members = await self.cluster.registry.room_members(room)
         except RegistryError:
             return
-        self._catch_up(room, members)
+        self._catch_up(room, members, mark)
 
     def _apply(self, room: str, change: Change) -> None:
         """Tell this node's clients, then fix the bridges."""

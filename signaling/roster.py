@@ -35,12 +35,29 @@ class Roster:
     def __init__(self, local_node: str) -> None:
         self.local_node = local_node
         self.members: dict[str, RoomMember] = {}  # by participant sid
+        # A directory read may finish after newer events were applied: what it returns must
+        # not undo them. Each update is stamped; sids that left never come back (a session's
+        # sid is its own).
+        self.stamp = 0
+        self.updated: dict[str, int] = {}  # sid -> stamp of its last update
+        self.gone: set[str] = set()
+
+    def mark(self) -> int:
+        """Taken before a directory read: updates after it are newer than what it returns."""
+        return self.stamp
+
+    def _touch(self, sid: str) -> None:
+        self.stamp += 1
+        self.updated[sid] = self.stamp
 
     def upsert(self, member: RoomMember) -> Change:
-        if member.node == self.local_node:
-            return Change(member)  # our own, echoed back: the relay already knows it
+        if member.node == self.local_node or member.sid in self.gone:
+            return Change(member)  # our own echoed back, or a record older than its leave
         old = self.members.get(member.sid)
+        if old is not None and member.version < old.version:
+            return Change(member)  # older than what is known
         self.members[member.sid] = member
+        self._touch(member.sid)
         before = {t.sid: t for t in old.tracks} if old else {}
         after = {t.sid: t for t in member.tracks}
         return Change(
@@ -52,17 +69,25 @@ class Roster:
         )
 
     def remove(self, member: RoomMember, reason: str) -> Change:
+        if member.node != self.local_node:
+            self.gone.add(member.sid)
+            self._touch(member.sid)
         old = self.members.pop(member.sid, None)
         if old is None:
             return Change(member)
         return Change(old, left=True, reason=reason, unpublished=list(old.tracks))
 
-    def replace(self, members: list[RoomMember]) -> list[Change]:
-        """Catch up with the directory: members missing from it have left."""
+    def replace(self, members: list[RoomMember], mark: int | None = None) -> list[Change]:
+        """Catch up with the directory as read after ``mark``: members missing from it have
+        left, unless an update newer than the read says otherwise."""
         current = {m.sid for m in members if m.node != self.local_node}
-        changes = [
-            self.remove(m, "left") for m in list(self.members.values()) if m.sid not in current
+        since = self.stamp if mark is None else mark
+        stale = [
+            m
+            for m in list(self.members.values())
+            if m.sid not in current and self.updated.get(m.sid, 0) <= since
         ]
+        changes = [self.remove(m, "left") for m in stale]
         changes += [self.upsert(m) for m in members]
         return [c for c in changes if not c.empty]
 

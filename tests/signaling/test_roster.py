@@ -44,3 +44,25 @@ def test_own_members_are_ignored_and_the_directory_catches_up() -> None:
     lost = roster.drop_node("c", "node_lost")
     assert {c.member.sid for c in lost} == {"p2", "p3"} and all(c.left for c in lost)
     assert roster.nodes() == set()
+
+
+def test_a_directory_read_older_than_applied_events_undoes_nothing() -> None:
+    """A read sent before an event but answered after it (two connections) returns older
+    records: the tracks the event brought stay, nobody newer is removed, nobody who left
+    comes back."""
+    roster = Roster("a")
+    roster.upsert(member("host").model_copy(update={"version": 1}))
+    mark = roster.mark()  # the read goes out now...
+    publishing = member("host", "b", VIDEO).model_copy(update={"version": 2})
+    assert roster.upsert(publishing).published  # ...an event arrives first...
+    newcomer = member("late", "c").model_copy(update={"version": 1})
+    roster.upsert(newcomer)
+    roster.upsert(member("brief", "c"))
+    roster.remove(member("brief", "c"), "left")
+    # ...and the read answers with what was there before them
+    stale = [member("host").model_copy(update={"version": 1}), member("brief", "c")]
+    assert roster.replace(stale, mark) == []
+    assert roster.members["host"].tracks == [VIDEO] and "late" in roster.members
+    assert "brief" not in roster.members
+    # a read after all that, missing "late", does remove it
+    assert [c.member.sid for c in roster.replace(stale) if c.left] == ["late"]
