@@ -69,6 +69,8 @@ class RoomInfo:
     num_participants: int
     num_tracks: int
     max_participants: int
+    max_viewers: int
+    num_viewers: int
     public_viewing: bool
 
 
@@ -135,6 +137,8 @@ def room_info(room: Room) -> RoomInfo:
         num_participants=len(room.participants),
         num_tracks=len(room.tracks()),
         max_participants=room.max_participants,
+        max_viewers=room.max_viewers,
+        num_viewers=sum(1 for p in room.participants.values() if p.kind is ParticipantKind.VIEWER),
         public_viewing=room.public_viewing,
     )
 
@@ -248,9 +252,13 @@ class RelayControl:
         )
 
     def create_room(
-        self, name: str, max_participants: int | None = None, public_viewing: bool = False
+        self,
+        name: str,
+        max_participants: int | None = None,
+        public_viewing: bool = False,
+        max_viewers: int | None = None,
     ) -> RoomInfo:
-        room = self.worker.membership.create(name, max_participants, by_api=True)
+        room = self.worker.membership.create(name, max_participants, True, max_viewers)
         room.public_viewing = public_viewing
         return room_info(room)
 

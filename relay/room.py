@@ -41,6 +41,13 @@ class ParticipantKind(enum.Enum):
     REMOTE = "remote"  # a publisher on another worker: its tracks arrive over a bridge leg
     BRIDGE = "bridge"  # owns a bridge leg; never in a room's participants
 
+    @property
+    def announced(self) -> bool:
+        """Whether the room's clients hear of such a participant. WHEP viewers are an
+        audience (a livestream's thousands would flood every client with joins and leaves);
+        stand-ins and bridges are plumbing."""
+        return self is ParticipantKind.SIGNALLED or self is ParticipantKind.INGEST
+
 
 @dataclass(slots=True, eq=False)
 class Participant:
@@ -73,15 +80,18 @@ class Participant:
 @dataclass(slots=True, eq=False)
 class Room:
     name: str
-    max_participants: int
+    max_participants: int  # sessions that take part (WHEP viewers not counted); 0: no limit
+    max_viewers: int = 0  # WHEP viewers; 0: no limit (the node's capacity still holds)
     created_by_api: bool = False
     public_viewing: bool = False  # WHEP viewers need no token
     sid: str = field(default_factory=lambda: new_sid("RM"))
     participants: dict[str, Participant] = field(default_factory=dict)  # by sid
 
     def by_identity(self, identity: str) -> Participant | None:
+        """The participant holding ``identity``. WHEP viewers hold none: many players of one
+        public stream page may share a viewer token, and none of them replaces another."""
         for p in self.participants.values():
-            if p.identity == identity:
+            if p.identity == identity and p.kind is not ParticipantKind.VIEWER:
                 return p
         return None
 
@@ -92,8 +102,14 @@ class Room:
             raise NotFoundError(f"participant {sid} is not in room {self.name}") from None
 
     def admit(self, participant: Participant) -> None:
-        if self.max_participants and len(self.participants) >= self.max_participants:
-            raise RoomFullError(f"room {self.name} is full ({self.max_participants} participants)")
+        viewer = participant.kind is ParticipantKind.VIEWER
+        limit = self.max_viewers if viewer else self.max_participants
+        if limit:
+            kinds = (p.kind is ParticipantKind.VIEWER for p in self.participants.values())
+            same = sum(1 for k in kinds if k == viewer)
+            if same >= limit:
+                what = "viewers" if viewer else "participants"
+                raise RoomFullError(f"room {self.name} is full ({limit} {what})")
         self.participants[participant.sid] = participant
 
     def others(self, participant: Participant) -> list[Participant]:

@@ -9,17 +9,32 @@ from .room import Participant, ParticipantKind, Room
 from .track import UpTrack
 
 
+def _or(value: int | None, default: int) -> int:
+    return default if value is None else value
+
+
 class Rooms:
-    def __init__(self, max_per_room: int, max_participants: int) -> None:
+    def __init__(self, max_per_room: int, max_participants: int, max_viewers: int = 0) -> None:
         self.by_name: dict[str, Room] = {}
         self.max_per_room = max_per_room
+        self.max_viewers = max_viewers  # WHEP viewers per room; 0: no limit
         self.max_participants = max_participants  # on this worker; 0: no limit
 
-    def create(self, name: str, max_participants: int | None = None, by_api: bool = False) -> Room:
+    def create(
+        self,
+        name: str,
+        max_participants: int | None = None,
+        by_api: bool = False,
+        max_viewers: int | None = None,
+    ) -> Room:
         room = self.by_name.get(name)
         if room is None:
-            limit = self.max_per_room if max_participants is None else max_participants
-            room = Room(name=name, max_participants=limit, created_by_api=by_api)
+            room = Room(
+                name=name,
+                max_participants=_or(max_participants, self.max_per_room),
+                max_viewers=_or(max_viewers, self.max_viewers),
+                created_by_api=by_api,
+            )
             self.by_name[name] = room
         return room
 

@@ -46,8 +46,9 @@ class WorkerConfig:
     bind: str = "127.0.0.1"
     port: int = 7882
     announce: list[str] = field(default_factory=lambda: ["127.0.0.1"])
-    consent_timeout: float = 15.0
+    consent_timeout: float = 10.0
     max_participants_per_room: int = 100
+    max_viewers_per_room: int = 0
     max_participants: int = 1000
     data_max_bytes: int = 16384
     data_rate: float = 50.0
@@ -78,7 +79,9 @@ class RelayWorker:
         self.observer = observer
         self.stats = RelayStats()
         self.mux = UdpMux(self.stats)
-        self.membership = Rooms(config.max_participants_per_room, config.max_participants)
+        self.membership = Rooms(
+            config.max_participants_per_room, config.max_participants, config.max_viewers_per_room
+        )
         self.rooms: dict[str, Room] = self.membership.by_name  # the same dict
         self.repair = Repair(self.mux, self.membership.publisher_leg, config.nack_repair)
         self.transports = Transports(
@@ -179,7 +182,11 @@ class RelayWorker:
         """Admit a participant. A signalled one gets its subscriber leg (data channels and
         relay-offered tracks) at once; WHIP and WHEP legs come with their offers."""
         room = self.rooms.get(room_name)
-        previous = room.by_identity(identity) if room else None
+        # An identity takes part once: its new session replaces the old (a reconnect). WHEP
+        # viewers neither replace nor are replaced (one viewer token, many players).
+        previous = None
+        if room is not None and kind is not ParticipantKind.VIEWER:
+            previous = room.by_identity(identity)
         if previous is not None:
             await self.leave(previous, "duplicate_identity")
         signalled = kind is ParticipantKind.SIGNALLED

@@ -18,7 +18,7 @@ from relay.control import ParticipantKind, RoomInfo
 from .app_keys import NODE
 from .authz import OnCluster, OnRoom, authenticate, require
 from .cascade import describe_member
-from .errors import ApiError
+from .errors import ApiError, parse_body
 from .node import describe_participant
 
 
@@ -27,6 +27,7 @@ class CreateRoom(BaseModel):
 
     name: str = Field(min_length=1, max_length=256)
     max_participants: int | None = Field(default=None, ge=0)
+    max_viewers: int | None = Field(default=None, ge=0)  # WHEP viewers; 0: no limit
     public_viewing: bool = False  # WHEP playback without a token
     allowed_jurisdictions: list[str] = Field(default_factory=list, max_length=32)
     allowed_regions: list[str] = Field(default_factory=list, max_length=64)
@@ -52,10 +53,7 @@ async def list_rooms(request: web.Request) -> web.Response:
 
 async def create_room(request: web.Request) -> web.Response:
     authenticate(request)  # 401 before 400; what the token allows is decided on the body
-    try:
-        body = CreateRoom.model_validate_json(await request.read())
-    except ValueError as exc:
-        raise ApiError(400, "invalid_message", str(exc).splitlines()[0]) from None
+    body = parse_body(CreateRoom, await request.read())
     require(request, OnRoom(body.name, "admin"))
     node = request.app[NODE]
     policy = RoomPolicy(
@@ -65,7 +63,9 @@ async def create_room(request: web.Request) -> web.Response:
         await node.cluster.set_policy(body.name, policy)
     except RegistryError as exc:
         raise ApiError(503, "registry_unavailable", str(exc)) from None
-    room = node.relay.create_room(body.name, body.max_participants, body.public_viewing)
+    room = node.relay.create_room(
+        body.name, body.max_participants, body.public_viewing, body.max_viewers
+    )
     return web.json_response(_room_json(room), status=201)
 
 

@@ -43,6 +43,7 @@ from .roster import Change, Roster
 logger = logging.getLogger(__name__)
 
 LOCAL_KINDS = (ParticipantKind.SIGNALLED, ParticipantKind.INGEST, ParticipantKind.VIEWER)
+ANNOUNCED_KINDS = frozenset(k.value for k in ParticipantKind if k.announced)
 Broadcast = Callable[[str, p._Message], None]
 
 
@@ -295,6 +296,8 @@ class Cascade:
     def _apply(self, room: str, change: Change) -> None:
         """Tell this node's clients, then fix the bridges."""
         member = change.member
+        if member.kind not in ANNOUNCED_KINDS:
+            return  # a WHEP viewer elsewhere: it publishes nothing and is not announced
         if change.joined:
             self._one_identity(room, member)
             self.broadcast(room, p.ParticipantJoined(participant=describe_member(member)))
@@ -326,8 +329,11 @@ class Cascade:
 
     def _one_identity(self, room: str, member: RoomMember) -> None:
         """An identity is in a room once, across nodes as on one: the later session stays
-        (a client that reconnected through another node), the earlier leaves."""
+        (a client that reconnected through another node), the earlier leaves. WHEP viewers
+        are exempt, as on one node."""
         for local in list(self.local.get(room, {}).values()):
+            if local.kind not in ANNOUNCED_KINDS:
+                continue
             if local.identity == member.identity and local.joined_at < member.joined_at:
                 self._spawn(self._remove(room, local.identity, "duplicate_identity"))
 

@@ -6,7 +6,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from .app_keys import NODE
-from .errors import ApiError
+from .errors import parse_body
 from .tokens import Grant, mint
 
 
@@ -21,10 +21,7 @@ class DevTokenRequest(BaseModel):
 
 
 async def dev_token(request: web.Request) -> web.Response:
-    try:
-        body = DevTokenRequest.model_validate_json(await request.read())
-    except ValueError as exc:
-        raise ApiError(400, "invalid_message", str(exc).splitlines()[0]) from None
+    body = parse_body(DevTokenRequest, await request.read())
     key, secret = next(iter(request.app[NODE].settings.keys.items()))
     grant = Grant(
         room=body.room,

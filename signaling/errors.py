@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
+from pydantic import BaseModel, ValidationError
 
 from relay.errors import (
     NodeFullError,
@@ -26,6 +28,7 @@ from .authz import AccessDenied
 from .tokens import TokenError
 
 logger = logging.getLogger(__name__)
+M = TypeVar("M", bound=BaseModel)
 
 
 class ApiError(Exception):
@@ -36,6 +39,25 @@ class ApiError(Exception):
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def describe_invalid(exc: ValidationError) -> str:
+    """What is wrong with a body, naming the key (``max_particpants: Extra inputs are not
+    permitted``), not pydantic's "1 validation error for CreateRoom"."""
+    first = exc.errors()[0]
+    if first["type"] == "json_invalid":
+        return "the body is not valid JSON"
+    where = ".".join(str(x) for x in first["loc"]) or "body"
+    more = len(exc.errors()) - 1
+    return f"{where}: {first['msg']}" + (f" (and {more} more)" if more else "")
+
+
+def parse_body(model: type[M], raw: bytes) -> M:
+    """``raw`` as ``model``, or a 400 that names the offending key."""
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        raise ApiError(400, "invalid_message", describe_invalid(exc)) from None
 
 
 def relay_status(exc: RelayError) -> int:

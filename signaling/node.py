@@ -61,6 +61,7 @@ def worker_config(settings: Settings) -> WorkerConfig:
         announce=list(settings.rtc.announce),
         consent_timeout=settings.rtc.consent_timeout,
         max_participants_per_room=settings.rooms.max_participants,
+        max_viewers_per_room=settings.rooms.max_viewers,
         max_participants=settings.capacity.max_participants,
         data_max_bytes=settings.rooms.data_max_bytes,
         data_rate=settings.rooms.data_rate,
@@ -140,13 +141,14 @@ class Node:
 
     # A remote publisher's stand-in is media plumbing: clients hear of participants on other
     # nodes from the room directory (``Cascade``), so the relay's events about stand-ins
-    # are not passed on.
+    # are not passed on. WHEP viewers go into the directory but are not announced.
 
     def participant_joined(self, room: str, participant: ParticipantInfo) -> None:
         if participant.kind is ParticipantKind.REMOTE:
             return
-        message = p.ParticipantJoined(participant=describe_participant(participant))
-        self.broadcast(room, message, participant.sid)
+        if participant.kind.announced:
+            message = p.ParticipantJoined(participant=describe_participant(participant))
+            self.broadcast(room, message, participant.sid)
         self.cascade.local_changed(room, participant)
 
     def participant_left(
@@ -157,10 +159,11 @@ class Node:
         if participant.kind is ParticipantKind.REMOTE:
             return
         own = self.drop_session(room, participant.sid)
-        message = p.ParticipantLeft(
-            sid=participant.sid, identity=participant.identity, reason=reason
-        )
-        self.broadcast(room, message, participant.sid)
+        if participant.kind.announced:
+            message = p.ParticipantLeft(
+                sid=participant.sid, identity=participant.identity, reason=reason
+            )
+            self.broadcast(room, message, participant.sid)
         if own is not None:
             own.close(reason)
         self.cascade.local_left(room, participant, reason)

@@ -12,14 +12,13 @@ from __future__ import annotations
 from typing import TypeVar
 
 from aiohttp import web
-from pydantic import ValidationError
 
 from relay.control import Relayed
 from relay.errors import RelayError
 
 from .app_keys import NODE
 from .authz import AccessDenied, require_peer
-from .errors import ApiError, relay_status
+from .errors import ApiError, parse_body, relay_status
 from .peer_wire import (
     MAX_BODY,
     BridgeOpen,
@@ -37,10 +36,7 @@ async def read_body(request: web.Request, model: type[M]) -> M:
     require_peer(request)
     if request.content_length is not None and request.content_length > MAX_BODY:
         raise ApiError(413, "invalid_message", f"body larger than {MAX_BODY} bytes")
-    try:
-        body = model.model_validate_json(await request.read())
-    except ValidationError as exc:
-        raise ApiError(400, "invalid_message", str(exc.errors()[0]["msg"])) from None
+    body = parse_body(model, await request.read())
     refusal = await request.app[NODE].cascade.check_peer(body.room, body.node)
     if refusal is not None:
         raise AccessDenied(*refusal)

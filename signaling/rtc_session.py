@@ -15,13 +15,13 @@ import time
 import pydantic
 from aiohttp import WSMsgType, web
 
-from relay.control import ParticipantInfo, ParticipantKind, Permissions, PublishedTrackInfo
+from relay.control import ParticipantInfo, Permissions, PublishedTrackInfo
 from relay.errors import RelayError
 from relay.rate_limiter import TokenBucket
 
 from . import protocol as p
 from .authz import AccessDenied, OnRoom, authorize
-from .cascade import describe_member
+from .cascade import ANNOUNCED_KINDS, describe_member
 from .cluster import PlacementUnavailable
 from .node import Node, describe_participant
 from .tokens import Claims, TokenError, verify
@@ -265,9 +265,10 @@ class RtcSession:
         others = [
             describe_participant(o)
             for o in relay.participants(room.name)
-            if o.sid != participant.sid and o.kind is not ParticipantKind.REMOTE
+            if o.sid != participant.sid and o.kind.announced
         ]
-        others += [describe_member(m) for m in self.node.cascade.remote_members(room.name)]
+        remote = self.node.cascade.remote_members(room.name)
+        others += [describe_member(m) for m in remote if m.kind in ANNOUNCED_KINDS]
         settings = self.node.settings
         self.send(
             p.Joined(

@@ -43,7 +43,10 @@ class RtcSettings(_Section):
         description="Addresses put in ICE candidates (the public IP behind NAT or Docker).",
     )
     consent_timeout: float = Field(
-        default=15.0, gt=0, description="Seconds without traffic before a peer is removed."
+        default=10.0,
+        gt=0,
+        description="Seconds without traffic before a peer is removed (clients send a consent "
+        "check every ~5 s even when idle, so 10 s is two missed checks).",
     )
     ice_servers: list[dict[str, Any]] = Field(
         default_factory=list, description="STUN/TURN servers handed to clients; none by default."
@@ -66,7 +69,16 @@ class RtcSettings(_Section):
 
 
 class RoomSettings(_Section):
-    max_participants: int = Field(default=100, ge=0, description="Per room; 0 means no limit.")
+    max_participants: int = Field(
+        default=100,
+        ge=0,
+        description="Per room, WHEP viewers not counted; 0 means no limit.",
+    )
+    max_viewers: int = Field(
+        default=0,
+        ge=0,
+        description="WHEP viewers per room; 0 means no limit (node capacity still applies).",
+    )
     data_max_bytes: int = Field(default=16384, gt=0, description="Largest data message.")
     data_rate: float = Field(default=50.0, gt=0, description="Data messages per second each.")
     data_burst: float = Field(default=100.0, gt=0, description="Data message burst allowance.")

@@ -108,3 +108,54 @@ async def test_whip_publisher_to_whep_viewer(relay_node: RunningNode) -> None:
     finally:
         await pc.close()
         await publisher.close()
+
+
+async def test_players_sharing_a_viewer_token_all_play(relay_node: RunningNode) -> None:
+    """A public stream page hands every player the same viewer token: none replaces another,
+    and viewers have their own cap, apart from the room's participants."""
+    admin = {"Authorization": f"Bearer {token('', 'ops', admin=True)}"}
+    limits = {"name": "live", "max_participants": 3, "max_viewers": 2}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(relay_node.http("/v1/rooms"), json=limits, headers=admin) as resp,
+    ):
+        assert resp.status == 201
+    host = await relay_node.join("live", "host")
+    await host.publish(FlatColorTrack(320, 240))
+    shared = token("live", "page-viewer", publish=False)
+    players = [await whep_view(relay_node, "/whep/live", shared) for _ in range(2)]
+    try:
+        for _, tracks, _ in players:
+            await frame_of_size(tracks["video"], (320, 240))
+        # a participant may still join: viewers do not fill the room's participant seats
+        guest = await relay_node.join("live", "guest")
+        # ... and a participant with the viewers' identity replaces none of them
+        await relay_node.join("live", "page-viewer")
+        room = relay_node.worker.rooms["live"]
+        assert all(location.rsplit("/", 1)[1] in room.participants for *_, location in players)
+        third = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        third.addTransceiver("video", direction="recvonly")
+        await third.setLocalDescription(await third.createOffer())
+        headers = {"Content-Type": "application/sdp", "Authorization": f"Bearer {shared}"}
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(
+                relay_node.http("/whep/live"), data=third.localDescription.sdp, headers=headers
+            ) as resp,
+        ):
+            assert resp.status == 503
+            assert (await resp.json())["code"] == "room_full"
+        await third.close()
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(relay_node.http("/v1/rooms/live"), headers=admin) as resp,
+        ):
+            info = await resp.json()
+        assert (info["num_viewers"], info["max_viewers"]) == (2, 2)
+        # viewers are an audience: the room's clients are not told of them
+        assert guest.joined is not None
+        assert [o.identity for o in guest.joined.others] == ["host"]
+        await guest.leave()
+    finally:
+        for pc, _, _ in players:
+            await pc.close()

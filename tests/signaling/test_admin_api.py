@@ -73,4 +73,9 @@ async def test_api_needs_an_admin_token(relay_node: RunningNode) -> None:
             assert resp.status == 400
         async with http.post(url, data=b"{oops", headers=scoped) as resp:
             assert resp.status == 400
+            assert (await resp.json())["message"] == "the body is not valid JSON"
+        typo = {"name": "mine", "max_particpants": 3}
+        async with http.post(url, json=typo, headers=scoped) as resp:
+            assert resp.status == 400  # the answer names the key, not just the model
+            assert (await resp.json())["message"].startswith("max_particpants: Extra inputs")
         assert relay_node.worker.rooms == {}
