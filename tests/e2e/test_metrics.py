@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -11,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench.flat_color_track import FlatColorTrack
 from bench.loopback_node import RunningNode
+from relay.stats import DROP_REASONS
 
 from ..helpers import eventually
 
@@ -66,6 +68,19 @@ async def test_metrics_move_with_traffic(relay_node: RunningNode) -> None:
         >= busy["eurelay_relay_rtp_sent_packets_total"]
     )
     del track
+
+
+async def test_every_family_is_documented(relay_node: RunningNode) -> None:
+    """docs/METRICS.md names every family a node serves, and every drop reason."""
+    documented = (Path(__file__).resolve().parents[2] / "docs" / "METRICS.md").read_text()
+    async with aiohttp.ClientSession() as http, http.get(relay_node.http("/metrics")) as resp:
+        text = await resp.text()
+    served = {f.name for f in text_string_to_metric_families(text) if f.name.startswith("eurelay")}
+    assert len(served) > 20
+    # counters are listed as scraped, with their _total
+    missing = [n for n in served if f"`{n}`" not in documented and f"`{n}_total`" not in documented]
+    assert missing == []
+    assert all(f"`{reason}`" in documented for reason in DROP_REASONS)
 
 
 async def test_health_endpoints(relay_node: RunningNode) -> None:
