@@ -229,6 +229,7 @@ export class EurelayClient extends EventTarget {
     if (!this._closing && this.reconnect && (reason === null || RECONNECT_REASONS.includes(reason))) {
       this._rejoin(reason || "connection_lost");
     } else {
+      this.close(); // the peer connections end with the session, or the relay keeps hearing them
       this._emit("closed", {reason: reason || socketReason || "connection_closed"});
     }
   }
@@ -264,7 +265,10 @@ export class EurelayClient extends EventTarget {
       await sleep(delay);
       delay = Math.min(delay * 2, 2000);
     }
-    if (epoch === this._epoch) this._emit("closed", {reason: finalReason});
+    if (epoch === this._epoch) {
+      this.close();
+      this._emit("closed", {reason: finalReason});
+    }
   }
 
   // After joining again: choices about tracks still in the room hold again, and what was

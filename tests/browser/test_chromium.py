@@ -12,6 +12,7 @@ from bench.flat_color_track import FlatColorTrack
 from bench.loopback_node import RunningNode, token
 
 from ..interop.http_sessions import whep_view, whip_publish
+from .demo_page import chat, join_demo, sees_video_of
 
 pytestmark = pytest.mark.timeout(90)
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
@@ -73,40 +74,16 @@ async def test_aiortc_whip_to_chromium_whep(relay_node: RunningNode, browser: ob
         await publisher.close()
 
 
-async def _join_demo(browser: object, relay_node: RunningNode, name: str) -> object:
-    page = await browser.new_page()  # type: ignore[attr-defined]
-    await page.goto(relay_node.http(f"/?room=duo&name={name}"))
-    await page.click("#join")
-    await page.wait_for_function("document.getElementById('status').textContent.startsWith('in ')")
-    return page
-
-
-async def _sees_video_of(page: object, identity_count: int) -> None:
-    await page.wait_for_function(  # type: ignore[attr-defined]
-        f"""() => [...document.querySelectorAll('video.remote')]
-              .filter((v) => v.videoWidth > 0 && v.currentTime > 0).length >= {identity_count}""",
-        timeout=20000,
-    )
-
-
 async def test_two_browsers_call_and_chat_through_the_demo_page(
     relay_node: RunningNode, browser: object
 ) -> None:
-    ann = await _join_demo(browser, relay_node, "ann")
-    bob = await _join_demo(browser, relay_node, "bob")
-    await _sees_video_of(ann, 1)
-    await _sees_video_of(bob, 1)
+    ann = await join_demo(browser, relay_node, "ann")
+    bob = await join_demo(browser, relay_node, "bob")
+    await sees_video_of(ann, 1)
+    await sees_video_of(bob, 1)
 
-    await ann.fill("#chat-input", "hello from ann")  # type: ignore[attr-defined]
-    await ann.click("#chat-send")  # type: ignore[attr-defined]
-    await bob.wait_for_function(  # type: ignore[attr-defined]
-        "document.getElementById('chat-log').textContent.includes('ann: hello from ann')"
-    )
-    await bob.fill("#chat-input", "hi ann, bob here")  # type: ignore[attr-defined]
-    await bob.click("#chat-send")  # type: ignore[attr-defined]
-    await ann.wait_for_function(  # type: ignore[attr-defined]
-        "document.getElementById('chat-log').textContent.includes('bob: hi ann, bob here')"
-    )
+    await chat(ann, bob, "ann", "hello from ann")
+    await chat(bob, ann, "bob", "hi ann, bob here")
     room = relay_node.worker.rooms["duo"]
     assert sorted(p.identity for p in room.participants.values()) == ["ann", "bob"]
     assert len(room.tracks()) == 4
