@@ -25,6 +25,7 @@ class MemoryEventFeed:
         self._registry = registry
         self._on_event = on_event
         self.rooms: set[str] = set()
+        self.dropped = 0  # events are model objects here: none is ever invalid
 
     def deliver(self, event: RoomEvent) -> None:
         # Watched again at delivery: an event queued before unwatch or close is not delivered.

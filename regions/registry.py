@@ -21,6 +21,8 @@ class RegistryError(Exception):
 class EventFeed(Protocol):
     """One node's subscription to room events (``Registry.event_feed``)."""
 
+    dropped: int  # messages on a room's channel that were not a valid event
+
     async def watch(self, room: str) -> None:
         """Returns once the room's events will arrive, so a directory read after it misses
         nothing; or at once if the backend is unreachable, and ``on_resubscribed`` follows."""

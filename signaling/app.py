@@ -82,7 +82,7 @@ def create_app(settings: Settings) -> web.Application:
     app[METRICS] = create_registry(
         node.relay,
         node.sessions,  # type: ignore[arg-type]
-        lambda: node.slow_consumers,
+        node.counters,
     )
 
     async def node_lifetime(app: web.Application) -> AsyncIterator[None]:

@@ -103,6 +103,7 @@ class Cascade:
         self.local: dict[str, dict[str, RoomMember]] = {}  # room -> sid -> our members
         self.bridges_refused = 0  # residency kept a bridge closed
         self.bridge_failures = 0
+        self.data_dropped = 0  # data messages for other nodes lost (queue full, peer failed)
         self._feed: EventFeed | None = None
         self._writes: asyncio.Queue[tuple[str, RoomMember, str]] = asyncio.Queue()
         self._bridging: dict[tuple[str, str], asyncio.Task[None]] = {}
@@ -438,8 +439,15 @@ class Cascade:
                 node = self._live(node_id)
                 if node is None:
                     continue
-                queue = self._data[node_id] = PeerQueue(self.peers, node)
+                queue = self._data[node_id] = PeerQueue(self.peers, node, self._data_lost)
             queue.push("/v1/cluster/data", push)
+
+    def _data_lost(self) -> None:
+        self.data_dropped += 1
+
+    @property
+    def events_dropped(self) -> int:
+        return self._feed.dropped if self._feed is not None else 0
 
     # members elsewhere, as this node's clients see them ------------------------------------
 

@@ -6,7 +6,7 @@ room names.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import (
@@ -76,16 +76,52 @@ COUNTERS = (
 )
 
 
+# The control plane's counters: (metric name without _total, help, key in its snapshot).
+CONTROL_COUNTERS = (
+    (
+        "eurelay_signaling_slow_consumers",
+        "/v1/rtc sessions cut off for not reading their events.",
+        "slow_consumers",
+    ),
+    (
+        "eurelay_cluster_bridges_refused",
+        "Bridges the rooms' residency policy kept closed.",
+        "bridges_refused",
+    ),
+    (
+        "eurelay_cluster_bridge_failures",
+        "Bridge openings that failed (each is tried again).",
+        "bridge_failures",
+    ),
+    (
+        "eurelay_cluster_registry_timeouts",
+        "Registry calls that timed out.",
+        "registry_timeouts",
+    ),
+    (
+        "eurelay_cluster_data_dropped",
+        "Data messages for other nodes lost: the peer's queue was full or it did not answer.",
+        "data_dropped",
+    ),
+    (
+        "eurelay_cluster_events_dropped",
+        "Messages on a room's event channel that were not valid events.",
+        "events_dropped",
+    ),
+)
+Counters = Callable[[], Mapping[str, int]]
+
+
 class RelayCollector(Collector):
     def __init__(
         self,
         relay: RelayControl,
         connections: dict[str, object],
-        slow_consumers: Callable[[], int] = lambda: 0,
+        counters: Counters = dict,
     ) -> None:
         self.relay = relay
         self.connections = connections
-        self.slow_consumers = slow_consumers
+        self.counters = counters
 
     def collect(self) -> Iterator[Metric]:
         relay = self.relay
@@ -104,11 +140,9 @@ class RelayCollector(Collector):
         yield GaugeMetricFamily(
             "eurelay_signaling_connections", "Open /v1/rtc sessions.", value=len(self.connections)
         )
-        yield CounterMetricFamily(
-            "eurelay_signaling_slow_consumers",
-            "/v1/rtc sessions cut off for not reading their events.",
-            value=self.slow_consumers(),
-        )
+        control = self.counters()
+        for name, doc, key in CONTROL_COUNTERS:
+            yield CounterMetricFamily(name, doc, value=control.get(key, 0))
         bridges = GaugeMetricFamily(
             "eurelay_relay_bridges", "Open bridges to other workers.", labels=["direction"]
         )
@@ -201,10 +235,8 @@ def _bridge_families(reports: list[BridgeReport]) -> list[Metric]:
 
 
 def create_registry(
-    relay: RelayControl,
-    connections: dict[str, object],
-    slow_consumers: Callable[[], int] = lambda: 0,
+    relay: RelayControl, connections: dict[str, object], counters: Counters = dict
 ) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(RelayCollector(relay, connections, slow_consumers))
+    registry.register(RelayCollector(relay, connections, counters))
     return registry

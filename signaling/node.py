@@ -86,6 +86,17 @@ class Node:
         self.slow_consumers = 0  # sessions cut off for not reading their events
         self._tasks: set[asyncio.Task[None]] = set()
 
+    def counters(self) -> dict[str, int]:
+        """The control plane's counters, for /metrics."""
+        return {
+            "slow_consumers": self.slow_consumers,
+            "bridges_refused": self.cascade.bridges_refused,
+            "bridge_failures": self.cascade.bridge_failures,
+            "registry_timeouts": self.cluster.registry_timeouts,
+            "data_dropped": self.cascade.data_dropped,
+            "events_dropped": self.cascade.events_dropped,
+        }
+
     async def start(self) -> None:
         await self.relay.start()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -49,10 +50,16 @@ class PeerQueue:
     """Pushes to one node, in order, from one task: a room's data messages reach each node in
     the order they were sent. Bounded: a node that cannot keep up loses messages, counted."""
 
-    def __init__(self, client: PeerClient, node: NodeRecord, limit: int = 1000) -> None:
+    def __init__(
+        self,
+        client: PeerClient,
+        node: NodeRecord,
+        on_drop: Callable[[], None],
+        limit: int = 1000,
+    ) -> None:
         self.client = client
         self.node = node
-        self.dropped = 0
+        self.on_drop = on_drop
         self._queue: asyncio.Queue[tuple[str, BaseModel]] = asyncio.Queue(limit)
         self._task = asyncio.create_task(self._run())
 
@@ -60,7 +67,7 @@ class PeerQueue:
         try:
             self._queue.put_nowait((path, body))
         except asyncio.QueueFull:
-            self.dropped += 1
+            self.on_drop()
 
     async def _run(self) -> None:
         while True:
@@ -68,7 +75,7 @@ class PeerQueue:
             try:
                 await self.client.post(self.node, path, body)
             except PeerError:
-                self.dropped += 1
+                self.on_drop()
 
     async def close(self) -> None:
         self._task.cancel()
