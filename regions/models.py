@@ -41,12 +41,17 @@ class NodeRecord(BaseModel):
 
 
 class RoomPolicy(BaseModel):
-    """Residency: where a room's sessions may be placed. Empty lists mean no restriction."""
+    """A room's settings from the admin API, shared by every node: residency (where its
+    sessions may be placed; empty lists mean no restriction), and what each node applies
+    when a session creates the room there (public viewing, limits; None: node defaults)."""
 
     model_config = ConfigDict(extra="forbid")
 
     allowed_jurisdictions: list[str] = Field(default_factory=list, max_length=32)
     allowed_regions: list[str] = Field(default_factory=list, max_length=64)
+    public_viewing: bool = False
+    max_participants: int | None = Field(default=None, ge=0)
+    max_viewers: int | None = Field(default=None, ge=0)
 
     def allows(self, node: NodeRecord) -> tuple[bool, str]:
         if self.allowed_jurisdictions and node.jurisdiction not in self.allowed_jurisdictions:

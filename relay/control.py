@@ -16,7 +16,7 @@ from .data_message import Relayed, deliver_data
 from .errors import NotFoundError
 from .negotiation import NegotiationController
 from .publishing import PublishedTrackInfo
-from .room import Participant, ParticipantKind, Permissions, Room
+from .room import Participant, ParticipantKind, Permissions, Room, RoomConfig
 from .stats import RelayStats
 from .track import UpTrack
 from .worker import RelayWorker, WorkerConfig
@@ -33,6 +33,7 @@ __all__ = [
     "RelayControl",
     "RelayEvents",
     "Relayed",
+    "RoomConfig",
     "RoomInfo",
     "RttSample",
     "TrackInfo",
@@ -283,6 +284,7 @@ class RelayControl:
         controller: NegotiationController | None = None,
         auto_subscribe: bool = True,
         name: str = "",
+        room_config: RoomConfig | None = None,
     ) -> ParticipantInfo:
         participant = await self.worker.join(
             room,
@@ -292,6 +294,7 @@ class RelayControl:
             controller=controller,
             auto_subscribe=auto_subscribe,
             name=name,
+            room_config=room_config,
         )
         return participant_info(participant)
 

@@ -26,6 +26,16 @@ def new_sid(prefix: str) -> str:
 
 
 @dataclass(slots=True, frozen=True)
+class RoomConfig:
+    """A room's settings from the admin API, which every node applies when a session
+    creates the room there (None: the node's defaults)."""
+
+    max_participants: int | None = None
+    max_viewers: int | None = None
+    public_viewing: bool = False
+
+
+@dataclass(slots=True, frozen=True)
 class Permissions:
     can_publish: bool = True
     can_subscribe: bool = True

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from .errors import NodeFullError, NotFoundError
 from .publisher_leg import PublisherLeg
-from .room import Participant, ParticipantKind, Room
+from .room import Participant, ParticipantKind, Room, RoomConfig
 from .track import UpTrack
 
 
@@ -59,11 +59,17 @@ class Rooms:
     def track_count(self) -> int:
         return sum(len(r.tracks()) for r in self.by_name.values())
 
-    def admit(self, participant: Participant) -> Room:
+    def admit(self, participant: Participant, config: RoomConfig | None = None) -> Room:
         local = participant.kind is not ParticipantKind.REMOTE
         if local and self.max_participants and self.participant_count >= self.max_participants:
             raise NodeFullError("this node has reached its participant capacity")
-        room = self.create(participant.room)
+        room = self.by_name.get(participant.room)
+        if room is None:
+            config = config or RoomConfig()
+            room = self.create(
+                participant.room, config.max_participants, max_viewers=config.max_viewers
+            )
+            room.public_viewing = config.public_viewing
         try:
             room.admit(participant)
         except Exception:

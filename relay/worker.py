@@ -27,7 +27,7 @@ from .publisher_leg import PublisherLeg
 from .publishing import Publishing
 from .rate_limiter import TokenBucket
 from .repair import Repair
-from .room import Participant, ParticipantKind, Permissions, Room
+from .room import Participant, ParticipantKind, Permissions, Room, RoomConfig
 from .rooms import Rooms
 from .stats import RelayStats
 from .subscriber_leg import SubscriberLeg
@@ -178,6 +178,7 @@ class RelayWorker:
         auto_subscribe: bool = True,
         name: str = "",
         metadata: str = "",
+        room_config: RoomConfig | None = None,
     ) -> Participant:
         """Admit a participant. A signalled one gets its subscriber leg (data channels and
         relay-offered tracks) at once; WHIP and WHEP legs come with their offers."""
@@ -202,7 +203,7 @@ class RelayWorker:
             controller=controller,
             joined_at=time.time(),
         )
-        room = self.membership.admit(participant)
+        room = self.membership.admit(participant, room_config)
         if signalled:
             # The relay offers this leg; the subscriber's answer decides the DTLS role.
             leg = self.transports.new_leg(SubscriberLeg, participant, "server")

@@ -57,7 +57,11 @@ async def create_room(request: web.Request) -> web.Response:
     require(request, OnRoom(body.name, "admin"))
     node = request.app[NODE]
     policy = RoomPolicy(
-        allowed_jurisdictions=body.allowed_jurisdictions, allowed_regions=body.allowed_regions
+        allowed_jurisdictions=body.allowed_jurisdictions,
+        allowed_regions=body.allowed_regions,
+        public_viewing=body.public_viewing,
+        max_participants=body.max_participants,
+        max_viewers=body.max_viewers,
     )
     try:
         await node.cluster.set_policy(body.name, policy)

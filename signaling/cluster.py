@@ -13,13 +13,13 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from regions.models import NodeLoad, NodeRecord, NodeState, RoomPolicy
 from regions.placement import Decision, PlacementInput, client_prefix, map_region, place
 from regions.registry import Registry, RegistryError, create_registry
-from relay.control import RelayControl
+from relay.control import RelayControl, RoomConfig
 
 from .settings import Settings
 
@@ -41,6 +41,17 @@ class PlacementUnavailable(Exception):
 class Placement:
     decision: Decision
     local: bool  # the session belongs here
+    policy: RoomPolicy = field(default_factory=RoomPolicy)  # the room's, as decide read it
+
+    @property
+    def room_config(self) -> RoomConfig:
+        """The room's settings, for a join that creates it here."""
+        policy = self.policy
+        return RoomConfig(
+            max_participants=policy.max_participants,
+            max_viewers=policy.max_viewers,
+            public_viewing=policy.public_viewing,
+        )
 
 
 class Cluster:
@@ -289,7 +300,7 @@ class Cluster:
         if self.state == NodeState.ACTIVE and eligible and (redirected or chosen_here):
             with contextlib.suppress(RegistryError):
                 await self._ask(self.registry.add_room_host(room, self.node_id))
-            return Placement(decision, True)
+            return Placement(decision, True, self.policies.get(room, RoomPolicy()))
         if redirected:
             # Sent here by a node whose list was stale (this node filled up or started
             # draining since): refuse rather than redirect a second time; the client starts
@@ -308,7 +319,7 @@ class Cluster:
         with contextlib.suppress(RegistryError):  # within the grace: serve from the snapshot
             await self._ask(self.registry.add_room_host(room, decision.node.id))
         self._reserve(decision.node.id)
-        return Placement(decision, False)
+        return Placement(decision, False, self.policies.get(room, RoomPolicy()))
 
     def _reserve(self, node_id: str) -> None:
         """Count a session sent to ``node_id`` until that node's own heartbeat can include

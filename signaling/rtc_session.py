@@ -15,7 +15,7 @@ import time
 import pydantic
 from aiohttp import WSMsgType, web
 
-from relay.control import ParticipantInfo, Permissions, PublishedTrackInfo
+from relay.control import ParticipantInfo, Permissions, PublishedTrackInfo, RoomConfig
 from relay.errors import RelayError
 from relay.rate_limiter import TokenBucket
 
@@ -161,9 +161,10 @@ class RtcSession:
                 return
             claims = self._authorize(join, query_token)
             redirected = "redirected" in request.query
-            if not await self._placed_here(join, request.remote, redirected):
+            room_config = await self._placed_here(join, request.remote, redirected)
+            if room_config is None:
                 return
-            await self._join(join, claims)
+            await self._join(join, claims, room_config)
         except PlacementUnavailable as exc:
             await self._fail(exc.code, str(exc))
             return
@@ -221,13 +222,16 @@ class RtcSession:
         join.room = room
         return claims
 
-    async def _placed_here(self, join: p.Join, client_ip: str | None, redirected: bool) -> bool:
-        """Place the session; when it belongs elsewhere, redirect the client there (once:
-        the node it is sent to takes it)."""
+    async def _placed_here(
+        self, join: p.Join, client_ip: str | None, redirected: bool
+    ) -> RoomConfig | None:
+        """Place the session: the room's settings when it belongs here; when it belongs
+        elsewhere, None, and the client is redirected there (once: the node it is sent to
+        takes it)."""
         assert join.room is not None
         placement = await self.node.cluster.place(join.room, client_ip, join.rtts, redirected)
         if placement.local:
-            return True
+            return placement.room_config
         target = placement.decision.node
         assert target is not None
         url = target.signaling_url.replace("http://", "ws://").replace("https://", "wss://")
@@ -240,9 +244,9 @@ class RtcSession:
         with contextlib.suppress(Exception):
             await self.ws.send_str(message.model_dump_json())
         await self.ws.close(code=CLOSE_REDIRECT, message=b"redirect")
-        return False
+        return None
 
-    async def _join(self, join: p.Join, claims: Claims) -> None:
+    async def _join(self, join: p.Join, claims: Claims, room_config: RoomConfig) -> None:
         grant = claims.grant
         assert join.room is not None
         relay = self.node.relay
@@ -257,6 +261,7 @@ class RtcSession:
             controller=self,
             auto_subscribe=join.auto_subscribe,
             name=claims.name,
+            room_config=room_config,
         )
         self.participant = participant
         self.node.add_session(participant.room, participant.sid, self)

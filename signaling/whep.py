@@ -29,15 +29,18 @@ async def whep_post(request: web.Request) -> web.Response:
     node = request.app[NODE]
     room_name = request.match_info["room"]
     room = node.relay.room(room_name)
-    public = room is not None and room.public_viewing
+    # public viewing is a setting of the room everywhere, not only where it was created
+    public = (room is not None and room.public_viewing) or (
+        await node.cluster.policy(room_name)
+    ).public_viewing
     claims = require(request, OnRoom(room_name, "subscribe", public=public))
     if claims is None:
         identity, name = "viewer-" + secrets.token_hex(4), ""
     else:
         identity, name = claims.sub, claims.name
-    redirect = await place_or_redirect(request)
-    if redirect is not None:
-        return redirect
+    placed = await place_or_redirect(request)
+    if isinstance(placed, web.Response):
+        return placed
     offer = await read_sdp(request)
     try:
         participant = await node.relay.join(
@@ -47,6 +50,7 @@ async def whep_post(request: web.Request) -> web.Response:
             kind=ParticipantKind.VIEWER,
             auto_subscribe=False,
             name=name,
+            room_config=placed,
         )
     except RelayError as exc:
         raise ApiError(relay_status(exc), exc.code, str(exc)) from None

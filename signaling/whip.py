@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from multidict import MultiDict
 
-from relay.control import ParticipantInfo, ParticipantKind, Permissions
+from relay.control import ParticipantInfo, ParticipantKind, Permissions, RoomConfig
 from relay.errors import RelayError, SdpError
 from relay.sdp_negotiation import MAX_SDP_BYTES, parse_description
 
@@ -114,9 +114,9 @@ def created(
     return response
 
 
-async def place_or_redirect(request: web.Request) -> web.Response | None:
+async def place_or_redirect(request: web.Request) -> web.Response | RoomConfig:
     """WHIP/WHEP sessions land on the participant's nearest eligible node: elsewhere
-    answers 307 to that node."""
+    answers 307 to that node; here, the room's settings for the join."""
     redirected = REDIRECTED in request.query
     # A WHIP/WHEP client may say what it measured (?rtt=eu-west:12,eu-north:40), as a
     # WebSocket client does in its join; without it, learned RTTs and the prefix map decide.
@@ -134,14 +134,14 @@ async def place_or_redirect(request: web.Request) -> web.Response | None:
         target = request.url.with_query(query).relative()
         location = placement.decision.node.signaling_url.rstrip("/") + str(target)
         return web.Response(status=307, headers={"Location": location})
-    return None
+    return placement.room_config
 
 
 async def whip_post(request: web.Request) -> web.Response:
     claims = require_claims(request, OnRoom(request.match_info["room"], "publish"))
-    redirect = await place_or_redirect(request)
-    if redirect is not None:
-        return redirect
+    placed = await place_or_redirect(request)
+    if isinstance(placed, web.Response):
+        return placed
     offer = await read_sdp(request)
     relay = request.app[NODE].relay
     room = request.match_info["room"]
@@ -153,6 +153,7 @@ async def whip_post(request: web.Request) -> web.Response:
             kind=ParticipantKind.INGEST,
             auto_subscribe=False,
             name=claims.name,
+            room_config=placed,
         )
     except RelayError as exc:
         raise ApiError(relay_status(exc), exc.code, str(exc)) from None

@@ -29,7 +29,7 @@ from signaling.client import ClientError, EurelayClient
 
 from ..cluster_nodes import HEARTBEAT, ROOT, TTL, NodeSpec, cluster, node_config
 from ..helpers import eventually_async, require_binary
-from ..interop.http_sessions import frame_of_size, whep_view, whip_publish
+from ..interop.http_sessions import frame_of_size, whep_refused, whep_view, whip_publish
 from .test_cluster import ADMIN, admin_get, wait_nodes
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
@@ -266,6 +266,29 @@ async def test_a_restricted_room_never_bridges_outside_and_refuses_clearly(
             assert refused.value.code == "no_eligible_node"
             status, route = await admin_get(central, "/v1/route?room=vard")
             assert status == 200 and route["node"] is None and "residency" in route["reason"]
+
+            # A room's other settings hold on every node too: public viewing and the viewer
+            # cap, set through central-1, on west-1 where the room's viewers land.
+            async with (
+                aiohttp.ClientSession() as http,
+                http.post(
+                    central.http_url + "/v1/rooms",
+                    json={"name": "show", "public_viewing": True, "max_viewers": 1},
+                    headers={"Authorization": f"Bearer {ADMIN}"},
+                ) as resp,
+            ):
+                assert resp.status == 201
+            host, _ = await whip_publish(
+                central.http_url, "show", token("show", "host"), FlatColorTrack(160, 120)
+            )
+            pcs.append(host)
+            anywhere = f"/whep/show?rtt={NEAR['eu-west']}"
+            viewer, tracks, _ = await whep_view(nodes["north-1"].http_url, anywhere, None)
+            pcs.append(viewer)
+            await frame_of_size(tracks["video"], (160, 120), timeout=20)
+            status, body = await admin_get(nodes["west-1"], "/v1/rooms/show")
+            assert (status, body["num_viewers"], body["public_viewing"]) == (200, 1, True)
+            assert await whep_refused(nodes["west-1"].http_url, anywhere, None) == "room_full"
         finally:
             for pc in pcs:
                 with contextlib.suppress(Exception):

@@ -74,6 +74,27 @@ async def whep_view(
     return pc, tracks, location
 
 
+async def whep_refused(relay_node: RunningNode | str, path: str, tok: str | None) -> str:
+    """POST a viewer's offer that the node must refuse with 503; the error code."""
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc.addTransceiver("video", direction="recvonly")
+    try:
+        await pc.setLocalDescription(await pc.createOffer())
+        headers = {"Content-Type": "application/sdp"}
+        if tok:
+            headers["Authorization"] = f"Bearer {tok}"
+        url = url_of(relay_node, path)
+        async with (
+            aiohttp.ClientSession() as http,
+            await post_offer(http, url, pc.localDescription.sdp, headers) as resp,
+        ):
+            assert resp.status == 503, await resp.text()
+            code: str = (await resp.json())["code"]
+            return code
+    finally:
+        await pc.close()
+
+
 async def frame_of_size(
     track: MediaStreamTrack, want: tuple[int, int], timeout: float = 10
 ) -> None:

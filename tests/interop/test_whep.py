@@ -12,7 +12,7 @@ from aiortc.mediastreams import AudioStreamTrack
 from bench.flat_color_track import FlatColorTrack
 from bench.loopback_node import RunningNode, token
 
-from .http_sessions import frame_of_size, whep_view, whip_publish
+from .http_sessions import frame_of_size, whep_refused, whep_view, whip_publish
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -133,19 +133,7 @@ async def test_players_sharing_a_viewer_token_all_play(relay_node: RunningNode) 
         await relay_node.join("live", "page-viewer")
         room = relay_node.worker.rooms["live"]
         assert all(location.rsplit("/", 1)[1] in room.participants for *_, location in players)
-        third = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        third.addTransceiver("video", direction="recvonly")
-        await third.setLocalDescription(await third.createOffer())
-        headers = {"Content-Type": "application/sdp", "Authorization": f"Bearer {shared}"}
-        async with (
-            aiohttp.ClientSession() as http,
-            http.post(
-                relay_node.http("/whep/live"), data=third.localDescription.sdp, headers=headers
-            ) as resp,
-        ):
-            assert resp.status == 503
-            assert (await resp.json())["code"] == "room_full"
-        await third.close()
+        assert await whep_refused(relay_node, "/whep/live", shared) == "room_full"
         async with (
             aiohttp.ClientSession() as http,
             http.get(relay_node.http("/v1/rooms/live"), headers=admin) as resp,
