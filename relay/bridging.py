@@ -111,9 +111,16 @@ class Bridging:
     def open_out(
         self, room: str, peer: str, peer_fingerprints: tuple[tuple[str, str], ...]
     ) -> BridgeEndpoint:
-        """The bridge toward ``peer`` for ``room`` (opened once, then reused)."""
+        """The bridge toward ``peer`` for ``room`` (opened once, then reused while ``peer``
+        is the same process: one that restarted under its id has a new certificate, and
+        gets a new bridge)."""
         self.rooms.get(room)  # only for a room this worker hosts
         leg = self.outgoing.get((room, peer))
+        if leg is not None and leg.remote_fingerprints != list(peer_fingerprints):
+            self.close_out(room, peer)
+            if not leg.closed:
+                self.transports.spawn(self.transports.close(leg))
+            leg = None
         if leg is None or leg.closed:
             leg = self.transports.new_leg(BridgeOutLeg, _owner(room, peer), "server")
             leg.remote_fingerprints = list(peer_fingerprints)
@@ -125,6 +132,15 @@ class Bridging:
             pwd=leg.credentials.pwd,
             fingerprints=(local.fingerprint,),
         )
+
+    def close_out(self, room: str, peer: str) -> BridgeOutLeg | None:
+        """Forget the bridge toward ``peer`` (it died, or restarted) and stop feeding it; the
+        caller closes the returned leg."""
+        leg = self.outgoing.pop((room, peer), None)
+        if leg is not None:
+            for down in leg.by_ssrc.values():
+                down.detach()
+        return leg
 
     def send(self, room: str, peer: str, track_sid: str, rids: tuple[str, ...]) -> BridgedTrack:
         """Carry a track across the bridge to ``peer``: the layers named in ``rids`` (all

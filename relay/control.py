@@ -393,9 +393,10 @@ class RelayControl:
         """Viewing side: a bridged track is gone at its origin."""
         await self.worker.bridge_drop(room, origin, track_sid)
 
-    async def bridge_close(self, room: str, origin: str, reason: str) -> None:
-        """Viewing side: close the bridge from ``origin``; its stand-ins leave."""
-        await self.worker.bridge_close(room, origin, reason)
+    async def bridge_close(self, room: str, peer: str, reason: str) -> None:
+        """Close the room's bridges with ``peer``, both ways: its stand-ins here leave, and
+        nothing more is sent toward it."""
+        await self.worker.bridge_close(room, peer, reason)
 
     def deliver_data(self, room: str, sender_sid: str, lossy: bool, relayed: Relayed) -> None:
         """A data message a participant on another node sent, checked there."""

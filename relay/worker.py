@@ -301,11 +301,15 @@ class RelayWorker:
         ):
             await self.bridge_close(room_name, origin, "bridge_idle")
 
-    async def bridge_close(self, room_name: str, origin: str, reason: str) -> None:
-        """Close the bridge from ``origin`` (it died, or carries nothing): its stand-ins leave."""
-        leg = self.bridging.incoming.pop((room_name, origin), None)
+    async def bridge_close(self, room_name: str, peer: str, reason: str) -> None:
+        """Close the room's bridges with ``peer`` (it died, or carries nothing): the one from
+        it (its stand-ins leave) and the one toward it (nothing is sent to it any more)."""
+        leg = self.bridging.incoming.pop((room_name, peer), None)
         if leg is not None:
             await self._bridge_failed(leg, reason)
+        out = self.bridging.close_out(room_name, peer)
+        if out is not None and not out.closed:
+            await self.transports.close(out)
 
     async def _bridge_failed(self, leg: Leg, reason: str) -> None:
         """A bridge went down: close it; the stand-in publishers it fed leave with it."""

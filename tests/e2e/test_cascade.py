@@ -386,6 +386,52 @@ async def test_a_node_restarted_under_its_id_leaves_no_ghosts(tmp_path: Path) ->
                 await guest.close()
 
 
+async def test_a_viewing_node_that_dies_and_restarts_gets_the_stream_again(
+    tmp_path: Path,
+) -> None:
+    """The origin stops feeding a viewing node once it is gone, and a new run of that node
+    (same id, new certificate) gets a new bridge, not the dead run's."""
+    specs = [NodeSpec("central-1", "eu-central", "de"), NodeSpec("west-1", "eu-west", "fr")]
+    async with redis_server() as redis, cluster(redis, specs, tmp_path) as nodes:
+        for node in nodes.values():
+            await wait_nodes(node, 2)
+        central = nodes["central-1"]
+        host = await ws_client(central, "tour", "host", "eu-central")
+        await host.publish(FlatColorTrack(64, 48))
+        near_west = f"/whep/tour?rtt={NEAR['eu-west']}"
+        pcs: list[RTCPeerConnection] = []
+        try:
+            viewer, tracks, _ = await whep_view(
+                nodes["west-1"].http_url, near_west, token("tour", "v1", publish=False)
+            )
+            pcs.append(viewer)
+            await frame_of_size(tracks["video"], (64, 48), timeout=20)
+            out = 'eurelay_relay_bridges{direction="out"}'
+            assert (await metrics(central))[out] == 1
+
+            os.kill(nodes["west-1"].pid, signal.SIGKILL)
+            await nodes["west-1"].process.wait()
+
+            async def unfed() -> bool:
+                return (await metrics(central))[out] == 0
+
+            await eventually_async(unfed, TTL + 10)
+            config = node_config(specs[1], redis.url, tmp_path)
+            env = {**os.environ, "PYTHONPATH": str(ROOT)}
+            async with spawn_node(config, "--log-level", "warning", env=env, cwd=ROOT) as again:
+                await wait_nodes(again, 2)
+                viewer2, tracks2, _ = await whep_view(
+                    again.http_url, near_west, token("tour", "v2", publish=False)
+                )
+                pcs.append(viewer2)
+                await frame_of_size(tracks2["video"], (64, 48), timeout=20)
+                assert (await metrics(central))[out] == 1
+        finally:
+            for pc in pcs:
+                await pc.close()
+            await host.close()
+
+
 async def test_a_bridged_call_outlives_redis_losing_its_data(tmp_path: Path) -> None:
     """Redis restarts empty: every node vanishes from it at once and puts itself back within
     a heartbeat. The bridged call keeps its media, nobody is announced as gone, and the
