@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -44,6 +45,18 @@ def test_dockerfile_shape() -> None:
     text = DOCKERFILE.read_text()
     assert text.count("FROM ") == 2  # multi-stage
     assert "USER 10001" in text and "HEALTHCHECK" in text and "7882/udp" in text
+
+
+def test_dockerfile_builds_on_any_debian_python() -> None:
+    """Both stages on one BASE (the official image by default, Debian's own where no registry
+    is reachable), and Python called as python3: Debian has no ``python``."""
+    lines = DOCKERFILE.read_text().splitlines()
+    assert "ARG BASE=python:3.11-slim-bookworm" in lines
+    froms = [line.split()[1] for line in lines if line.startswith("FROM ")]
+    assert froms == ["${BASE}", "${BASE}"]
+    commands = [line for line in lines if not line.lstrip().startswith(("#", "ARG "))]
+    # a bare `python` (a venv's bin/python is fine)
+    assert not [line for line in commands if re.search(r"(?<![/\w])python(?!3)\b", line)]
 
 
 def test_image_copies_every_packaged_package() -> None:
