@@ -59,6 +59,19 @@ def test_dockerfile_builds_on_any_debian_python() -> None:
     assert not [line for line in commands if re.search(r"(?<![/\w])python(?!3)\b", line)]
 
 
+def test_default_config_listens_on_every_interface(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`docker run -p 7880:7880 -p 7882:7882/udp` reaches the image's default node: its config
+    binds HTTP and media on all interfaces (a 127.0.0.1 bind would pass the healthcheck,
+    which runs inside, and refuse everyone else). tests/deploy/test_container.py runs it."""
+    config = _instruction("CMD")[1].replace("/etc/eurelay", str(ROOT / "configs"))
+    assert "keys" not in yaml.safe_load(Path(config).read_text())  # secrets from the env
+    monkeypatch.setenv("EURELAY_KEYS", KEYS)
+    settings = load_settings(config)
+    assert settings.http.host == settings.rtc.bind == "0.0.0.0"
+    assert (settings.http.port, settings.rtc.udp_port) == (7880, 7882)  # as EXPOSEd
+    assert settings.registry.url == "memory://"  # a node on its own, no Redis to reach
+
+
 def test_image_copies_every_packaged_package() -> None:
     """`pip install .` in the build stage fails on a package listed but not copied."""
     setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
@@ -163,6 +176,7 @@ async def test_image_entrypoint_runs_outside_a_container() -> None:
             line = await asyncio.wait_for(proc.stdout.readline(), 20)
             assert line, "the entrypoint exited"
         http, _ = parse_listening(line)
+        http = http.replace("0.0.0.0", "127.0.0.1")  # bound to every interface
         async with aiohttp.ClientSession() as session:
             async with session.get(f"http://{http}/healthz") as resp:
                 assert resp.status == 200
