@@ -19,10 +19,12 @@ run: $(STAMP)
 	$(BIN)/eurelay serve $(ARGS)
 
 # Tests run inside a private network namespace (unshare -n) so that no packet can leave
-# the machine, even by mistake; only loopback exists in there.
+# the machine, even by mistake; only loopback exists in there. What needs a registry is
+# done before: the container test's image is built here (once per change of its inputs).
 test: $(STAMP)
 	./scripts/test-deps.sh
 	./scripts/ffmpeg-venv.sh
+	./scripts/container-image.sh
 	$(BIN)/ruff check relay signaling regions tests bench
 	$(BIN)/mypy
 	unshare -n sh -c 'ip link set lo up && $(BIN)/pytest -q $(PYTEST_ARGS)'

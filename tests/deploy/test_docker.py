@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -44,6 +45,31 @@ def test_dockerfile_shape() -> None:
     text = DOCKERFILE.read_text()
     assert text.count("FROM ") == 2  # multi-stage
     assert "USER 10001" in text and "HEALTHCHECK" in text and "7882/udp" in text
+
+
+def test_dockerfile_builds_on_any_debian_python() -> None:
+    """Both stages on one BASE (the official image by default, Debian's own where no registry
+    is reachable), and Python called as python3: Debian has no ``python``."""
+    lines = DOCKERFILE.read_text().splitlines()
+    assert "ARG BASE=python:3.11-slim-bookworm" in lines
+    froms = [line.split()[1] for line in lines if line.startswith("FROM ")]
+    assert froms == ["${BASE}", "${BASE}"]
+    commands = [line for line in lines if not line.lstrip().startswith(("#", "ARG "))]
+    # a bare `python` (a venv's bin/python is fine)
+    assert not [line for line in commands if re.search(r"(?<![/\w])python(?!3)\b", line)]
+
+
+def test_default_config_listens_on_every_interface(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`docker run -p 7880:7880 -p 7882:7882/udp` reaches the image's default node: its config
+    binds HTTP and media on all interfaces (a 127.0.0.1 bind would pass the healthcheck,
+    which runs inside, and refuse everyone else). tests/deploy/test_container.py runs it."""
+    config = _instruction("CMD")[1].replace("/etc/eurelay", str(ROOT / "configs"))
+    assert "keys" not in yaml.safe_load(Path(config).read_text())  # secrets from the env
+    monkeypatch.setenv("EURELAY_KEYS", KEYS)
+    settings = load_settings(config)
+    assert settings.http.host == settings.rtc.bind == "0.0.0.0"
+    assert (settings.http.port, settings.rtc.udp_port) == (7880, 7882)  # as EXPOSEd
+    assert settings.registry.url == "memory://"  # a node on its own, no Redis to reach
 
 
 def test_image_copies_every_packaged_package() -> None:
@@ -150,6 +176,7 @@ async def test_image_entrypoint_runs_outside_a_container() -> None:
             line = await asyncio.wait_for(proc.stdout.readline(), 20)
             assert line, "the entrypoint exited"
         http, _ = parse_listening(line)
+        http = http.replace("0.0.0.0", "127.0.0.1")  # bound to every interface
         async with aiohttp.ClientSession() as session:
             async with session.get(f"http://{http}/healthz") as resp:
                 assert resp.status == 200
