@@ -101,9 +101,11 @@ class RunningNode:
 
 
 @contextlib.asynccontextmanager
-async def running_node(settings: Settings | None = None) -> AsyncIterator[RunningNode]:
+async def running_node(
+    settings: Settings | None = None, host: str = "127.0.0.1"
+) -> AsyncIterator[RunningNode]:
     app = create_app(settings or node_settings())
-    server = TestServer(app, host="127.0.0.1", port=0)
+    server = TestServer(app, host=host, port=0)
     await server.start_server()
     await app[NODE].announce(str(server.make_url("/")).rstrip("/"))
     running = RunningNode(server)

@@ -153,14 +153,29 @@ class EurelayClient:
         self._choices: dict[tuple[str, str], p._Message] = {}  # (what, track sid) -> last ask
         self._closing = False  # leave() or close() was called: never reconnect
         self._rejoining = False
+        self._session_servers: list[RTCIceServer] = []
         self._sub, self.reliable, self.lossy = self._subscriber()
 
     def _peer_connection(self) -> RTCPeerConnection:
         # max-bundle: with aiortc's default (balanced), a second video m-line in one offer
         # stays on a transport aiortc then stops, and its packets reach the first decoder.
+        servers = self.ice_servers + self._session_servers
         return RTCPeerConnection(
-            RTCConfiguration(iceServers=self.ice_servers, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+            RTCConfiguration(iceServers=servers, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
         )
+
+    def _take_servers(self, joined: p.Joined) -> None:
+        """The session's own ICE servers (a TURN credential minted for it) join the
+        client's: every peer connection made from here on uses them."""
+        self._session_servers = [
+            RTCIceServer(
+                urls=server["urls"],  # type: ignore[arg-type]
+                username=server.get("username"),  # type: ignore[arg-type]
+                credential=server.get("credential"),  # type: ignore[arg-type]
+            )
+            for server in joined.ice_servers
+            if "urls" in server
+        ]
 
     def _subscriber(self) -> tuple[RTCPeerConnection, RTCDataChannel, RTCDataChannel]:
         """The connection the relay offers, with the two pre-negotiated data channels."""
@@ -213,6 +228,11 @@ class EurelayClient:
             await self.close()
             raise
         self.joined = joined
+        self._take_servers(joined)
+        if self._session_servers:  # the first subscriber connection predates them
+            old = self._sub
+            self._sub, self.reliable, self.lossy = self._subscriber()
+            await old.close()
         self._reader = asyncio.create_task(self._run())
         return joined
 
@@ -350,6 +370,7 @@ class EurelayClient:
             else:
                 self.joined = joined
                 self.closed_reason = None
+                self._take_servers(joined)
                 self._sub, self.reliable, self.lossy = self._subscriber()
                 self._sub_tracks = {}
                 return True

@@ -25,6 +25,7 @@ from .cascade import ANNOUNCED_KINDS, describe_member
 from .cluster import PlacementUnavailable
 from .node import Node, describe_participant
 from .tokens import Claims, TokenError, verify
+from .turn import ice_servers
 
 logger = logging.getLogger(__name__)
 
@@ -281,7 +282,7 @@ class RtcSession:
                 room_sid=room.sid,
                 participant=describe_participant(participant),
                 others=others,
-                ice_servers=list(settings.rtc.ice_servers),
+                ice_servers=ice_servers(settings.rtc),
                 node_id=settings.node_id,
                 region=settings.region,
             )

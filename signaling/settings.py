@@ -35,6 +35,42 @@ class HttpSettings(_Section):
     port: int = Field(default=7880, ge=0, le=65535, description="HTTP port (0 picks a free one).")
 
 
+class TurnSettings(_Section):
+    """A TURN server (coturn) for clients behind firewalls that block UDP to the relay.
+    Signaling mints a time-limited credential per session (the TURN REST scheme coturn
+    checks with ``use-auth-secret``), so no long-lived TURN password reaches a client."""
+
+    urls: list[str] = Field(
+        default_factory=list,
+        max_length=16,
+        description="turn:/turns: URLs handed to clients, e.g. "
+        "turn:turn.example.eu:3478?transport=udp, turns:turn.example.eu:5349?transport=tcp; "
+        "none: no TURN.",
+    )
+    secret: str = Field(default="", description="coturn's static-auth-secret; required with urls.")
+    ttl: int = Field(
+        default=86400,
+        gt=0,
+        description="Seconds a minted credential is valid: the TURN server refuses to refresh "
+        "an allocation after it, so it must outlast a call.",
+    )
+
+    @field_validator("urls")
+    @classmethod
+    def _turn_urls(cls, value: list[str]) -> list[str]:
+        for url in value:
+            if not url.startswith(("turn:", "turns:")):
+                raise ValueError(f"{url!r} is not a turn: or turns: URL")
+        return value
+
+    @field_validator("secret")
+    @classmethod
+    def _turn_secret_long_enough(cls, value: str) -> str:
+        if value and len(value) < 16:
+            raise ValueError("must be at least 16 characters")
+        return value
+
+
 class RtcSettings(_Section):
     udp_port: int = Field(default=7882, ge=0, le=65535, description="The worker's UDP port.")
     bind: str = Field(default="127.0.0.1", description="Address the UDP socket binds.")
@@ -51,6 +87,7 @@ class RtcSettings(_Section):
     ice_servers: list[dict[str, Any]] = Field(
         default_factory=list, description="STUN/TURN servers handed to clients; none by default."
     )
+    turn: TurnSettings = Field(default_factory=TurnSettings)
     keyframe_interval: float = Field(
         default=0.5, gt=0, description="Minimum seconds between keyframe requests per track."
     )
@@ -260,8 +297,16 @@ def load_settings(
             "cluster.secret: required with a shared registry (nodes bridge rooms to each "
             "other and authenticate with it); set EURELAY_CLUSTER__SECRET on every node"
         )
+    if settings.rtc.turn.urls and not settings.rtc.turn.secret:
+        raise ConfigError(
+            "rtc.turn.secret: required with rtc.turn.urls (coturn's static-auth-secret, "
+            "from which each session's TURN credential is minted)"
+        )
     if not settings.keys:
         if not settings.dev_mode:
-            raise ConfigError("keys: at least one API key is required outside dev mode")
+            raise ConfigError(
+                "keys: at least one API key is required outside dev mode (in the config "
+                'file, or EURELAY_KEYS=\'{"key": "secret of 32+ characters"}\')'
+            )
         settings.keys = {"dev-" + secrets.token_hex(4): secrets.token_urlsafe(32)}
     return settings

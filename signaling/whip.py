@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 from multidict import MultiDict
@@ -24,6 +25,7 @@ from .authz import OnRoom, OnSession, require, require_claims
 from .cluster import PlacementUnavailable
 from .cluster_api import parse_rtts
 from .errors import ApiError, relay_status
+from .turn import ice_servers
 
 SDP = "application/sdp"
 REDIRECTED = "redirected"  # query marker of a request a node sent on to another
@@ -66,10 +68,10 @@ async def read_sdp(request: web.Request) -> str:
     return body
 
 
-def ice_server_links(request: web.Request) -> list[str]:
-    """RFC 9725 section 4.4: configured STUN/TURN servers as Link headers."""
+def ice_server_links(servers: list[dict[str, Any]]) -> list[str]:
+    """RFC 9725 section 4.4: STUN/TURN servers as Link headers."""
     links = []
-    for server in request.app[NODE].settings.rtc.ice_servers:
+    for server in servers:
         urls = server.get("urls", [])
         for url in [urls] if isinstance(urls, str) else urls:
             link = f'<{url}>; rel="ice-server"'
@@ -109,7 +111,7 @@ def created(
     response.headers["Location"] = location
     response.headers["ETag"] = etag(participant)
     response.headers["Accept-Patch"] = TRICKLE
-    for link in ice_server_links(request):
+    for link in ice_server_links(ice_servers(request.app[NODE].settings.rtc)):
         response.headers.add("Link", link)
     return response
 
@@ -186,9 +188,18 @@ async def session_patch(request: web.Request, kind: str) -> web.Response:
 
 
 async def options(request: web.Request) -> web.Response:
+    """A CORS preflight, and the ICE servers to gather with before the offer. A TURN
+    credential only to a token that may use the room: anyone else would get a relay."""
     response = web.Response(status=204)
     response.headers["Accept-Post"] = SDP
-    for link in ice_server_links(request):
+    rtc = request.app[NODE].settings.rtc
+    servers = list(rtc.ice_servers)
+    room = request.match_info["room"]
+    if "session" not in request.match_info and "Authorization" in request.headers:
+        whip = request.path.startswith("/whip/")
+        require(request, OnRoom(room, "publish") if whip else OnRoom(room, "subscribe"))
+        servers = ice_servers(rtc)
+    for link in ice_server_links(servers):
         response.headers.add("Link", link)
     return response
 

@@ -69,7 +69,12 @@ export class EurelayClient extends EventTarget {
   }
 
   _peerConnection() {
-    return new RTCPeerConnection({iceServers: this.iceServers, bundlePolicy: "max-bundle"});
+    return new RTCPeerConnection({iceServers: this._servers(), bundlePolicy: "max-bundle"});
+  }
+
+  // The client's ICE servers and the session's own (a TURN credential minted for it).
+  _servers() {
+    return [...this.iceServers, ...((this.joined && this.joined.ice_servers) || [])];
   }
 
   // The connection the relay offers, with its two pre-negotiated data channels.
@@ -194,6 +199,11 @@ export class EurelayClient extends EventTarget {
   // A session began (the first or a reconnect): from here on the socket is watched.
   _started(joined) {
     this.joined = joined;
+    // The subscriber connection was made before the session's servers were known; it has
+    // not gathered yet (the relay's offer comes after `joined`), so it can still take them.
+    try {
+      this._sub.setConfiguration({...this._sub.getConfiguration(), iceServers: this._servers()});
+    } catch (e) { /* keeps the client's own servers */ }
     this._closedReason = null;
     this._heardAt = performance.now();
     clearInterval(this._watchdog);

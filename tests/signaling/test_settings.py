@@ -42,6 +42,9 @@ def test_file_then_environment_then_flags(tmp_path: Path, monkeypatch: pytest.Mo
         ("bogus: 1", "bogus"),
         ("keys: {k: short}", "keys"),
         ("rooms: {max_participants: -1}", "rooms.max_participants"),
+        ("rtc: {turn: {urls: ['stun:x:3478'], secret: 0123456789abcdef}}", "rtc.turn.urls"),
+        ("rtc: {turn: {urls: ['turn:x:3478'], secret: short}}", "rtc.turn.secret"),
+        ("keys: {k: " + "s" * 32 + "}\nrtc: {turn: {urls: ['turn:x:3478']}}", "rtc.turn.secret"),
     ],
 )
 def test_bad_keys_are_named(tmp_path: Path, body: str, key: str) -> None:

@@ -1,0 +1,147 @@
+"""TURN for clients behind firewalls that block UDP to the relay (issue 18): signaling mints a
+time-limited credential per session, coturn relays with it. The clients run in a network
+namespace from which the relay itself is unreachable: only coturn's address is routed."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import hmac
+import os
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from bench.loopback_node import node_settings, running_node, token
+
+from ..helpers import require_binary
+from ..netns import Namespace, peer_namespace
+from ..turn_server import RELAY_PORTS, turn_server
+from .http_sessions import frame_of_size, whep_view
+
+pytestmark = pytest.mark.timeout(120)
+ROOT = Path(__file__).resolve().parents[2]
+SECRET = "turn-secret-for-tests-0123456789"
+TURN_PORTS = RELAY_PORTS
+
+
+def _turnserver() -> str:
+    binary = require_binary("turnserver")
+    if binary is None:
+        pytest.skip("coturn is not installed (make test installs it)")
+    return binary
+
+
+class Peer:
+    """A turn_peer process in the namespace; its output lines, read as they come."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        self.lines: list[str] = []
+
+    async def wait_line(self, wanted: str, timeout: float = 30) -> None:
+        assert self.process.stdout is not None
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not any(line.startswith(wanted) for line in self.lines):
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                raise AssertionError(f"no {wanted!r} within {timeout}s: {self.lines[-10:]}")
+            try:
+                raw = await asyncio.wait_for(self.process.stdout.readline(), left)
+            except TimeoutError:
+                continue
+            if not raw:
+                raise AssertionError(f"the peer exited before {wanted!r}: {self.lines[-10:]}")
+            self.lines.append(raw.decode().strip())
+
+
+@contextlib.asynccontextmanager
+async def peer(ns: Namespace, *args: str) -> AsyncIterator[Peer]:
+    argv = ns.command(sys.executable, "-m", "tests.interop.turn_peer", *args)
+    process = await asyncio.create_subprocess_exec(
+        *argv,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        yield Peer(process)
+    finally:
+        assert process.stdin is not None
+        process.stdin.close()  # it leaves on its own; if not, it is ended
+        try:
+            await asyncio.wait_for(process.wait(), 5)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+
+
+async def test_clients_reachable_only_through_turn_publish_and_view(tmp_path: Path) -> None:
+    binary = _turnserver()
+    with peer_namespace() as ns:
+        async with turn_server(binary, ns.host_ip, SECRET, tmp_path / "turn.log") as port:
+            urls = [
+                f"turn:{ns.host_ip}:{port}?transport=udp",
+                f"turn:{ns.host_ip}:{port}?transport=tcp",
+            ]
+            settings = node_settings(rtc={"turn": {"urls": urls, "secret": SECRET}})
+            # signaling is reachable from the namespace; the relay's UDP (127.0.0.1) is not
+            async with running_node(settings, host=ns.host_ip) as rn:
+                base = f"http://{ns.host_ip}:{rn.server.port}"
+                whip = [base + "/whip/fw", token("fw", "cam", subscribe=False)]
+                async with peer(ns, "whip", *whip, "--transport", "udp") as publisher:
+                    await publisher.wait_line("connected")
+                    whep = [base + "/whep/fw", token("fw", "far", publish=False)]
+                    async with peer(ns, "whep", *whep, "--transport", "tcp") as viewer:
+                        await viewer.wait_line("frame 320x240")
+                        # both reach the relay from addresses coturn relays from
+                        people = rn.worker.rooms["fw"].participants.values()
+                        sources = [leg.addr for who in people for leg in who.legs()]
+                        low, high = TURN_PORTS
+                        assert len(sources) == 2
+                        for source in sources:
+                            assert source is not None and source[0] == "127.0.0.1"
+                            assert low <= source[1] <= high
+                    # and a viewer on the relay's side of the firewall sees the publisher
+                    pc, tracks, _ = await whep_view(rn, "/whep/fw", token("fw", "near"))
+                    try:
+                        await frame_of_size(tracks["video"], (320, 240))
+                    finally:
+                        await pc.close()
+
+
+async def test_turn_credentials_are_minted_per_session_for_tokens_of_the_room() -> None:
+    urls = ["turn:127.0.0.1:9?transport=udp"]  # nothing listens: only minting is tested
+    settings = node_settings(rtc={"turn": {"urls": urls, "secret": SECRET, "ttl": 600}})
+    async with running_node(settings) as rn:
+        client = await rn.join("call", "ann")
+        assert client.joined is not None
+        servers = client.joined.ice_servers
+        assert [s["urls"] for s in servers] == [urls]
+        username, credential = str(servers[0]["username"]), str(servers[0]["credential"])
+        expiry, _ = username.split(":")
+        assert abs(int(expiry) - (time.time() + 600)) < 30 and "ann" not in username
+        digest = hmac.new(SECRET.encode(), username.encode(), hashlib.sha1).digest()
+        assert credential == base64.b64encode(digest).decode()
+        second = await rn.join("call", "bob")
+        assert second.joined is not None and second.joined.ice_servers[0]["username"] != username
+
+        async with aiohttp.ClientSession() as http:
+            # a preflight (no token) gets no relay; a token of another room gets a 403
+            async with http.options(rn.http("/whep/call")) as resp:
+                assert resp.status == 204 and not resp.headers.getall("Link", [])
+            other = {"Authorization": f"Bearer {token('elsewhere', 'eve')}"}
+            async with http.options(rn.http("/whep/call"), headers=other) as resp:
+                assert resp.status == 403
+            mine = {"Authorization": f"Bearer {token('call', 'viewer', publish=False)}"}
+            async with http.options(rn.http("/whep/call"), headers=mine) as resp:
+                assert resp.status == 204
+                (link,) = resp.headers.getall("Link")
+            assert link.startswith(f"<{urls[0]}>") and 'credential-type="password"' in link
