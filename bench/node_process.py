@@ -12,6 +12,7 @@ import sys
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 LISTENING = b"eurelay listening"
 
@@ -50,6 +51,7 @@ async def spawn_node(
     env: dict[str, str] | None = None,
     cwd: Path | None = None,
     start_timeout: float = 20.0,
+    stderr: IO[bytes] | None = None,
 ) -> AsyncIterator[NodeProcess]:
     """Start a node on free ports; stop it (SIGTERM, then SIGKILL) on exit."""
     argv = [
@@ -64,7 +66,7 @@ async def spawn_node(
         *extra_args,
     ]
     process = await asyncio.create_subprocess_exec(
-        *argv, stdout=asyncio.subprocess.PIPE, env=env, cwd=cwd
+        *argv, stdout=asyncio.subprocess.PIPE, stderr=stderr, env=env, cwd=cwd
     )
     try:
         assert process.stdout is not None

@@ -196,6 +196,9 @@ class Transports:
         if leg.dtls.handshake_seconds is not None:
             self.mux.stats.dtls_handshake_seconds.observe(leg.dtls.handshake_seconds)
         leg.connected()
+        # Which address a participant's media uses (the log handler truncates it: GDPR).
+        address = f"{leg.addr[0]}:{leg.addr[1]}" if leg.addr is not None else "?"
+        logger.info("%s leg of %s connected from %s", leg.direction, leg.participant.sid, address)
         self._on_connected(leg)
 
     def open_data(self, leg: SubscriberLeg, on_data: DataHandler) -> None:

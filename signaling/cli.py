@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from . import workers
+from .log_privacy import truncate_client_ips
 from .settings import ConfigError, Settings, load_settings
 from .tokens import Grant, mint
 
@@ -147,6 +148,7 @@ def serve(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
+    truncate_client_ips(settings)
     if count > 1:
         assert args.config is not None  # check() refuses dev mode
         return workers.supervise(settings, count, args.config, args.log_level)

@@ -4,15 +4,10 @@ namespace from which the relay itself is unreachable: only coturn's address is r
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import contextlib
 import hashlib
 import hmac
-import os
-import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -21,12 +16,12 @@ import pytest
 from bench.loopback_node import node_settings, running_node, token
 
 from ..helpers import require_binary
-from ..netns import Namespace, peer_namespace
+from ..netns import peer_namespace
 from ..turn_server import RELAY_PORTS, turn_server
 from .http_sessions import frame_of_size, whep_view
+from .ns_peers import peer
 
 pytestmark = pytest.mark.timeout(120)
-ROOT = Path(__file__).resolve().parents[2]
 SECRET = "turn-secret-for-tests-0123456789"
 TURN_PORTS = RELAY_PORTS
 
@@ -36,51 +31,6 @@ def _turnserver() -> str:
     if binary is None:
         pytest.skip("coturn is not installed (make test installs it)")
     return binary
-
-
-class Peer:
-    """A turn_peer process in the namespace; its output lines, read as they come."""
-
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self.process = process
-        self.lines: list[str] = []
-
-    async def wait_line(self, wanted: str, timeout: float = 30) -> None:
-        assert self.process.stdout is not None
-        deadline = asyncio.get_running_loop().time() + timeout
-        while not any(line.startswith(wanted) for line in self.lines):
-            left = deadline - asyncio.get_running_loop().time()
-            if left <= 0:
-                raise AssertionError(f"no {wanted!r} within {timeout}s: {self.lines[-10:]}")
-            try:
-                raw = await asyncio.wait_for(self.process.stdout.readline(), left)
-            except TimeoutError:
-                continue
-            if not raw:
-                raise AssertionError(f"the peer exited before {wanted!r}: {self.lines[-10:]}")
-            self.lines.append(raw.decode().strip())
-
-
-@contextlib.asynccontextmanager
-async def peer(ns: Namespace, *args: str) -> AsyncIterator[Peer]:
-    argv = ns.command(sys.executable, "-m", "tests.interop.turn_peer", *args)
-    process = await asyncio.create_subprocess_exec(
-        *argv,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    try:
-        yield Peer(process)
-    finally:
-        assert process.stdin is not None
-        process.stdin.close()  # it leaves on its own; if not, it is ended
-        try:
-            await asyncio.wait_for(process.wait(), 5)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
 
 
 async def test_clients_reachable_only_through_turn_publish_and_view(tmp_path: Path) -> None:

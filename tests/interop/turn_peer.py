@@ -2,7 +2,7 @@
 ``Link`` headers (RFC 9725 section 4.4); run inside a network namespace that reaches the
 relay only through TURN.
 
-    python -m tests.interop.turn_peer whip|whep URL TOKEN [--transport udp|tcp]
+    python -m tests.interop.turn_peer whip|whep URL TOKEN [--transport udp|tcp|none]
 
 Prints ``connected``, then (a viewer) ``frame WxH`` per decoded frame; runs until stdin
 closes.
@@ -44,7 +44,7 @@ async def main() -> None:
     parser.add_argument("kind", choices=["whip", "whep"])
     parser.add_argument("url")
     parser.add_argument("token")
-    parser.add_argument("--transport", default="udp", choices=["udp", "tcp"])
+    parser.add_argument("--transport", default="udp", choices=["udp", "tcp", "none"])
     args = parser.parse_args()
 
     # The servers are needed before the offer (candidates are gathered for it): an OPTIONS
@@ -55,7 +55,7 @@ async def main() -> None:
         async with http.options(args.url, headers=headers) as resp:
             assert resp.status == 204, await resp.text()
             servers = ice_servers(resp.headers.getall("Link", []), args.transport)
-        assert servers, f"no TURN server over {args.transport} offered"
+        assert servers or args.transport == "none", f"no TURN over {args.transport} offered"
 
         pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))
         frames: asyncio.Queue[MediaStreamTrack] = asyncio.Queue()
