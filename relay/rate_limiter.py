@@ -1,4 +1,6 @@
-"""Token bucket used to limit data messages per participant."""
+"""Rate limits: a token bucket per participant (data messages, WebSocket messages), and a
+count per key and second for sources that are not participants yet (STUN requests per IP
+address, joins per client IP)."""
 
 from __future__ import annotations
 
@@ -22,3 +24,27 @@ class TokenBucket:
             self.tokens -= cost
             return True
         return False
+
+
+class PerKeyWindow:
+    """At most ``limit`` events per key in each window of ``window`` seconds; 0: no limit.
+    The counts are forgotten at every new window, so memory is bounded by the keys seen in
+    one window (a flood of spoofed sources included)."""
+
+    __slots__ = ("_counts", "_started", "limit", "window")
+
+    def __init__(self, limit: int, window: float = 1.0) -> None:
+        self.limit = limit
+        self.window = window
+        self._counts: dict[str, int] = {}
+        self._started = 0.0
+
+    def allow(self, key: str, now: float) -> bool:
+        if not self.limit:
+            return True
+        if now - self._started >= self.window:
+            self._counts.clear()
+            self._started = now
+        count = self._counts.get(key, 0) + 1
+        self._counts[key] = count
+        return count <= self.limit

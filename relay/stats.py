@@ -35,6 +35,7 @@ DROP_REASONS = (
     "muted",  # the publisher muted the track
     "send_error",
     "padding",  # padding-only packets (bandwidth probes) are not forwarded
+    "stun_rate_limited",  # more STUN requests from one IP address than rtc.stun_per_ip allows
 )
 
 

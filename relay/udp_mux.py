@@ -25,14 +25,17 @@ from time import perf_counter
 
 from .ice_lite import IceLiteResponder
 from .leg import Leg
+from .rate_limiter import PerKeyWindow
 from .stats import RelayStats
 
 logger = logging.getLogger(__name__)
 
 
 class UdpMux(asyncio.DatagramProtocol):
-    def __init__(self, stats: RelayStats) -> None:
+    def __init__(self, stats: RelayStats, stun_per_ip: int = 0) -> None:
         self.stats = stats
+        # STUN requests cost an HMAC check each, and anyone can send them.
+        self.stun_limit = PerKeyWindow(stun_per_ip)
         self.responder: IceLiteResponder[Leg] = IceLiteResponder()
         self.by_addr: dict[tuple[str, int], Leg] = {}
         # The leg this socket was opened for, on an initiating leg's own socket: the only
@@ -95,6 +98,11 @@ class UdpMux(asyncio.DatagramProtocol):
     def _on_stun(self, data: bytes, addr: tuple[str, int], now: float) -> None:
         if data[0] & 0x01:  # the class bit C1 (RFC 8489 section 5): a success or error response
             self._on_stun_response(data, addr, now)
+            return
+        # Loopback is exempt: it cannot be spoofed from outside, and tests and benchmarks
+        # run hundreds of clients from 127.0.0.1.
+        if not addr[0].startswith("127.") and not self.stun_limit.allow(addr[0], now):
+            self.stats.dropped["stun_rate_limited"] += 1
             return
         try:
             response, leg = self.responder.handle(data, addr)

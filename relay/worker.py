@@ -55,6 +55,7 @@ class WorkerConfig:
     data_burst: float = 100.0
     keyframe_interval: float = 0.5
     udp_buffer_bytes: int = 0  # 0: the kernel's default
+    stun_per_ip: int = 1000  # STUN requests per second from one IP address; 0: no limit
     nack_repair: bool = True  # answer subscribers' NACKs from the cache (off: to measure it)
     bridge_grace: float = 2.0  # seconds a bridge with no viewer here stays open
     tick_interval: float = 0.1
@@ -78,7 +79,7 @@ class RelayWorker:
         self.config = config
         self.observer = observer
         self.stats = RelayStats()
-        self.mux = UdpMux(self.stats)
+        self.mux = UdpMux(self.stats, config.stun_per_ip)
         self.membership = Rooms(
             config.max_participants_per_room, config.max_participants, config.max_viewers_per_room
         )

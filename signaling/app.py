@@ -13,6 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from . import admin_api, cluster_api, dev_endpoints, peer_api, whep, whip
 from .app_keys import METRICS, NODE
+from .client_address import limit_joins
 from .errors import create_error_middleware
 from .metrics import create_registry
 from .node import Node
@@ -25,6 +26,7 @@ logger = logging.getLogger(__name__)
 
 async def rtc(request: web.Request) -> web.StreamResponse:
     node = request.app[NODE]
+    limit_joins(request)  # before the upgrade: a plain 429
     ws = web.WebSocketResponse(
         heartbeat=20.0, max_msg_size=node.settings.signaling.max_message_bytes + 1
     )

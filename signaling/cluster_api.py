@@ -9,6 +9,7 @@ from regions.models import NodeState
 
 from .app_keys import NODE
 from .authz import OnCluster, OnRoom, require
+from .client_address import client_ip as client_address
 from .cluster import PlacementUnavailable
 from .errors import ApiError
 
@@ -47,7 +48,7 @@ async def route(request: web.Request) -> web.Response:
     if not room:
         raise ApiError(400, "invalid_message", "room is required")
     require(request, OnRoom(room, "admin"))
-    client_ip = request.query.get("client_ip") or request.remote
+    client_ip = request.query.get("client_ip") or client_address(request)
     try:
         decision = await request.app[NODE].cluster.explain(
             room, client_ip, parse_rtts(request.query.get("rtt", ""))

@@ -84,6 +84,11 @@ CONTROL_COUNTERS = (
         "slow_consumers",
     ),
     (
+        "eurelay_signaling_joins_rate_limited",
+        "Session starts refused (429) for coming too often from one client address.",
+        "joins_rate_limited",
+    ),
+    (
         "eurelay_cluster_bridges_refused",
         "Bridges the rooms' residency policy kept closed.",
         "bridges_refused",

@@ -9,6 +9,7 @@ import relay (and regions).
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, Literal
@@ -21,6 +22,7 @@ from relay.control import (
     TrackInfo,
     WorkerConfig,
 )
+from relay.rate_limiter import PerKeyWindow
 
 from . import protocol as p
 from .cascade import Cascade
@@ -68,6 +70,7 @@ def worker_config(settings: Settings) -> WorkerConfig:
         data_burst=settings.rooms.data_burst,
         keyframe_interval=settings.rtc.keyframe_interval,
         udp_buffer_bytes=settings.rtc.udp_buffer_bytes,
+        stun_per_ip=settings.rtc.stun_per_ip,
         nack_repair=settings.rtc.nack_repair,
         bridge_grace=settings.cluster.bridge_grace,
     )
@@ -84,12 +87,18 @@ class Node:
         self._by_room: dict[str, dict[str, RtcSession]] = {}  # room -> sid -> session
         self.draining = False
         self.slow_consumers = 0  # sessions cut off for not reading their events
+        self.trusted_proxies = [
+            ipaddress.ip_network(n, strict=False) for n in settings.http.trusted_proxies
+        ]
+        self.join_limit = PerKeyWindow(settings.signaling.joins_per_ip)
+        self.joins_rate_limited = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
     def counters(self) -> dict[str, int]:
         """The control plane's counters, for /metrics."""
         return {
             "slow_consumers": self.slow_consumers,
+            "joins_rate_limited": self.joins_rate_limited,
             "bridges_refused": self.cascade.bridges_refused,
             "bridge_failures": self.cascade.bridge_failures,
             "registry_timeouts": self.cluster.registry_timeouts,

@@ -22,6 +22,7 @@ from relay.rate_limiter import TokenBucket
 from . import protocol as p
 from .authz import AccessDenied, OnRoom, authorize
 from .cascade import ANNOUNCED_KINDS, describe_member
+from .client_address import client_ip
 from .cluster import PlacementUnavailable
 from .node import Node, describe_participant
 from .tokens import Claims, TokenError, verify
@@ -162,7 +163,7 @@ class RtcSession:
                 return
             claims = self._authorize(join, query_token)
             redirected = "redirected" in request.query
-            room_config = await self._placed_here(join, request.remote, redirected)
+            room_config = await self._placed_here(join, client_ip(request), redirected)
             if room_config is None:
                 return
             await self._join(join, claims, room_config)

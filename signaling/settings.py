@@ -7,6 +7,7 @@ Nested keys use ``__`` in the environment: ``EURELAY_HTTP__PORT=8080``,
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 from contextvars import ContextVar
 from pathlib import Path
@@ -33,6 +34,22 @@ class _Section(BaseModel):
 class HttpSettings(_Section):
     host: str = Field(default="127.0.0.1", description="Address the HTTP/WebSocket server binds.")
     port: int = Field(default=7880, ge=0, le=65535, description="HTTP port (0 picks a free one).")
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Networks (CIDR) of load balancers or proxies in front of the node: from "
+        "them, the client's address is taken from X-Forwarded-For.",
+    )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for network in value:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ValueError(f"{network!r} is not a network (CIDR)") from None
+        return value
 
 
 class TurnSettings(_Section):
@@ -88,6 +105,13 @@ class RtcSettings(_Section):
         default_factory=list, description="STUN/TURN servers handed to clients; none by default."
     )
     turn: TurnSettings = Field(default_factory=TurnSettings)
+    stun_per_ip: int = Field(
+        default=1000,
+        ge=0,
+        description="STUN requests per second the relay answers from one IP address (each "
+        "costs an HMAC check; consent checks from a thousand clients behind one NAT are "
+        "~200/s); more are dropped and counted; 0: no limit. Loopback is exempt.",
+    )
     keyframe_interval: float = Field(
         default=0.5, gt=0, description="Minimum seconds between keyframe requests per track."
     )
@@ -131,6 +155,12 @@ class SignalingSettings(_Section):
         default=50.0, gt=0, description="Client messages per second."
     )
     join_timeout: float = Field(default=10.0, gt=0, description="Seconds to send the join message.")
+    joins_per_ip: int = Field(
+        default=50,
+        ge=0,
+        description="Sessions (WebSocket, WHIP, WHEP) one client address may start per "
+        "second; more get 429; 0: no limit. Loopback is exempt.",
+    )
 
 
 class RegistrySettings(_Section):

@@ -16,6 +16,7 @@ from relay.errors import RelayError
 
 from .app_keys import NODE
 from .authz import OnRoom, require
+from .client_address import limit_joins
 from .errors import ApiError, relay_status
 from .whip import (
     add_session_routes,
@@ -26,6 +27,7 @@ from .whip import (
 
 
 async def whep_post(request: web.Request) -> web.Response:
+    limit_joins(request)
     node = request.app[NODE]
     room_name = request.match_info["room"]
     room = node.relay.room(room_name)

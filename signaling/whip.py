@@ -22,6 +22,7 @@ from relay.sdp_negotiation import MAX_SDP_BYTES, parse_description
 
 from .app_keys import NODE
 from .authz import OnRoom, OnSession, require, require_claims
+from .client_address import client_ip, limit_joins
 from .cluster import PlacementUnavailable
 from .cluster_api import parse_rtts
 from .errors import ApiError, relay_status
@@ -125,7 +126,7 @@ async def place_or_redirect(request: web.Request) -> web.Response | RoomConfig:
     probes = parse_rtts(request.query.get("rtt", ""))
     try:
         placement = await request.app[NODE].cluster.place(
-            request.match_info["room"], request.remote, probes, redirected=redirected
+            request.match_info["room"], client_ip(request), probes, redirected=redirected
         )
     except PlacementUnavailable as exc:
         raise ApiError(503, exc.code, str(exc)) from None
@@ -140,6 +141,7 @@ async def place_or_redirect(request: web.Request) -> web.Response | RoomConfig:
 
 
 async def whip_post(request: web.Request) -> web.Response:
+    limit_joins(request)
     claims = require_claims(request, OnRoom(request.match_info["room"], "publish"))
     placed = await place_or_redirect(request)
     if isinstance(placed, web.Response):
