@@ -3,6 +3,10 @@
 Synchronous, no ``await``, no logging, no object per packet beyond the output buffers:
 read the header by offset, then per subscriber rewrite SSRC / payload type / sequence number /
 timestamp, SRTP-protect with that subscriber's session and ``sendto``.
+
+A packet older than the newest (a publisher's retransmission) takes a slower loop: each
+subscriber numbers it with the offsets of the span it falls in (``DownTrack.late_out_seq``),
+since padding dropped meanwhile has moved the current offset on.
 """
 
 from __future__ import annotations
@@ -33,18 +37,21 @@ def forward_rtp(
         up.cache.put(seq, rtp, now)
     b0 = rtp[0]
     payload = rtp[offset:]
-    up.stats.update(seq)
+    newest = up.stats.update(seq)
     up.packets += 1
     up.octets += len(payload)
     if up.muted:
         stats.dropped["muted"] += 1
+        return
+    if not newest:
+        _forward_late(up, rtp, offset, seq, timestamp, sendto, stats)
         return
     if b0 & 0x20 and (not payload or len(payload) <= payload[-1]):
         # Padding only: a probe of the publisher's link, not media. Forwarded, it can end
         # up a frame of its own, and an empty frame flushes FFmpeg-based decoders for good.
         for down in up.down_tracks:
             if down.started:
-                down.skip_padding()
+                down.skip_padding(seq)
         stats.dropped["padding"] += 1
         return
     if up.pending and is_keyframe_start(up.codec.mime, payload):
@@ -91,6 +98,44 @@ def forward_rtp(
         sent_bytes += len(packet)
     stats.rtp_packets_out += sent
     stats.rtp_bytes_out += sent_bytes
+
+
+def _forward_late(
+    up: UpTrack,
+    rtp: bytes,
+    offset: int,
+    seq: int,
+    timestamp: int,
+    sendto: SendTo,
+    stats: RelayStats,
+) -> None:
+    """A packet older than the newest: each subscriber gets it under the number its span
+    left for it (a late padding packet too: it closes the hole it would leave), never one
+    already taken; a subscriber that started after it does not get it."""
+    b0 = rtp[0]
+    first = 0x80 | (b0 & 0x2F)
+    marker = rtp[1] & 0x80
+    payload = rtp[12 : 12 + 4 * (b0 & 0x0F)] + rtp[offset:]
+    for down in up.down_tracks:
+        if not down.active:
+            continue
+        if down.waiting_keyframe:
+            if not is_keyframe_start(up.codec.mime, rtp[offset:]):
+                continue
+            down.start_at(seq, timestamp)  # a resent keyframe start: a start like any other
+        out_seq = down.late_out_seq(seq)
+        if out_seq < 0:
+            continue
+        out_ts = (timestamp + down.ts_offset) & 0xFFFFFFFF
+        header = HEADER.pack(first, marker | down.payload_type, out_seq, out_ts, down.ssrc)
+        if not _protect_and_send(down.sink, header + payload, sendto, stats):
+            continue
+        if out_seq == (down.last_seq + 1) & 0xFFFF:  # only when it starts the subscriber
+            down.last_seq = out_seq
+            down.last_ts = out_ts
+        down.packets_sent += 1
+        down.octets_sent += len(payload)
+        stats.rtp_packets_out += 1
 
 
 def resend(
