@@ -126,6 +126,8 @@ def _forward_late(
         out_seq = down.late_out_seq(seq)
         if out_seq < 0:
             continue
+        if down.awaited and out_seq in down.awaited:
+            down.awaited.remove(out_seq)  # asked for and now here: nothing to fill
         out_ts = (timestamp + down.ts_offset) & 0xFFFFFFFF
         header = HEADER.pack(first, marker | down.payload_type, out_seq, out_ts, down.ssrc)
         if not _protect_and_send(down.sink, header + payload, sendto, stats):
@@ -171,7 +173,9 @@ def resend(
 FILLER = {"video/VP8": b"\x00\x00", "video/H264": b"\x0c"}  # VP8 continuation; H.264 filler NAL
 
 
-def fill_hole(down: DownTrack, out_seq: int, sendto: SendTo, stats: RelayStats) -> bool:
+def fill_hole(
+    down: DownTrack, out_seq: int, timestamp: int, sendto: SendTo, stats: RelayStats
+) -> bool:
     """Answer a NACK the cache cannot with a filler packet under that number.
 
     Receivers that wait for every sequence number (aiortc's jitter buffer stalls for 128
@@ -182,7 +186,7 @@ def fill_hole(down: DownTrack, out_seq: int, sendto: SendTo, stats: RelayStats) 
     filler = FILLER.get(down.up.codec.mime)
     if filler is None or not down.started or sink.tx_srtp is None:
         return False
-    header = HEADER.pack(0x80, down.payload_type, out_seq, down.last_ts, down.ssrc)
+    header = HEADER.pack(0x80, down.payload_type, out_seq, timestamp, down.ssrc)
     if not _protect_and_send(sink, header + filler, sendto, stats):
         return False
     stats.holes_filled += 1

@@ -168,6 +168,9 @@ class DownTrack:
     lost_reported: int = 0  # the subscriber's cumulative loss in its previous report
     lost_repaired_at: int = 0  # cumulative loss already answered with a keyframe
     nacked: list[int] = field(default_factory=list)  # the subscriber's last NACK (out seqs)
+    # NACKed numbers whose packet the publisher is still asked for: forwarded if it comes,
+    # filled if it does not (aiortc NACKs a hole once, when it appears, and then waits).
+    awaited: list[int] = field(default_factory=list)
     resent_at: dict[int, float] = field(default_factory=dict)  # out seq -> last resend
     # The current span of the numbering: out = in + seq_offset from ``first_out_seq`` on.
     # A span ends at a dropped padding packet (the offset steps down by one), a layer or

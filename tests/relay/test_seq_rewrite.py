@@ -3,7 +3,7 @@ and NACKs, as Chromium's start (probing with padding between frames) produces th
 
 What the subscriber must see: numbers continuous from its first packet, no number for a
 padding packet, every media packet under the number it was given when its neighbours were
-numbered (a late one too), and a NACK answered with the packet that had the number.
+numbered (a late one too), and fillers only for what the publisher never resent.
 """
 
 from __future__ import annotations
@@ -89,6 +89,12 @@ class _Relay:
         assert self.up.nacks is not None
         self.up.nacks.received(seq, now)
         forward_rtp(self.up, rtp, seq, ts, self.wire.sendto, self.stats, now)
+
+    def give_up_upstream(self) -> None:
+        """The publisher never resent what is missing (as ``NackTracker.due`` ends it)."""
+        assert self.up.nacks is not None
+        self.up.nacks.missing.clear()
+        self.repair.upstream_gave_up(self.up)
 
     def sent(self, to: DownTrack | None = None) -> list[tuple[int, int, bytes]]:
         """(out seq, out timestamp, payload) of everything sent (to one subscriber), in
@@ -188,13 +194,39 @@ def test_a_late_retransmission_after_padding_takes_its_own_number() -> None:
     assert _relative(before) == [0, 2]  # the subscriber sees one hole: 501's number
     hole = (before[0][0] + 1) & 0xFFFF
     relay.repair.retransmit(down, [hole])  # still awaited upstream: nothing sent yet
-    assert relay.sent() == []
+    assert relay.sent() == [] and relay.keyframes == 0
     relay.arrive(_media(501, 9000, marker=True))  # the publisher's retransmission
     late = relay.sent()
     assert [(s, _origin(p)) for s, _, p in late] == [(hole, 501)]
     relay.arrive(_media(505, 15000, marker=True))
     assert _relative(before + late + relay.sent()) == [0, 2, 1, 3]
+    relay.repair.retransmit(down, [hole])  # asked again later: the very packet, from cache
+    assert [_origin(p) for _, _, p in relay.sent()] == [501]
     assert relay.stats.holes_filled == 0
+
+
+def test_a_genuine_upstream_loss_is_still_filled() -> None:
+    relay = _Relay()
+    down = relay.subscriber()
+    relay.arrive(_media(700, 9000, key=True))
+    relay.arrive(_media(701, 9000, marker=True))
+    relay.arrive(_media(703, 12000, marker=True))  # 702 lost upstream, for good
+    relay.arrive(_padding(704, 12000))
+    relay.arrive(_media(705, 15000, marker=True))
+    sent = relay.sent()
+    assert _relative(sent) == [0, 1, 3, 4]
+    hole = (sent[0][0] + 2) & 0xFFFF
+    relay.repair.retransmit(down, [hole])  # awaited upstream: no filler yet
+    assert relay.sent() == [] and relay.stats.holes_filled == 0
+    # aiortc NACKs a hole once, when it appears: when the publisher gives up, the hole
+    # the subscriber asked for is filled without waiting for it to ask again
+    relay.give_up_upstream()
+    filled = relay.sent()
+    assert [s for s, _, _ in filled] == [hole] and relay.stats.holes_filled == 1
+    # the filler belongs to the frame around the hole (the previous packet's timestamp),
+    # not to the newest frame: it must not make a frame of its own
+    assert filled[0][1] == sent[1][1] and filled[0][2] == b"\x00\x00"
+    assert relay.keyframes == 1
 
 
 def test_late_packets_from_before_a_subscribers_start_are_not_forwarded() -> None:
