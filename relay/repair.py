@@ -79,7 +79,7 @@ class Repair:
                 resend(down, rtp, seq_offset, ts_offset, sendto, self.stats)
                 continue
             if _awaited_upstream(source, in_seq):
-                del down.resent_at[out_seq]  # not answered yet: may be, as soon as it can
+                down.resent_at.pop(out_seq, None)  # not answered yet: may be, as soon as it can
                 if out_seq not in down.awaited:
                     down.awaited.append(out_seq)
                     if len(down.awaited) > MAX_AWAITED:
