@@ -85,6 +85,9 @@ class _Host:
     def retransmit(self, down: DownTrack, lost: list[int]) -> None:
         pass
 
+    def upstream_gave_up(self, up: UpTrack) -> None:
+        pass
+
 
 def _publisher(host: _Host, key: bytes) -> tuple[PublisherLeg, UpTrack]:
     participant = Participant("bench", "publisher", Permissions(), TokenBucket(1.0, 1.0))

@@ -3,6 +3,10 @@
 Synchronous, no ``await``, no logging, no object per packet beyond the output buffers:
 read the header by offset, then per subscriber rewrite SSRC / payload type / sequence number /
 timestamp, SRTP-protect with that subscriber's session and ``sendto``.
+
+A packet older than the newest (a publisher's retransmission) takes a slower loop: each
+subscriber numbers it with the offsets of the span it falls in (``DownTrack.late_out_seq``),
+since padding dropped meanwhile has moved the current offset on.
 """
 
 from __future__ import annotations
@@ -33,18 +37,21 @@ def forward_rtp(
         up.cache.put(seq, rtp, now)
     b0 = rtp[0]
     payload = rtp[offset:]
-    up.stats.update(seq)
+    newest = up.stats.update(seq)
     up.packets += 1
     up.octets += len(payload)
     if up.muted:
         stats.dropped["muted"] += 1
+        return
+    if not newest:
+        _forward_late(up, rtp, offset, seq, timestamp, sendto, stats)
         return
     if b0 & 0x20 and (not payload or len(payload) <= payload[-1]):
         # Padding only: a probe of the publisher's link, not media. Forwarded, it can end
         # up a frame of its own, and an empty frame flushes FFmpeg-based decoders for good.
         for down in up.down_tracks:
             if down.started:
-                down.skip_padding()
+                down.skip_padding(seq)
         stats.dropped["padding"] += 1
         return
     if up.pending and is_keyframe_start(up.codec.mime, payload):
@@ -93,6 +100,46 @@ def forward_rtp(
     stats.rtp_bytes_out += sent_bytes
 
 
+def _forward_late(
+    up: UpTrack,
+    rtp: bytes,
+    offset: int,
+    seq: int,
+    timestamp: int,
+    sendto: SendTo,
+    stats: RelayStats,
+) -> None:
+    """A packet older than the newest: each subscriber gets it under the number its span
+    left for it (a late padding packet too: it closes the hole it would leave), never one
+    already taken; a subscriber that started after it does not get it."""
+    b0 = rtp[0]
+    first = 0x80 | (b0 & 0x2F)
+    marker = rtp[1] & 0x80
+    payload = rtp[12 : 12 + 4 * (b0 & 0x0F)] + rtp[offset:]
+    for down in up.down_tracks:
+        if not down.active:
+            continue
+        if down.waiting_keyframe:
+            if not is_keyframe_start(up.codec.mime, rtp[offset:]):
+                continue
+            down.start_at(seq, timestamp)  # a resent keyframe start: a start like any other
+        out_seq = down.late_out_seq(seq)
+        if out_seq < 0:
+            continue
+        if down.awaited and out_seq in down.awaited:
+            down.awaited.remove(out_seq)  # asked for and now here: nothing to fill
+        out_ts = (timestamp + down.ts_offset) & 0xFFFFFFFF
+        header = HEADER.pack(first, marker | down.payload_type, out_seq, out_ts, down.ssrc)
+        if not _protect_and_send(down.sink, header + payload, sendto, stats):
+            continue
+        if out_seq == (down.last_seq + 1) & 0xFFFF:  # only when it starts the subscriber
+            down.last_seq = out_seq
+            down.last_ts = out_ts
+        down.packets_sent += 1
+        down.octets_sent += len(payload)
+        stats.rtp_packets_out += 1
+
+
 def resend(
     down: DownTrack, rtp: bytes, seq_offset: int, ts_offset: int, sendto: SendTo, stats: RelayStats
 ) -> bool:
@@ -126,7 +173,9 @@ def resend(
 FILLER = {"video/VP8": b"\x00\x00", "video/H264": b"\x0c"}  # VP8 continuation; H.264 filler NAL
 
 
-def fill_hole(down: DownTrack, out_seq: int, sendto: SendTo, stats: RelayStats) -> bool:
+def fill_hole(
+    down: DownTrack, out_seq: int, timestamp: int, sendto: SendTo, stats: RelayStats
+) -> bool:
     """Answer a NACK the cache cannot with a filler packet under that number.
 
     Receivers that wait for every sequence number (aiortc's jitter buffer stalls for 128
@@ -137,7 +186,7 @@ def fill_hole(down: DownTrack, out_seq: int, sendto: SendTo, stats: RelayStats) 
     filler = FILLER.get(down.up.codec.mime)
     if filler is None or not down.started or sink.tx_srtp is None:
         return False
-    header = HEADER.pack(0x80, down.payload_type, out_seq, down.last_ts, down.ssrc)
+    header = HEADER.pack(0x80, down.payload_type, out_seq, timestamp, down.ssrc)
     if not _protect_and_send(sink, header + filler, sendto, stats):
         return False
     stats.holes_filled += 1

@@ -47,6 +47,8 @@ class RepairRequests(Protocol):
 
     def retransmit(self, down: DownTrack, lost: list[int]) -> None: ...
 
+    def upstream_gave_up(self, up: UpTrack) -> None: ...
+
 
 @dataclass(frozen=True, slots=True)
 class LegEnv:

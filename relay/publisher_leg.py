@@ -131,6 +131,7 @@ class PublisherLeg(Leg):
                 self.send_nack(up, gap)
             if nacks.hopeless:
                 nacks.hopeless = False
+                self.repair.upstream_gave_up(up)
                 self.repair.request_keyframe(up)
         forward_rtp(up, rtp, seq, timestamp, self.fanout.fast_sendto, stats, arrival)
 
@@ -160,7 +161,8 @@ class PublisherLeg(Leg):
             self.wire.stats.nack_sent += 1
 
     def send_due_nacks(self, now: float) -> None:
-        """Repeat NACKs for packets still missing; hopeless gaps become a keyframe request."""
+        """Repeat NACKs for packets still missing; hopeless gaps become fillers for the
+        subscribers that asked for them, and a keyframe request."""
         for up in self.by_ssrc.values():
             nacks = up.nacks
             if nacks is None or not nacks.missing:
@@ -170,6 +172,7 @@ class PublisherLeg(Leg):
                 self.send_nack(up, again)
             if nacks.hopeless:
                 nacks.hopeless = False
+                self.repair.upstream_gave_up(up)
                 self.repair.request_keyframe(up)
 
     def send_twcc_feedback(self) -> None:

@@ -11,12 +11,13 @@ import time
 from collections.abc import Callable
 
 from . import rtcp
-from .forwarder import fill_hole, resend
+from .forwarder import fill_hole, read_seq_ts_ssrc, resend
 from .leg import Wire
 from .publisher_leg import PublisherLeg
 from .track import DownTrack, UpTrack
 
 RESEND_MIN_INTERVAL = 0.1  # seconds between two retransmissions of one packet to one leg
+MAX_AWAITED = 64  # NACKed numbers per subscriber kept while the publisher is asked for them
 
 
 class Repair:
@@ -45,7 +46,12 @@ class Repair:
             self.stats.keyframe_requests_sent += 1
 
     def retransmit(self, down: DownTrack, lost: list[int]) -> None:
-        """Answer a subscriber's NACK from the packet cache; what is gone needs a keyframe."""
+        """Answer a subscriber's NACK from the packet cache.
+
+        A packet the relay is still asking the publisher for is left alone: forwarded when
+        it arrives, filled by ``upstream_gave_up`` if it never does. Only a filler (the
+        packet is gone) means a broken picture, and a keyframe request.
+        """
         if down.up.cache is None or not self.nack_repair:
             return
         now = time.perf_counter()
@@ -55,29 +61,50 @@ class Repair:
         # missing number in each NACK would otherwise multiply the load on a link that is
         # already dropping packets.
         interval = max(RESEND_MIN_INTERVAL, 1.5 * (sink.rtt_ms or 0.0) / 1000.0)
-        missing = False
+        filled = False
         for out_seq in lost:
             if not down.may_resend(out_seq, now, interval):
                 continue
             if not sink.retransmit_budget.allow(now):
-                return  # flood: the rest is ignored
+                break  # flood: the rest is ignored
             origin = down.source_of(out_seq)  # the layer or publisher it was sent from
             if origin is None:
-                missing = True
-                fill_hole(down, out_seq, sendto, self.stats)
+                filled = fill_hole(down, out_seq, down.last_ts, sendto, self.stats) or filled
                 continue
             source, seq_offset, ts_offset = origin
             in_seq = (out_seq - seq_offset) & 0xFFFF
-            rtp = source.cache.get(in_seq, now) if source.cache is not None else None
+            cache = source.cache
+            rtp = cache.get(in_seq, now) if cache is not None else None
             if rtp is not None:
                 resend(down, rtp, seq_offset, ts_offset, sendto, self.stats)
                 continue
-            missing = True
-            if not _awaited_upstream(source, in_seq):
-                fill_hole(down, out_seq, sendto, self.stats)
-        if missing:
+            if _awaited_upstream(source, in_seq):
+                down.resent_at.pop(out_seq, None)  # not answered yet: may be, as soon as it can
+                if out_seq not in down.awaited:
+                    down.awaited.append(out_seq)
+                    if len(down.awaited) > MAX_AWAITED:
+                        del down.awaited[0]
+                continue
+            # The filler joins the frame around the hole (the timestamp of the packet
+            # before it), not the newest one: a receiver that groups packets by timestamp
+            # would otherwise make it a frame of its own and split the frame it belongs to.
+            before = cache.get((in_seq - 1) & 0xFFFF, now) if cache is not None else None
+            timestamp = down.last_ts
+            if before is not None:
+                timestamp = (read_seq_ts_ssrc(before)[1] + ts_offset) & 0xFFFFFFFF
+            filled = fill_hole(down, out_seq, timestamp, sendto, self.stats) or filled
+        if filled:
             self.stats.nack_unanswerable += 1
             self.request_keyframe(down.up)
+
+    def upstream_gave_up(self, up: UpTrack) -> None:
+        """The publisher did not resend some packets in time. Subscribers that asked for
+        them meanwhile get fillers now: aiortc NACKs a hole once, when it appears, and its
+        jitter buffer then waits for it (about 2 s at Chromium's start) unless it comes."""
+        for down in up.down_tracks:
+            if down.awaited:
+                waiting, down.awaited = down.awaited, []
+                self.retransmit(down, waiting)
 
 
 def _awaited_upstream(up: UpTrack, in_seq: int) -> bool:

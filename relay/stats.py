@@ -68,9 +68,10 @@ class RelayStats:
     nack_sent: int = 0  # NACK packets sent to publishers
     twcc_feedback_sent: int = 0  # transport-wide congestion control feedback packets
     retransmitted_packets: int = 0  # answered from the packet cache
-    holes_filled: int = 0  # NACKs answered with padding: the packet was gone
+    holes_filled: int = 0  # NACKed numbers answered with a filler: the packet was gone
     layer_switches: int = 0  # simulcast layer changes completed at a keyframe
-    nack_unanswerable: int = 0  # asked for packets the cache no longer holds
+    # NACKs for packets gone for good (not those the publisher is still asked to resend)
+    nack_unanswerable: int = 0
     data_messages_in: int = 0
     data_messages_out: int = 0
     data_messages_rejected: int = 0

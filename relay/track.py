@@ -21,7 +21,12 @@ if TYPE_CHECKING:
     from .rate_limiter import TokenBucket
     from .srtp_fast import FastSrtp
 
-HISTORY_SPANS = 16  # enough for the packet cache's 1.5 s, even with frequent padding
+# Spans of a numbering remembered for NACKs and late packets. Each padding burst the relay
+# drops starts one, and Chromium pads after nearly every frame while it probes: 16 covered
+# under a second of the cache's 1.5 s, and older NACKs were answered with fillers.
+HISTORY_SPANS = 64
+SPAN_LIMIT = 0x4000  # a remembered span keeps at most its last this many numbers
+LATE_WINDOW = 512  # how far behind its span a late packet may still be forwarded
 
 
 def random_ssrc() -> int:
@@ -43,17 +48,20 @@ class ReceiveStats:
     last_sr_mid32: int = 0  # middle 32 bits of the last SR's NTP timestamp
     last_sr_at: float = 0.0  # monotonic arrival time of that SR
 
-    def update(self, seq: int) -> None:
+    def update(self, seq: int) -> bool:
+        """Count a packet; True if it is the newest yet, False if late or a duplicate."""
+        self.received += 1
         if self.base_seq < 0:
             self.base_seq = seq
             self.max_seq = seq
-        else:
-            delta = (seq - self.max_seq) & 0xFFFF
-            if delta < 0x8000:
-                if seq < self.max_seq:
-                    self.cycles += 0x10000
-                self.max_seq = seq
-        self.received += 1
+            return True
+        delta = (seq - self.max_seq) & 0xFFFF
+        if delta == 0 or delta >= 0x8000:
+            return False
+        if seq < self.max_seq:
+            self.cycles += 0x10000
+        self.max_seq = seq
+        return True
 
     def update_jitter(self, arrival_units: float, timestamp: int) -> None:
         transit = arrival_units - timestamp
@@ -160,12 +168,20 @@ class DownTrack:
     lost_reported: int = 0  # the subscriber's cumulative loss in its previous report
     lost_repaired_at: int = 0  # cumulative loss already answered with a keyframe
     nacked: list[int] = field(default_factory=list)  # the subscriber's last NACK (out seqs)
+    # NACKed numbers whose packet the publisher is still asked for: forwarded if it comes,
+    # filled if it does not (aiortc NACKs a hole once, when it appears, and then waits).
+    awaited: list[int] = field(default_factory=list)
     resent_at: dict[int, float] = field(default_factory=dict)  # out seq -> last resend
-    first_out_seq: int = 0  # first sequence number sent from the current source
-    # Earlier spans of this numbering (first out seq, source, seq offset, ts offset),
-    # newest last: NACKs for what was sent before a layer or publisher switch, or before
-    # a dropped padding packet, are answered from the right cache in the right numbering
-    # (a hole left unrepaired stalls some receivers' jitter buffers for seconds).
+    # The current span of the numbering: out = in + seq_offset from ``first_out_seq`` on.
+    # A span ends at a dropped padding packet (the offset steps down by one), a layer or
+    # publisher switch, or a restart at a keyframe; a run is the spans since that keyframe,
+    # whose incoming number is ``run_first_in``.
+    first_out_seq: int = 0
+    run_first_in: int = 0
+    # Earlier spans (first out seq, source, seq offset, ts offset), newest last: NACKs and
+    # late packets of a span are numbered with that span's offsets, so a retransmission
+    # that arrives after a padding packet was dropped still takes its own number (a hole
+    # left unrepaired stalls some receivers' jitter buffers for seconds).
     history: list[tuple[int, UpTrack, int, int]] = field(default_factory=list)
     source: UpTrack | None = None  # the published track (``up`` may be one of its layers)
     selector: LayerSelector | None = None  # simulcast only
@@ -206,7 +222,7 @@ class DownTrack:
         """Forward from ``layer`` from its next keyframe on, continuing this numbering."""
         self.up.remove_down(self)
         if self.started:
-            self._remember(self)
+            self._close_span((self.last_seq + 1) & 0xFFFF)
         self.up = layer
         self.pending_layer = None
         self.waiting_keyframe = True
@@ -228,20 +244,46 @@ class DownTrack:
             del self.resent_at[next(iter(self.resent_at))]
         return True
 
-    def _remember(self, previous: DownTrack) -> None:
-        """Close ``previous``'s current span (if anything was sent in it) into history."""
-        if previous is not self:
-            self.history = list(previous.history)
-        if (previous.last_seq + 1 - previous.first_out_seq) & 0xFFFF:
-            span = (previous.first_out_seq, previous.up, previous.seq_offset, previous.ts_offset)
-            self.history = [*self.history[-(HISTORY_SPANS - 1) :], span]
+    def _close_span(self, end: int) -> None:
+        """Remember the current span, numbers up to ``end`` (exclusive), if it has any;
+        the next span starts at ``end``. Allocates one tuple: once per padding burst or
+        switch, not per packet."""
+        length = (end - self.first_out_seq) & 0xFFFF
+        if 0 < length < 0x8000:
+            first = self.first_out_seq if length <= SPAN_LIMIT else (end - SPAN_LIMIT) & 0xFFFF
+            self.history.append((first, self.up, self.seq_offset, self.ts_offset))
+            if len(self.history) > HISTORY_SPANS:
+                del self.history[0]
+        self.first_out_seq = end
 
-    def skip_padding(self) -> None:
-        """A padding-only packet (a publisher's bandwidth probe) is not forwarded; the
-        numbering closes over it so the subscriber sees no gap."""
-        self._remember(self)
+    def skip_padding(self, seq: int) -> None:
+        """A padding-only packet (a publisher's bandwidth probe), the newest yet, is not
+        forwarded: numbers close over it so the subscriber sees no gap.
+
+        The next span starts at the number this packet would have had, not after the last
+        packet sent: a packet still missing before it (lost, about to be resent) keeps the
+        number its neighbours left for it.
+        """
+        self._close_span((seq + self.seq_offset) & 0xFFFF)
         self.seq_offset = (self.seq_offset - 1) & 0xFFFF
-        self.first_out_seq = (self.last_seq + 1) & 0xFFFF
+
+    def late_out_seq(self, seq: int) -> int:
+        """The number of a packet older than the newest forwarded (a publisher's
+        retransmission, or reordered): the one its span gave it; -1 if it came before this
+        subscriber's run started, or too long ago to matter (not forwarded then)."""
+        first_in = (self.first_out_seq - self.seq_offset) & 0xFFFF
+        behind = (first_in - seq) & 0xFFFF
+        if behind == 0 or behind >= 0x8000:  # within the current span
+            return (seq + self.seq_offset) & 0xFFFF
+        if behind > LATE_WINDOW or first_in == self.run_first_in:
+            return -1
+        for first_out, _, seq_offset, _ in reversed(self.history):
+            span_in = (first_out - seq_offset) & 0xFFFF
+            if ((first_in - span_in) & 0xFFFF) >= behind:  # this span starts at or before it
+                return (seq + seq_offset) & 0xFFFF
+            if span_in == self.run_first_in:
+                return -1
+        return -1
 
     def source_of(self, out_seq: int) -> tuple[UpTrack, int, int] | None:
         """(source, seq offset, timestamp offset) that ``out_seq`` was sent with, or None.
@@ -278,7 +320,9 @@ class DownTrack:
         """Take over a previous source's numbering on the same m-line (publisher switch)."""
         self.ssrc = previous.ssrc
         if previous.started:
-            self._remember(previous)
+            previous._close_span((previous.last_seq + 1) & 0xFFFF)
+        self.history = list(previous.history)
+        self.first_out_seq = (previous.last_seq + 1) & 0xFFFF
         self.last_seq = previous.last_seq
         self.last_ts = previous.last_ts
         self.started = previous.started
@@ -287,8 +331,12 @@ class DownTrack:
 
     def start_at(self, seq: int, timestamp: int) -> None:
         """Continue this leg's numbering from the incoming packet (seq, timestamp)."""
+        following = (self.last_seq + 1) & 0xFFFF
+        if self.started:  # a restart: NACKs for what was sent before still map back
+            self._close_span(following)
+        self.first_out_seq = following
         self.seq_offset = (self.last_seq + 1 - seq) & 0xFFFF
-        self.first_out_seq = (self.last_seq + 1) & 0xFFFF
+        self.run_first_in = seq
         # One tick later than the last timestamp sent keeps timestamps monotonic.
         step = 1 if self.started else 0
         self.ts_offset = (self.last_ts + step - timestamp) & 0xFFFFFFFF

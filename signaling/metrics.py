@@ -60,12 +60,12 @@ COUNTERS = (
     ),
     (
         "eurelay_relay_nack_unanswerable",
-        "NACKs asking for packets the cache no longer held.",
+        "NACKs asking for packets that were gone (answered with fillers).",
         "nack_unanswerable",
     ),
     (
         "eurelay_relay_holes_filled",
-        "Padding packets sent for NACKed packets that were gone, so receivers move on.",
+        "Filler packets sent for NACKed packets that were gone, so receivers move on.",
         "holes_filled",
     ),
     (
