@@ -131,3 +131,15 @@ async def test_a_session_the_server_ends_cleans_up_the_page(
     assert states == ["closed", "closed"]
     assert await ann.evaluate("document.getElementById('local').srcObject === null")  # type: ignore[attr-defined]
     assert not await ann.is_disabled("#join")  # type: ignore[attr-defined]
+
+
+async def test_closing_a_tab_takes_its_tile_away(relay_node: RunningNode, browser: object) -> None:
+    ann = await join_demo(browser, relay_node, "ann")
+    bob = await join_demo(browser, relay_node, "bob")
+    await sees_video_of(ann, 1)
+    await bob.close()  # type: ignore[attr-defined]
+    await ann.wait_for_function(  # type: ignore[attr-defined]
+        "document.querySelectorAll('video.remote').length === 0"
+    )
+    room = relay_node.worker.rooms["duo"]
+    assert [p.identity for p in room.participants.values()] == ["ann"]
