@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from regions.models import MemberTrack, NodeRecord, RoomEvent, RoomMember
+from regions.models import MemberTrack, NodeRecord, RoomEvent, RoomMember, RoomPolicy
 from regions.registry import EventFeed, RegistryError
 from relay.control import ParticipantInfo, ParticipantKind, RelayControl, Relayed
 from relay.errors import RelayError
@@ -45,6 +45,7 @@ logger = logging.getLogger(__name__)
 LOCAL_KINDS = (ParticipantKind.SIGNALLED, ParticipantKind.INGEST, ParticipantKind.VIEWER)
 ANNOUNCED_KINDS = frozenset(k.value for k in ParticipantKind if k.announced)
 Broadcast = Callable[[str, p._Message], None]
+POLICY_REFRESH = 5.0  # seconds between reads of the hosted rooms' residency policies
 
 
 def member_of(info: ParticipantInfo, node: str) -> RoomMember:
@@ -113,6 +114,7 @@ class Cascade:
         self._cleared = False  # what an earlier process of this node left in the directory
         self._epoch: str | None = None  # the registry's data epoch last seen
         self._amnesty_until = 0.0  # after the registry lost its data: nobody declared gone
+        self._policies_due = 0.0  # when the hosted rooms' policies are read again
         self._tasks: set[asyncio.Task[None]] = set()
         self._loops: list[asyncio.Task[None]] = []
 
@@ -433,12 +435,15 @@ class Cascade:
             delivered=relayed.delivered,
             destinations=list(relayed.destinations),
         )
+        # The room's residency as last read (placement reads it on every join): content goes
+        # only to nodes it allows, also when it was tightened after they took members.
+        policy = self.cluster.policies.get(room, RoomPolicy())
         for node_id in roster.nodes():
+            node = self._live(node_id)
+            if node is None or not policy.allows(node)[0]:
+                continue
             queue = self._data.get(node_id)
             if queue is None:
-                node = self._live(node_id)
-                if node is None:
-                    continue
                 queue = self._data[node_id] = PeerQueue(self.peers, node, self._data_lost)
             queue.push("/v1/cluster/data", push)
 
@@ -489,6 +494,23 @@ class Cascade:
         for node_id in list(self._data):
             if node_id not in live:
                 await self._data.pop(node_id).close()
+        if time.monotonic() >= self._policies_due:
+            self._policies_due = time.monotonic() + POLICY_REFRESH
+            await self._enforce_policies()
+
+    async def _enforce_policies(self) -> None:
+        """Read each hosted room's residency again (an admin may have tightened it through
+        another node) and close the bridges to nodes it no longer allows; data messages
+        follow the cached policy at once (``forward_data``)."""
+        for room, roster in list(self.rosters.items()):
+            policy = await self.cluster.policy(room)
+            for node_id in roster.nodes() - {self.node_id}:
+                node = self._live(node_id)
+                allowed, why = policy.allows(node) if node is not None else (True, "")
+                if not allowed:
+                    logger.warning("room %s: closing bridges with %s (%s)", room, node_id, why)
+                    self.bridges_refused += 1
+                    await self.relay.bridge_close(room, node_id, "residency")
 
     async def _node_lost(self, room: str, roster: Roster, node_id: str) -> None:
         logger.warning("room %s: node %s is gone; its participants leave", room, node_id)

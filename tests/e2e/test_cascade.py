@@ -432,6 +432,51 @@ async def test_a_viewing_node_that_dies_and_restarts_gets_the_stream_again(
             await host.close()
 
 
+async def test_a_tightened_residency_policy_cuts_bridges_and_data_to_other_nodes(
+    tmp_path: Path,
+) -> None:
+    """Set through one node after the room spread: the other nodes it no longer allows get
+    no more media or data from this one."""
+    specs = [NodeSpec("central-1", "eu-central", "de"), NodeSpec("west-1", "eu-west", "fr")]
+    async with redis_server() as redis, cluster(redis, specs, tmp_path) as nodes:
+        for node in nodes.values():
+            await wait_nodes(node, 2)
+        central = nodes["central-1"]
+        host = await ws_client(central, "kanzlei", "host", "eu-central")
+        guest = await ws_client(nodes["west-1"], "kanzlei", "guest", "eu-west")
+        try:
+            await host.publish(FlatColorTrack(64, 48))
+            await guest.next_track(20)
+            for client in (host, guest):
+                await client.wait_data_channels()
+            host.send_data("before")
+            await next_data(guest, "before")
+            out = 'eurelay_relay_bridges{direction="out"}'
+            assert (await metrics(central))[out] == 1
+
+            async with (
+                aiohttp.ClientSession() as http,
+                http.post(
+                    nodes["west-1"].http_url + "/v1/rooms",
+                    json={"name": "kanzlei", "allowed_jurisdictions": ["de"]},
+                    headers={"Authorization": f"Bearer {ADMIN}"},
+                ) as resp,
+            ):
+                assert resp.status == 201
+
+            async def cut() -> bool:
+                return (await metrics(central))[out] == 0
+
+            await eventually_async(cut, 15)
+            # decided when sent (a message forwarded would be there within milliseconds)
+            host.send_data("after")
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(next_data(guest, "after"), 1)
+        finally:
+            await host.close()
+            await guest.close()
+
+
 async def test_a_bridged_call_outlives_redis_losing_its_data(tmp_path: Path) -> None:
     """Redis restarts empty: every node vanishes from it at once and puts itself back within
     a heartbeat. The bridged call keeps its media, nobody is announced as gone, and the
