@@ -44,8 +44,10 @@ class MemoryEventFeed:
 
 
 class MemoryRegistry:
-    def __init__(self, node_ttl: float) -> None:
+    def __init__(self, node_ttl: float, directory_ttl: float = 600.0) -> None:
         self.node_ttl = node_ttl
+        self.directory_ttl = directory_ttl
+        self._touched: dict[str, float] = {}  # room -> last write or touch (monotonic)
         self._nodes: dict[str, NodeRecord] = {}
         self._hosts: dict[str, set[str]] = {}
         self._epoch = secrets.token_hex(8)
@@ -81,11 +83,29 @@ class MemoryRegistry:
         now = time.time()
         return [n for n in self._nodes.values() if n.alive(now, self.node_ttl)]
 
+    def _expire(self, room: str) -> None:
+        """A room's directory entries nobody touched for ``directory_ttl`` go, as in Redis."""
+        touched = self._touched.get(room)
+        if touched is not None and time.monotonic() - touched > self.directory_ttl:
+            self._members.pop(room, None)
+            self._hosts.pop(room, None)
+            del self._touched[room]
+
+    async def touch_rooms(self, node_id: str, rooms: list[str]) -> None:
+        now = time.monotonic()
+        for room in rooms:
+            self._expire(room)
+            if room in self._members or room in self._hosts:
+                self._touched[room] = now
+
     async def add_room_host(self, room: str, node_id: str) -> None:
+        self._expire(room)
         self._hosts.setdefault(room, set()).add(node_id)
+        self._touched[room] = time.monotonic()
 
     async def room_hosts(self, room: str) -> list[str]:
         # An expired host stays in the set, hidden, as in Redis: it shows again if it registers.
+        self._expire(room)
         return sorted(h for h in self._hosts.get(room, ()) if self._alive(h))
 
     async def remove_room_host(self, room: str, node_id: str) -> None:
@@ -102,7 +122,9 @@ class MemoryRegistry:
                 loop.call_soon(feed.deliver, event)
 
     async def put_member(self, room: str, member: RoomMember) -> None:
+        self._expire(room)
         self._members.setdefault(room, {})[member.sid] = member
+        self._touched[room] = time.monotonic()
         self._publish(RoomEvent(room=room, node=member.node, member=member))
 
     async def remove_member(self, room: str, member: RoomMember, reason: str) -> None:
@@ -130,6 +152,7 @@ class MemoryRegistry:
         return cleared
 
     async def room_members(self, room: str) -> list[RoomMember]:
+        self._expire(room)
         return sorted(self._members.get(room, {}).values(), key=lambda m: m.sid)
 
     async def drop_node_members(self, room: str, node_id: str) -> list[RoomMember]:

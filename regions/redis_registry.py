@@ -4,7 +4,9 @@ Keys (prefix ``eurelay:``): ``node:{id}`` JSON node record with a TTL of ``node_
 each heartbeat renews, so a dead node's record expires by itself; ``nodes`` set of ids;
 ``hosts:{room}`` set of the ids of the nodes hosting the room; ``members:{room}`` hash
 sid -> JSON ``RoomMember``; ``node-rooms:{id}`` set of the rooms a node has had members
-in (what it clears when it starts again); ``policy:{name}`` JSON residency policy;
+in (what it clears when it starts again) — these three expire ``directory_ttl`` after the
+last write or touch (nodes touch the rooms they host), so nothing outlives its nodes;
+``policy:{name}`` JSON room settings (residency, public viewing, limits);
 ``rtt:{prefix}`` hash region -> learned RTT (ms); ``epoch`` an id created with the data
 (a new one means the data was lost). Pub/sub channel ``events:{room}``
 carries each member change as a JSON ``RoomEvent``, published in the transaction that
@@ -280,8 +282,10 @@ class RedisEventFeed:
 
 
 class RedisRegistry:
-    def __init__(self, url: str, node_ttl: float) -> None:
+    def __init__(self, url: str, node_ttl: float, directory_ttl: float = 600.0) -> None:
         self.node_ttl = node_ttl
+        self.directory_ttl = directory_ttl
+        self._directory_ttl_s = max(1, int(directory_ttl))  # EXPIRE takes whole seconds
         # One retry, at once, on a new connection: after a Redis restart the pool hands out
         # its dead connections (redis-py skips its check for them while maintenance
         # notifications are "auto", the default) and each would fail one call.
@@ -375,7 +379,10 @@ class RedisRegistry:
         return nodes
 
     async def add_room_host(self, room: str, node_id: str) -> None:
-        await self._call(self._redis.sadd(PREFIX + "hosts:" + room, node_id))
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.sadd(PREFIX + "hosts:" + room, node_id)
+        pipe.expire(PREFIX + "hosts:" + room, self._directory_ttl_s)
+        await self._call(pipe.execute())
 
     async def room_hosts(self, room: str) -> list[str]:
         hosts = await self._call(
@@ -395,8 +402,10 @@ class RedisRegistry:
             pipe.hdel(key, event.member.sid)
         else:
             pipe.hset(key, event.member.sid, event.member.model_dump_json())
+            pipe.expire(key, self._directory_ttl_s)
             # the rooms a node has had members in: what it clears when it starts again
             pipe.sadd(PREFIX + "node-rooms:" + event.member.node, event.room)
+            pipe.expire(PREFIX + "node-rooms:" + event.member.node, self._directory_ttl_s)
         pipe.publish(_channel(event.room), event.model_dump_json())
         await self._call(pipe.execute())
 
@@ -404,6 +413,14 @@ class RedisRegistry:
         # SET NX: the first reader after the data was lost creates the next epoch
         await self._call(self._redis.set(PREFIX + "epoch", secrets.token_hex(8), nx=True))
         return str(await self._call(self._redis.get(PREFIX + "epoch")))
+
+    async def touch_rooms(self, node_id: str, rooms: list[str]) -> None:
+        pipe = self._redis.pipeline(transaction=False)
+        for room in rooms:
+            pipe.expire(PREFIX + "members:" + room, self._directory_ttl_s)
+            pipe.expire(PREFIX + "hosts:" + room, self._directory_ttl_s)
+        pipe.expire(PREFIX + "node-rooms:" + node_id, self._directory_ttl_s)
+        await self._call(pipe.execute())
 
     async def clear_node(self, node_id: str, reason: str) -> list[tuple[str, RoomMember]]:
         rooms = sorted(await self._call(self._redis.smembers(PREFIX + "node-rooms:" + node_id)))

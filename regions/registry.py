@@ -35,6 +35,7 @@ class EventFeed(Protocol):
 
 class Registry(Protocol):
     node_ttl: float
+    directory_ttl: float  # seconds a room's directory entries outlive the last touch
 
     async def register(self, node: NodeRecord) -> None: ...
 
@@ -79,6 +80,12 @@ class Registry(Protocol):
         directory" from "everyone died"."""
         ...
 
+    async def touch_rooms(self, node_id: str, rooms: list[str]) -> None:
+        """``node_id`` still hosts ``rooms``: their directory entries (members, hosts, and
+        the node's own list of rooms) live another ``directory_ttl``. Entries nobody
+        touches expire, so a room whose nodes all died leaves no identities behind."""
+        ...
+
     async def clear_node(self, node_id: str, reason: str) -> list[tuple[str, RoomMember]]:
         """Remove what a node left in the directory (members, with ``left`` events; host
         entries) when it starts again under the same id: a previous process of it may have
@@ -105,14 +112,17 @@ class Registry(Protocol):
     async def close(self) -> None: ...
 
 
-def create_registry(url: str, node_ttl: float) -> Registry:
+DIRECTORY_TTL = 600.0  # seconds a room's directory entries outlive the last touch
+
+
+def create_registry(url: str, node_ttl: float, directory_ttl: float = DIRECTORY_TTL) -> Registry:
     """``memory://`` (single process, the default) or ``redis://host:port/db``."""
     if url.startswith("memory://"):
         from .memory_registry import MemoryRegistry
 
-        return MemoryRegistry(node_ttl)
+        return MemoryRegistry(node_ttl, directory_ttl)
     if url.startswith(("redis://", "rediss://", "unix://")):
         from .redis_registry import RedisRegistry
 
-        return RedisRegistry(url, node_ttl)
+        return RedisRegistry(url, node_ttl, directory_ttl)
     raise ValueError(f"registry.url: unsupported scheme in {url!r} (memory:// or redis://)")

@@ -115,6 +115,7 @@ class Cascade:
         self._epoch: str | None = None  # the registry's data epoch last seen
         self._amnesty_until = 0.0  # after the registry lost its data: nobody declared gone
         self._policies_due = 0.0  # when the hosted rooms' policies are read again
+        self._touch_due = 0.0  # when our rooms' directory entries are touched again
         self._tasks: set[asyncio.Task[None]] = set()
         self._loops: list[asyncio.Task[None]] = []
 
@@ -494,6 +495,13 @@ class Cascade:
         for node_id in list(self._data):
             if node_id not in live:
                 await self._data.pop(node_id).close()
+        if time.monotonic() >= self._touch_due and self.local:
+            # our rooms' directory entries expire unless touched (a room whose nodes all
+            # died leaves no identities behind)
+            registry = self.cluster.registry
+            with contextlib.suppress(RegistryError):  # tried again at the next round
+                await registry.touch_rooms(self.node_id, sorted(self.local))
+                self._touch_due = time.monotonic() + registry.directory_ttl / 10
         if time.monotonic() >= self._policies_due:
             self._policies_due = time.monotonic() + POLICY_REFRESH
             await self._enforce_policies()

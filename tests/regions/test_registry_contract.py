@@ -230,6 +230,35 @@ async def test_members_put_update_remove(make_registry: Factory) -> None:
     assert await reader.room_members("elsewhere") == []
 
 
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+async def test_directory_entries_nobody_touches_expire(backend: str) -> None:
+    """A room whose nodes all died leaves no identities behind: its members and hosts go
+    ``directory_ttl`` after the last write or touch; a touched room stays."""
+    async with contextlib.AsyncExitStack() as stack:
+        if backend == "memory":
+            registry = create_registry("memory://", 60.0, directory_ttl=1.0)
+        else:
+            if require_binary("redis-server") is None:
+                pytest.skip("redis-server is not installed (make test installs it)")
+            server = await stack.enter_async_context(redis_server())
+            registry = create_registry(server.url, 60.0, directory_ttl=1.0)
+            stack.push_async_callback(registry.close)
+        await registry.register(node("a"))
+        kept, left_behind = member("PA_kept", "a"), member("PA_gone", "a")
+        for room, who in (("kept", kept), ("left-behind", left_behind)):
+            await registry.put_member(room, who)
+            await registry.add_room_host(room, "a")
+
+        async def expired() -> bool:  # node a keeps touching "kept" only
+            await registry.touch_rooms("a", ["kept"])
+            return await registry.room_members("left-behind") == []
+
+        await eventually_async(expired, 10, interval=0.2)
+        assert await registry.room_hosts("left-behind") == []
+        assert await registry.room_members("kept") == [kept]
+        assert await registry.room_hosts("kept") == ["a"]
+
+
 async def test_drop_node_members_takes_that_nodes_only(make_registry: Factory) -> None:
     first, second = make_registry(), make_registry()
     on_a = [member(f"PA_a{i}", "a") for i in range(10)]
