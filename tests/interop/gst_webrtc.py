@@ -41,6 +41,7 @@ PIPELINES = {
     "publish-pcmu": f"{VIDEO_SOURCE} ! mulawenc ! rtppcmupay pt=0 ! {PCMU_CAPS} ! webrtc.",
     "play": "webrtcbin name=webrtc bundle-policy=max-bundle",
 }
+PIPELINES["publish-dtls-server"] = PIPELINES["publish"]
 
 
 def emit(event: str, **fields: object) -> None:
@@ -114,6 +115,10 @@ class Client:
 
     def post_offer(self) -> bool:
         sdp = self.webrtc.get_property("local-description").sdp.as_text()
+        if self.mode == "publish-dtls-server":
+            # webrtcbin takes the role the answer leaves it: the relay, offered passive,
+            # answers active and webrtcbin serves DTLS with its RSA certificate
+            sdp = sdp.replace("a=setup:actpass", "a=setup:passive")
         emit("offer", sdp=sdp)
         request = urllib.request.Request(
             self.url,

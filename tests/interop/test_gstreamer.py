@@ -1,6 +1,7 @@
 """GStreamer 1.22's webrtcbin (Debian's packages) publishing with WHIP and playing with WHEP,
 offering as it does with max-bundle: every section after the first has port 0 and
-``a=bundle-only``. It also refuses an answer whose rejected section lacks the transport lines."""
+``a=bundle-only``. It also refuses an answer whose rejected section lacks the transport lines,
+and serves DTLS with an RSA certificate when the relay is the DTLS client."""
 
 from __future__ import annotations
 
@@ -95,3 +96,23 @@ async def test_a_rejected_bundle_only_section_leaves_the_rest_of_the_answer_usab
     assert len(said) == 1 and said[0].endswith(
         "publish answer rejects mid audio1 (audio): no codec the relay forwards (offered PCMU)"
     )
+
+
+async def test_webrtcbin_serving_dtls_with_its_rsa_certificate(relay_node: RunningNode) -> None:
+    """Offered a=setup:passive, the relay is the DTLS client and the suite follows
+    webrtcbin's RSA certificate: aiortc's ECDSA-only cipher list failed this handshake."""
+    python = require_gstreamer()
+    url = relay_node.http("/whip/rsa")
+    tok = token("rsa", "webrtcbin")
+    async with client_process(python, SCRIPT, "publish-dtls-server", url, tok, "30") as gst:
+        await gst.wait_for(lambda: gst.last("connected") is not None, 15, "DTLS connected")
+        publisher = relay_node.worker.rooms["rsa"].by_identity("webrtcbin")
+        assert publisher is not None and publisher.publisher_leg.dtls.role == "client"
+        pc, tracks, _ = await whep_view(relay_node, "/whep/rsa", token("rsa", "v", publish=False))
+        try:
+            for _ in range(5):
+                frame = await asyncio.wait_for(tracks["video"].recv(), 10)
+            assert (frame.width, frame.height) == (320, 240)
+        finally:
+            await pc.close()
+    assert gst.errors() == []
