@@ -20,10 +20,12 @@ run: $(STAMP)
 
 # Tests run inside a private network namespace (unshare -n) so that no packet can leave
 # the machine, even by mistake; only loopback exists in there. What needs a registry is
-# done before: the container test's image is built here (once per change of its inputs).
+# done before: the container test's image is built here (once per change of its inputs),
+# and node-datachannel is installed from npm.
 test: $(STAMP)
 	./scripts/test-deps.sh
 	./scripts/ffmpeg-venv.sh
+	./scripts/node-clients.sh
 	./scripts/container-image.sh
 	$(BIN)/ruff check relay signaling regions tests bench
 	$(BIN)/mypy

@@ -78,7 +78,7 @@ class SubscriberNegotiation:
             if (
                 slot is not None
                 and slot.live
-                and media.port != 0
+                and not media.rejected
                 and media.direction in ("recvonly", "sendrecv")
             ):
                 accepted.add(slot.ssrc)

@@ -3,6 +3,7 @@ unpublished), handing new tracks to the room's subscribers and viewers, and muti
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -18,8 +19,10 @@ from .sdp_negotiation import (
     RemoteDescription,
     check_client_offer,
     choose_codec,
+    describe_rejections,
     parse_description,
     publisher_answer,
+    rejections,
     twcc_extension,
 )
 from .simulcast import MID_URI, RID_URI
@@ -27,6 +30,8 @@ from .subscriptions import Subscriptions
 from .track import UpTrack
 from .transport import Transports
 from .viewing import Viewing
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -88,6 +93,13 @@ class Publishing:
         setup = "passive" if leg.dtls.role == "server" else "active"
         offer.setup = "passive" if setup == "active" else "actpass"
         answer = publisher_answer(offer, self.transports.local(leg), accepted)
+        refused = rejections(offer, accepted, relay_receives=True)
+        if refused:
+            logger.info(
+                "%s: publish answer rejects %s",
+                participant.sid,
+                describe_rejections(offer, refused),
+            )
         self.transports.maybe_start(leg)
         return answer
 
@@ -103,7 +115,7 @@ class Publishing:
         accepted: dict[str, Codec] = {}
         for media in offer.media:
             existing = by_mid.pop(media.mid, None)
-            sending = media.port != 0 and media.direction in ("sendonly", "sendrecv")
+            sending = not media.rejected and media.direction in ("sendonly", "sendrecv")
             if media.kind not in ("audio", "video") or not sending:
                 if existing is not None:
                     self.unpublish(room, participant, existing)

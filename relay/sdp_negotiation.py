@@ -2,12 +2,15 @@
 
 Parsing goes through ``aiortc.sdp``; every failure of it becomes ``SdpError``. Answers and
 offers are written line by line, since the relay is ICE-lite, always BUNDLEs and rtcp-muxes,
-and offers exactly the codec each forwarded track carries.
+and offers exactly the codec each forwarded track carries. A section the relay does not use is
+answered with port 0 (RFC 3264) but still carries the transport lines: strict clients
+(GStreamer's webrtcbin) validate them in every section and would refuse the whole answer.
 """
 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from aiortc import sdp as aiortc_sdp
@@ -43,6 +46,14 @@ class OfferedMedia:
     sctp_port: int | None = None
     extensions: dict[str, int] = field(default_factory=dict)  # header extension URI -> id
     rids: list[str] = field(default_factory=list)  # simulcast send layers, lowest first
+    # a=bundle-only in a BUNDLE group: port 0 only asks to be carried on the group's transport
+    bundle_only: bool = False
+
+    @property
+    def rejected(self) -> bool:
+        """Disabled by the one who wrote it: port 0 without bundle-only (RFC 8843 7.2, 7.3).
+        A bundle-only section (JSEP's max-bundle offers, RFC 9429 5.2.1) is a live one."""
+        return self.port == 0 and not self.bundle_only
 
     @property
     def simulcast(self) -> bool:
@@ -61,6 +72,9 @@ class RemoteDescription:
 
 def _codec_from(params: object) -> Codec:
     mime = str(getattr(params, "mimeType", ""))
+    known = SUPPORTED.get(mime.lower())
+    if known is not None:  # one spelling inside the relay: webrtcbin writes OPUS, FFmpeg opus
+        mime = known.mime
     fmtp = dict(getattr(params, "parameters", {}) or {})
     return Codec(
         mime=mime,
@@ -149,6 +163,7 @@ def parse_description(text: str) -> RemoteDescription:
         setup=setup,
     )
     raw = _raw_sections(text)
+    bundled = {mid for group in session.group if group.semantic == "BUNDLE" for mid in group.items}
     for index, media in enumerate(session.media):
         mid = media.rtp.muxId or str(index)
         attributes = raw[index] if index < len(raw) else []
@@ -164,6 +179,8 @@ def parse_description(text: str) -> RemoteDescription:
                 sctp_port=media.sctp_port,
                 extensions={e.uri: e.id for e in media.rtp.headerExtensions},
                 rids=_send_rids(attributes) if media.kind == "video" else [],
+                # outside a BUNDLE group the attribute is discarded (RFC 8843 6)
+                bundle_only="bundle-only" in attributes and mid in bundled,
             )
         )
     return result
@@ -175,6 +192,50 @@ def choose_codec(media: OfferedMedia) -> Codec | None:
         if accepts(codec.mime, dict(codec.fmtp)):
             return codec
     return None
+
+
+def _codec_names(media: OfferedMedia) -> str:
+    names = []
+    for codec in media.codecs:
+        name = codec.mime.split("/", 1)[-1]
+        if codec.mime.lower() == "video/h264":
+            name += f" packetization-mode={codec.fmtp.get('packetization-mode', 0)}"
+        if name not in names:
+            names.append(name)
+    return ", ".join(names) or "none"
+
+
+def rejections(
+    offer: RemoteDescription, used: Collection[str], relay_receives: bool
+) -> dict[str, str]:
+    """Why each section of a client's offer that the relay does not use was left out, by mid.
+
+    ``relay_receives``: the relay takes media from this offerer (publish, WHIP), else it
+    sends to it (WHEP). Every reason names what the client would have to change.
+    """
+    wanted = ("sendonly", "sendrecv") if relay_receives else ("recvonly", "sendrecv")
+    reasons: dict[str, str] = {}
+    for media in offer.media:
+        if media.mid in used:
+            continue
+        if media.rejected:
+            reasons[media.mid] = "disabled in the offer (port 0 without a=bundle-only)"
+        elif media.kind not in ("audio", "video"):
+            reasons[media.mid] = f"{media.kind} sections are not taken on this leg"
+        elif media.direction not in wanted:
+            needed = "send" if relay_receives else "receive"
+            reasons[media.mid] = f"a={media.direction}: nothing to {needed}"
+        elif not any(accepts(c.mime, dict(c.fmtp)) for c in media.codecs):
+            reasons[media.mid] = f"no codec the relay forwards (offered {_codec_names(media)})"
+        else:
+            reasons[media.mid] = "not used"
+    return reasons
+
+
+def describe_rejections(offer: RemoteDescription, reasons: dict[str, str]) -> str:
+    """One line for the log: ``mid 1 (audio): ...; mid 2 (application): ...``."""
+    kinds = {m.mid: m.kind for m in offer.media}
+    return "; ".join(f"mid {mid} ({kinds.get(mid, '?')}): {why}" for mid, why in reasons.items())
 
 
 def answer_role(offer_setup: str) -> tuple[str, DtlsRole]:
@@ -191,6 +252,17 @@ class LocalTransport:
     candidates: list[tuple[str, int]]  # announced (address, port)
 
 
+def _bundle_group(offer: RemoteDescription, used: Collection[str]) -> list[str]:
+    """The answer's BUNDLE group in offer order, led by a section offered with a port: the
+    answerer-tagged section may not be one the offer marked bundle-only (RFC 8843 7.3.1)."""
+    mids = [m.mid for m in offer.media if m.mid in used]
+    tagged = next((m.mid for m in offer.media if m.mid in used and m.port != 0), None)
+    if tagged is not None:
+        mids.remove(tagged)
+        mids.insert(0, tagged)
+    return mids
+
+
 def _session_header(version: int, session_id: int, mids: list[str]) -> list[str]:
     return [
         "v=0",
@@ -203,14 +275,17 @@ def _session_header(version: int, session_id: int, mids: list[str]) -> list[str]
     ]
 
 
-def _transport_lines(local: LocalTransport, setup: str) -> list[str]:
-    lines = [
+def _credential_lines(local: LocalTransport, setup: str) -> list[str]:
+    return [
         f"a=ice-ufrag:{local.credentials.ufrag}",
         f"a=ice-pwd:{local.credentials.pwd}",
-        "a=ice-options:trickle",
         f"a=fingerprint:{local.fingerprint[0]} {local.fingerprint[1]}",
         f"a=setup:{setup}",
     ]
+
+
+def _transport_lines(local: LocalTransport, setup: str) -> list[str]:
+    lines = [*_credential_lines(local, setup), "a=ice-options:trickle"]
     for i, (address, port) in enumerate(local.candidates, start=1):
         lines.append(f"a=candidate:{i} 1 udp {2130706431 - i} {address} {port} typ host")
     lines.append("a=end-of-candidates")
@@ -240,6 +315,20 @@ def _m_line(kind: str, port: int, formats: list[int]) -> str:
     return f"m={kind} {port} UDP/TLS/RTP/SAVPF {' '.join(map(str, formats))}"
 
 
+def _unused_section(media: OfferedMedia, local: LocalTransport, setup: str) -> list[str]:
+    """A section answered with port 0. webrtcbin (1.22) checks fingerprint, ice-ufrag,
+    ice-pwd and setup in every section of an answer, rejected ones included; browsers and
+    aiortc ignore them there."""
+    if media.kind in ("audio", "video"):
+        formats = [c.payload_type for c in media.codecs] or [0]
+        lines = [_m_line(media.kind, 0, formats[:1]), "c=IN IP4 0.0.0.0"]
+        lines += [f"a=mid:{media.mid}", "a=inactive"]
+    else:
+        lines = ["m=application 0 UDP/DTLS/SCTP webrtc-datachannel", "c=IN IP4 0.0.0.0"]
+        lines.append(f"a=mid:{media.mid}")
+    return lines + _credential_lines(local, setup)
+
+
 def twcc_extension(offer: RemoteDescription) -> int | None:
     """The id the publisher gave the transport-wide sequence number extension, if any."""
     for media in offer.media:
@@ -253,16 +342,11 @@ def publisher_answer(
 ) -> str:
     """Answer a publisher's offer: receive the accepted m-lines, reject the rest (port 0)."""
     setup, _ = answer_role(offer.setup)
-    mids = [m.mid for m in offer.media if m.mid in accepted]
-    lines = _session_header(1, secrets.randbits(62), mids)
+    lines = _session_header(1, secrets.randbits(62), _bundle_group(offer, accepted))
     for media in offer.media:
         codec = accepted.get(media.mid)
-        if media.kind == "application":
-            lines += ["m=application 0 UDP/DTLS/SCTP webrtc-datachannel", f"a=mid:{media.mid}"]
-            continue
-        if codec is None:
-            formats = [c.payload_type for c in media.codecs] or [0]
-            lines += [_m_line(media.kind, 0, formats[:1]), f"a=mid:{media.mid}", "a=inactive"]
+        if codec is None or media.kind not in ("audio", "video"):
+            lines += _unused_section(media, local, setup)
             continue
         direction = "recvonly" if media.direction in ("sendonly", "sendrecv") else "inactive"
         lines += [_m_line(media.kind, 9, [codec.payload_type]), "c=IN IP4 0.0.0.0"]
@@ -351,7 +435,7 @@ def viewer_slots(offer: RemoteDescription) -> list[ViewerSlot]:
     """The m-lines a viewer (WHEP) can receive on, each with every codec the relay forwards."""
     slots = []
     for media in offer.media:
-        if media.kind not in ("audio", "video") or media.port == 0:
+        if media.kind not in ("audio", "video") or media.rejected:
             continue
         if media.direction not in ("recvonly", "sendrecv"):
             continue
@@ -368,16 +452,11 @@ def viewer_answer(offer: RemoteDescription, local: LocalTransport, slots: list[V
     """Answer a viewer's recvonly offer: send on the accepted m-lines, reject the rest."""
     setup, _ = answer_role(offer.setup)
     by_mid = {s.mid: s for s in slots}
-    lines = _session_header(1, secrets.randbits(62), [s.mid for s in slots])
+    lines = _session_header(1, secrets.randbits(62), _bundle_group(offer, by_mid))
     for media in offer.media:
         slot = by_mid.get(media.mid)
         if slot is None:
-            formats = [c.payload_type for c in media.codecs] or [0]
-            kind = media.kind if media.kind in ("audio", "video") else "application"
-            if kind == "application":
-                lines += ["m=application 0 UDP/DTLS/SCTP webrtc-datachannel", f"a=mid:{media.mid}"]
-            else:
-                lines += [_m_line(kind, 0, formats[:1]), f"a=mid:{media.mid}", "a=inactive"]
+            lines += _unused_section(media, local, setup)
             continue
         lines += [_m_line(slot.kind, 9, [c.payload_type for c in slot.codecs]), "c=IN IP4 0.0.0.0"]
         lines += [f"a=mid:{slot.mid}", "a=sendonly", f"a=msid:{slot.stream_id} {slot.track_id}"]

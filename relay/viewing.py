@@ -3,17 +3,27 @@ publisher it follows as publishers come and go (``relay.viewer`` holds the state
 
 from __future__ import annotations
 
+import logging
 import time
 
 from .errors import PermissionDeniedError, SdpError
 from .room import Participant, ParticipantKind, Room
 from .rooms import Rooms
-from .sdp_negotiation import check_client_offer, parse_description, viewer_answer, viewer_slots
+from .sdp_negotiation import (
+    check_client_offer,
+    describe_rejections,
+    parse_description,
+    rejections,
+    viewer_answer,
+    viewer_slots,
+)
 from .subscriptions import Subscriptions
 from .track import random_ssrc
 from .transport import Transports
 from .viewer import rewire_viewer
 from .viewer_leg import ViewerLeg
+
+logger = logging.getLogger(__name__)
 
 
 class Viewing:
@@ -32,8 +42,12 @@ class Viewing:
         offer = parse_description(offer_sdp)
         check_client_offer(offer)
         slots = viewer_slots(offer)
+        refused = rejections(offer, {s.mid for s in slots}, relay_receives=False)
         if not slots:
-            raise SdpError("the offer has no receiving audio or video in a codec the relay sends")
+            raise SdpError(
+                "the offer has no receiving audio or video in a codec the relay sends: "
+                + describe_rejections(offer, refused)
+            )
         leg = self.transports.answering_leg(ViewerLeg, participant, offer)
         leg.follow = follow
         for slot in slots:
@@ -43,6 +57,10 @@ class Viewing:
         leg.slots = slots
         participant.viewer_leg = leg
         answer = viewer_answer(offer, self.transports.local(leg), slots)
+        if refused:
+            logger.info(
+                "%s: viewer answer rejects %s", participant.sid, describe_rejections(offer, refused)
+            )
         self.rewire(self.rooms.get(participant.room), participant)
         self.transports.maybe_start(leg)
         return answer

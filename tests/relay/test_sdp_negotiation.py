@@ -1,16 +1,24 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from relay.codecs import OPUS, VP8
 from relay.errors import SdpError
 from relay.ice_lite import IceCredentials
+from relay.negotiation import SubscriberNegotiation
 from relay.sdp_negotiation import (
     LocalTransport,
     SubscriberSlot,
+    choose_codec,
+    describe_rejections,
     parse_description,
     publisher_answer,
+    rejections,
     subscriber_offer,
+    viewer_answer,
+    viewer_slots,
 )
 
 OFFER = "\r\n".join(
@@ -52,8 +60,6 @@ def test_offer_is_parsed_and_answered_with_the_first_forwardable_codec() -> None
     assert offer.ice_ufrag == "abcd" and offer.setup == "actpass"
     video, audio = offer.media
     assert video.ssrc == 1111
-    from relay.sdp_negotiation import choose_codec
-
     chosen = choose_codec(video)
     assert chosen is not None and chosen.mime == "video/VP8" and chosen.payload_type == 96
     assert choose_codec(audio) is None  # PCMU is not forwarded
@@ -110,8 +116,6 @@ def test_opus_fec_is_negotiated_and_dtx_passed_through() -> None:
             "a=rtpmap:111 opus/48000/2\r\na=fmtp:111 minptime=10;usedtx=1",
         )
     )
-    from relay.sdp_negotiation import choose_codec
-
     opus = choose_codec(offer.media[1])
     assert opus is not None
     answer = publisher_answer(offer, LOCAL, {"1": opus})
@@ -119,3 +123,173 @@ def test_opus_fec_is_negotiated_and_dtx_passed_through() -> None:
     slot = SubscriberSlot(mid="0", kind="audio", codec=OPUS, ssrc=5, stream_id="P", track_sid="T")
     offer_text = subscriber_offer(LOCAL, [slot], 1, 1)
     assert "useinbandfec=1" in offer_text and "usedtx" not in offer_text  # not asked for
+
+
+# Offers GStreamer 1.22's webrtcbin wrote (bundle-policy=max-bundle), captured over loopback:
+# every section after the first has port 0 and a=bundle-only (RFC 9429 5.2.1).
+SDP_DIR = Path(__file__).parent / "sdp"
+WEBRTCBIN_WHIP = (SDP_DIR / "gstreamer-1.22-whip-offer.sdp").read_bytes().decode()
+WEBRTCBIN_WHEP = (SDP_DIR / "gstreamer-1.22-whep-offer.sdp").read_bytes().decode()
+
+
+def sections(text: str) -> list[list[str]]:
+    """The lines of each m-section of an SDP, the m= line first."""
+    found: list[list[str]] = []
+    for line in text.splitlines():
+        if line.startswith("m="):
+            found.append([])
+        if found:
+            found[-1].append(line)
+    return found
+
+
+def has_transport(section: list[str]) -> bool:
+    """What webrtcbin checks in every section of an answer, rejected ones included."""
+    prefixes = ("a=ice-ufrag:", "a=ice-pwd:", "a=fingerprint:", "a=setup:")
+    return all(any(line.startswith(p) for line in section) for p in prefixes)
+
+
+def test_bundle_only_sections_are_live_not_rejected() -> None:
+    offer = parse_description(WEBRTCBIN_WHIP)
+    video, audio = offer.media
+    assert (video.port, video.bundle_only, video.rejected) == (9, False, False)
+    assert (audio.port, audio.bundle_only, audio.rejected) == (0, True, False)
+    # port 0 without bundle-only: the offerer disabled the section (RFC 8843 7.2)
+    disabled = parse_description(WEBRTCBIN_WHIP.replace("a=bundle-only\r\n", ""))
+    assert disabled.media[1].rejected
+    # bundle-only outside any BUNDLE group is discarded (RFC 8843 6)
+    ungrouped = parse_description(WEBRTCBIN_WHIP.replace("a=group:BUNDLE video0 audio1", ""))
+    assert not ungrouped.media[1].bundle_only and ungrouped.media[1].rejected
+
+
+def test_webrtcbin_publish_offer_is_answered_with_both_sections() -> None:
+    offer = parse_description(WEBRTCBIN_WHIP)
+    accepted = {m.mid: codec for m in offer.media if (codec := choose_codec(m)) is not None}
+    # webrtcbin writes OPUS: the relay's own spelling is used from here on
+    assert {c.mime for c in accepted.values()} == {"video/VP8", "audio/opus"}
+    answer = publisher_answer(offer, LOCAL, accepted)
+    assert "a=group:BUNDLE video0 audio1\r\n" in answer
+    video, audio = sections(answer)
+    assert video[0] == "m=video 9 UDP/TLS/RTP/SAVPF 96"
+    assert audio[0] == "m=audio 9 UDP/TLS/RTP/SAVPF 111"  # answers carry no bundle-only
+    assert "a=recvonly" in audio and "a=bundle-only" not in answer
+    assert rejections(offer, accepted, relay_receives=True) == {}
+
+
+def test_rejected_sections_carry_the_transport_strict_clients_check() -> None:
+    """webrtcbin refused a whole answer over one rejected section ("No fingerprint lines in
+    sdp for media 1"): publish VP8 with PCMU audio, the relay takes only the video."""
+    offer = parse_description(
+        (SDP_DIR / "gstreamer-1.22-whip-pcmu-offer.sdp").read_bytes().decode()
+    )
+    video = offer.media[0]
+    codec = choose_codec(video)
+    assert codec is not None and choose_codec(offer.media[1]) is None
+    answer = publisher_answer(offer, LOCAL, {video.mid: codec})
+    assert "a=group:BUNDLE video0\r\n" in answer
+    kept, rejected = sections(answer)
+    assert rejected[0] == "m=audio 0 UDP/TLS/RTP/SAVPF 0"
+    assert has_transport(kept) and has_transport(rejected)
+    assert not any(line.startswith("a=candidate") for line in rejected)
+    assert parse_description(answer).media[1].rejected
+    reasons = rejections(offer, {video.mid}, relay_receives=True)
+    assert reasons == {"audio1": "no codec the relay forwards (offered PCMU)"}
+    assert describe_rejections(offer, reasons) == (
+        "mid audio1 (audio): no codec the relay forwards (offered PCMU)"
+    )
+
+
+def test_every_rejection_says_why() -> None:
+    offer = parse_description(
+        OFFER.replace("a=group:BUNDLE 0 1", "a=group:BUNDLE 0 1 2 3")
+        + "\r\n".join(
+            [
+                "m=application 9 UDP/DTLS/SCTP webrtc-datachannel",
+                "c=IN IP4 0.0.0.0",
+                "a=mid:2",
+                "a=sctp-port:5000",
+                "m=video 0 UDP/TLS/RTP/SAVPF 96",
+                "c=IN IP4 0.0.0.0",
+                "a=mid:3",
+                "a=sendonly",
+                "a=rtpmap:96 VP8/90000",
+                "",
+            ]
+        )
+    )
+    assert rejections(offer, set(), relay_receives=True) == {
+        "0": "not used",  # VP8 is offered: only the caller knows why it left it out
+        "1": "no codec the relay forwards (offered PCMU)",
+        "2": "application sections are not taken on this leg",
+        "3": "disabled in the offer (port 0 without a=bundle-only)",
+    }
+    assert rejections(offer, set(), relay_receives=False)["0"] == "a=sendonly: nothing to receive"
+    keep = ("a=rtpmap:96", "a=rtpmap:98", "a=fmtp:98")
+    h264 = parse_description(
+        "\r\n".join(
+            line.replace("SAVPF 97 96 98", "SAVPF 97")
+            for line in OFFER.split("\r\n")
+            if not line.startswith(keep)
+        )
+    )
+    assert rejections(h264, set(), relay_receives=True)["0"] == (
+        "no codec the relay forwards (offered H264 packetization-mode=0)"
+    )
+
+
+def test_webrtcbin_view_offer_gets_a_slot_per_bundle_only_section() -> None:
+    offer = parse_description(WEBRTCBIN_WHEP)
+    slots = viewer_slots(offer)
+    assert [(s.mid, s.kind) for s in slots] == [("video0", "video"), ("audio1", "audio")]
+    answer = viewer_answer(offer, LOCAL, slots)
+    assert "a=group:BUNDLE video0 audio1\r\n" in answer
+    assert all(s[0].split()[1] == "9" and has_transport(s) for s in sections(answer))
+    # the same player with Opus only: the video section is answered rejected, transport intact
+    video_only = viewer_slots(offer)[:1]
+    rejected = sections(viewer_answer(offer, LOCAL, video_only))[1]
+    assert rejected[0] == "m=audio 0 UDP/TLS/RTP/SAVPF 111" and has_transport(rejected)
+
+
+def test_the_answer_bundle_tag_is_a_section_offered_with_a_port() -> None:
+    """RFC 8843 7.3.1: the answerer-tagged section (first in the group) may not be one the
+    offer marked bundle-only; with the offer's first section rejected, the next with a port
+    leads."""
+    offer = parse_description(
+        "\r\n".join(
+            [
+                *OFFER.replace("a=group:BUNDLE 0 1", "a=group:BUNDLE 1 0 2").splitlines(),
+                "m=video 0 UDP/TLS/RTP/SAVPF 96",
+                "c=IN IP4 0.0.0.0",
+                "a=mid:2",
+                "a=sendonly",
+                "a=bundle-only",
+                "a=rtpmap:96 VP8/90000",
+                "",
+            ]
+        )
+        .replace("m=audio 9 UDP/TLS/RTP/SAVPF 0", "m=audio 9 UDP/TLS/RTP/SAVPF 111")
+        .replace("a=rtpmap:0 PCMU/8000", "a=rtpmap:111 opus/48000/2")
+    )
+    assert offer.media[2].bundle_only
+    accepted = {"2": VP8, "1": OPUS}  # the video of mid 0 was left out
+    assert "a=group:BUNDLE 1 2\r\n" in publisher_answer(offer, LOCAL, accepted)
+    ordered = publisher_answer(offer, LOCAL, {"2": VP8})  # only bundle-only ones: kept anyway
+    assert "a=group:BUNDLE 2\r\n" in ordered
+
+
+def test_a_subscriber_answer_with_bundle_only_sections_receives_them() -> None:
+    negotiation = SubscriberNegotiation()
+    negotiation.add(
+        SubscriberSlot(mid="0", kind="video", codec=VP8, ssrc=7, stream_id="P", track_sid="T")
+    )
+    negotiation.add(
+        SubscriberSlot(mid="1", kind="audio", codec=OPUS, ssrc=8, stream_id="P", track_sid="A")
+    )
+    assert negotiation.start_offer(connected=False) == 1
+    answer = WEBRTCBIN_WHEP.replace("video0", "0").replace("audio1", "1")
+    negotiation.apply_answer(parse_description(answer))
+    assert negotiation.accepted_ssrcs == {7, 8}
+    negotiation.changed()
+    negotiation.start_offer(connected=True)
+    negotiation.apply_answer(parse_description(answer.replace("a=bundle-only\r\n", "")))
+    assert negotiation.accepted_ssrcs == {7}  # port 0 alone: the audio was declined
