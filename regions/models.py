@@ -72,6 +72,7 @@ class MemberTrack(BaseModel):
     mime: str = Field(default="", max_length=64)
     muted: bool = False
     layers: list[str] = Field(default_factory=list, max_length=8)  # simulcast rids
+    source: str = Field(default="", max_length=16)  # camera, microphone, screen, screen_audio
 
 
 class RoomMember(BaseModel):

@@ -8,7 +8,7 @@ the same methods later.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from .bridging import BridgedTrack, BridgeEndpoint, BridgeReport
@@ -16,7 +16,7 @@ from .data_message import Relayed, deliver_data
 from .errors import NotFoundError
 from .negotiation import NegotiationController
 from .publishing import PublishedTrackInfo
-from .room import Participant, ParticipantKind, Permissions, Room, RoomConfig
+from .room import Participant, ParticipantKind, Permissions, Room, RoomConfig, default_source
 from .stats import RelayStats
 from .track import UpTrack
 from .worker import RelayWorker, WorkerConfig
@@ -49,6 +49,7 @@ class TrackInfo:
     mime: str
     muted: bool
     layers: tuple[str, ...]  # simulcast rids, lowest first
+    source: str = ""  # camera, microphone, screen, screen_audio
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +62,7 @@ class ParticipantInfo:
     tracks: tuple[TrackInfo, ...]
     joined_at: float = 0.0  # unix seconds
     subscribes: bool = False  # takes the room's media here (a subscriber or a viewer)
+    permissions: Permissions = field(default_factory=Permissions)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +95,7 @@ class RelayEvents(Protocol):
     def track_published(self, room: str, participant_sid: str, track: TrackInfo) -> None: ...
     def track_unpublished(self, room: str, participant_sid: str, track_sid: str) -> None: ...
     def track_muted(self, room: str, participant_sid: str, track: TrackInfo) -> None: ...
+    def permissions_changed(self, room: str, participant: ParticipantInfo) -> None: ...
     def data_rejected(self, participant_sid: str, code: str, message: str) -> None: ...
     def data_relayed(
         self, room: str, participant_sid: str, lossy: bool, relayed: Relayed
@@ -107,6 +110,7 @@ def track_info(track: UpTrack) -> TrackInfo:
         mime=track.codec.mime,
         muted=track.muted,
         layers=tuple(layer.rid for layer in track.layers),
+        source=track.source or default_source(track.kind),
     )
 
 
@@ -120,6 +124,7 @@ def participant_info(participant: Participant) -> ParticipantInfo:
         tracks=tuple(track_info(t) for t in participant.published.values()),
         joined_at=participant.joined_at,
         subscribes=subscribes(participant),
+        permissions=participant.permissions,
     )
 
 
@@ -171,6 +176,9 @@ class _Translator:
     def track_muted(self, room: Room, participant: Participant, track: UpTrack) -> None:
         if participant.kind is not ParticipantKind.REMOTE:
             self.events.track_muted(room.name, participant.sid, track_info(track))
+
+    def permissions_changed(self, room: Room, participant: Participant) -> None:
+        self.events.permissions_changed(room.name, participant_info(participant))
 
     def data_rejected(self, participant: Participant, code: str, message: str) -> None:
         self.events.data_rejected(participant.sid, code, message)
@@ -262,6 +270,16 @@ class RelayControl:
         room = self.worker.membership.create(name, max_participants, True, max_viewers)
         room.public_viewing = public_viewing
         return room_info(room)
+
+    def set_permissions(
+        self, room: str, identity: str, permissions: Permissions
+    ) -> ParticipantInfo:
+        """Change a participant's grants in place (WHEP viewers only watch: not theirs)."""
+        participant = self.worker.membership.get(room).by_identity(identity)
+        if participant is None or participant.kind is ParticipantKind.REMOTE:
+            raise NotFoundError(f"{identity} is not connected to room {room} here")
+        self.worker.set_permissions(participant, permissions)
+        return participant_info(participant)
 
     async def delete_room(self, name: str) -> None:
         await self.worker.delete_room(name)

@@ -13,7 +13,7 @@ from .nack_tracker import NackTracker
 from .packet_cache import PacketCache
 from .publisher_leg import PublisherLeg
 from .repair import Repair
-from .room import Participant, ParticipantKind, Room, new_sid
+from .room import Participant, ParticipantKind, Room, default_source, new_sid
 from .rooms import Rooms
 from .sdp_negotiation import (
     RemoteDescription,
@@ -39,6 +39,7 @@ class PublishedTrackInfo:
     """What a publisher says about an m-line of its offer (name and source are informative)."""
 
     name: str = ""
+    source: str = ""  # empty: the kind's usual source (relay.room.default_source)
 
 
 class TrackEvents(Protocol):
@@ -94,6 +95,9 @@ class Publishing:
         offer.setup = "passive" if setup == "active" else "actpass"
         answer = publisher_answer(offer, self.transports.local(leg), accepted)
         refused = rejections(offer, accepted, relay_receives=True)
+        for mid, why in refused.items():
+            if why == "not used":  # sendable, with a codec: its source is not granted
+                refused[mid] = "this participant may not publish that source"
         if refused:
             logger.info(
                 "%s: publish answer rejects %s",
@@ -123,13 +127,18 @@ class Publishing:
             if existing is not None:
                 accepted[media.mid] = existing.codec
                 continue
+            said = info.get(media.mid, PublishedTrackInfo())
+            source = said.source or default_source(media.kind)
+            if not participant.permissions.may_publish(source):
+                continue  # answered as rejected: this participant may not publish that source
             codec = choose_codec(media)
             if codec is None:
                 continue
             accepted[media.mid] = codec
             sid = new_sid("TR")
             track = self.new_track(participant, media.kind, codec, media.mid, sid, media.ssrc)
-            track.name = info.get(media.mid, PublishedTrackInfo()).name
+            track.name = said.name
+            track.source = source
             if media.simulcast:
                 for rid in media.rids:
                     layer = self.new_track(participant, media.kind, codec, media.mid, sid, None)

@@ -35,11 +35,23 @@ class RoomConfig:
     public_viewing: bool = False
 
 
+SOURCES = ("camera", "microphone", "screen", "screen_audio")
+
+
+def default_source(kind: str) -> str:
+    """A track's source when its publisher does not say: what a kind usually comes from."""
+    return "microphone" if kind == "audio" else "camera"
+
+
 @dataclass(slots=True, frozen=True)
 class Permissions:
     can_publish: bool = True
     can_subscribe: bool = True
     can_publish_data: bool = True
+    sources: frozenset[str] | None = None  # what may be published (SOURCES); None: any
+
+    def may_publish(self, source: str) -> bool:
+        return self.can_publish and (self.sources is None or source in self.sources)
 
 
 class ParticipantKind(enum.Enum):

@@ -317,12 +317,16 @@ def _m_line(kind: str, port: int, formats: list[int]) -> str:
 
 def _unused_section(media: OfferedMedia, local: LocalTransport, setup: str) -> list[str]:
     """A section answered with port 0. webrtcbin (1.22) checks fingerprint, ice-ufrag,
-    ice-pwd and setup in every section of an answer, rejected ones included; browsers and
-    aiortc ignore them there."""
+    ice-pwd and setup in every section of an answer, rejected ones included, and aiortc
+    (1.16) a=rtcp-mux and a codec in common in every audio and video section; browsers
+    ignore them there."""
     if media.kind in ("audio", "video"):
-        formats = [c.payload_type for c in media.codecs] or [0]
-        lines = [_m_line(media.kind, 0, formats[:1]), "c=IN IP4 0.0.0.0"]
-        lines += [f"a=mid:{media.mid}", "a=inactive"]
+        # aiortc also wants a codec it offered in every section: the first one, described
+        first = media.codecs[0] if media.codecs else None
+        lines = [_m_line(media.kind, 0, [first.payload_type if first else 0]), "c=IN IP4 0.0.0.0"]
+        lines += [f"a=mid:{media.mid}", "a=inactive", "a=rtcp-mux"]
+        if first is not None:
+            lines += _codec_lines(first, first.payload_type)[:1]  # its a=rtpmap
     else:
         lines = ["m=application 0 UDP/DTLS/SCTP webrtc-datachannel", "c=IN IP4 0.0.0.0"]
         lines.append(f"a=mid:{media.mid}")

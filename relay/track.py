@@ -99,6 +99,7 @@ class UpTrack:
     room: str
     ssrc: int | None  # None until the first packet binds it (offers without a=ssrc)
     name: str = ""
+    source: str = ""  # camera, microphone, screen, screen_audio (relay.room.SOURCES)
     muted: bool = False
     down_tracks: list[DownTrack] = field(default_factory=list)
     stats: ReceiveStats = field(default_factory=ReceiveStats)

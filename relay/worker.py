@@ -27,7 +27,7 @@ from .publisher_leg import PublisherLeg
 from .publishing import Publishing
 from .rate_limiter import TokenBucket
 from .repair import Repair
-from .room import Participant, ParticipantKind, Permissions, Room, RoomConfig
+from .room import Participant, ParticipantKind, Permissions, Room, RoomConfig, default_source
 from .rooms import Rooms
 from .stats import RelayStats
 from .subscriber_leg import SubscriberLeg
@@ -70,6 +70,7 @@ class RoomObserver(Protocol):
     def track_published(self, room: Room, participant: Participant, track: UpTrack) -> None: ...
     def track_unpublished(self, room: Room, participant: Participant, track: UpTrack) -> None: ...
     def track_muted(self, room: Room, participant: Participant, track: UpTrack) -> None: ...
+    def permissions_changed(self, room: Room, participant: Participant) -> None: ...
     def data_rejected(self, participant: Participant, code: str, message: str) -> None: ...
     def data_relayed(self, participant: Participant, lossy: bool, relayed: Relayed) -> None: ...
 
@@ -214,6 +215,25 @@ class RelayWorker:
                     self.subscriptions.add(participant, track)
         self.observer.participant_joined(room, participant)
         return participant
+
+    def set_permissions(self, participant: Participant, permissions: Permissions) -> None:
+        """New grants for a participant in the room, without a rejoin (a viewer going on
+        stage and back): tracks it may no longer publish are unpublished at once; losing
+        subscribe drops what it receives, regaining it subscribes it to the room again."""
+        room = self.membership.get(participant.room)
+        before = participant.permissions
+        participant.permissions = permissions
+        for track in list(participant.published.values()):
+            if not permissions.may_publish(track.source or default_source(track.kind)):
+                self.publishing.unpublish(room, participant, track)
+        if before.can_subscribe and not permissions.can_subscribe:
+            for down in list(participant.subscriptions.values()):
+                self.subscriptions.drop(participant, down)
+        elif permissions.can_subscribe and not before.can_subscribe and participant.auto_subscribe:
+            for track in room.tracks():
+                if track.publisher_sid != participant.sid:
+                    self.subscriptions.add(participant, track)
+        self.observer.permissions_changed(room, participant)
 
     async def leave(self, participant: Participant, reason: str = "left") -> None:
         room = self.membership.remove(participant)

@@ -1,4 +1,5 @@
-"""REST admin API under ``/v1/rooms``: list, create, delete rooms; list and remove participants.
+"""REST admin API under ``/v1/rooms``: list, create, delete rooms; list, update (grants) and
+remove participants.
 
 Every call needs a bearer token with ``room_admin``; a token whose grant names a room is
 limited to that room, and listing every room needs an operator token (``signaling.authz``).
@@ -13,13 +14,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from regions.models import RoomPolicy
 from regions.registry import RegistryError
-from relay.control import ParticipantKind, RoomInfo
+from relay.control import ParticipantKind, Permissions, RoomInfo
+from relay.errors import RelayError
 
+from . import protocol as p
 from .app_keys import NODE
 from .authz import OnCluster, OnRoom, authenticate, require
 from .cascade import describe_member
-from .errors import ApiError, parse_body
-from .node import describe_participant
+from .errors import ApiError, parse_body, relay_status
+from .node import describe_grants, describe_participant
 
 
 class CreateRoom(BaseModel):
@@ -104,6 +107,37 @@ async def list_participants(request: web.Request) -> web.Response:
     return web.json_response({"participants": people})
 
 
+class UpdateParticipant(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    permissions: p.PermissionGrants
+
+
+async def update_participant(request: web.Request) -> web.Response:
+    """New grants for a participant, in place: ``permissions_changed`` reaches it, tracks it
+    may no longer publish are unpublished at once (the others see ``track_unpublished``)."""
+    require(request, OnRoom(request.match_info["room"], "admin"))
+    room = _room(request)
+    body = parse_body(UpdateParticipant, await request.read())
+    grants = body.permissions
+    permissions = Permissions(
+        can_publish=grants.can_publish,
+        can_subscribe=grants.can_subscribe,
+        can_publish_data=grants.can_publish_data,
+        sources=frozenset(grants.sources) if grants.sources is not None else None,
+    )
+    node = request.app[NODE]
+    try:
+        info = node.relay.set_permissions(room.name, request.match_info["identity"], permissions)
+    except RelayError as exc:
+        raise ApiError(relay_status(exc), exc.code, str(exc)) from None
+    described = describe_participant(info).model_dump()
+    grants_json = describe_grants(info.permissions).model_dump()
+    return web.json_response(
+        {**described, "node": node.settings.node_id, "permissions": grants_json}
+    )
+
+
 async def remove_participant(request: web.Request) -> web.Response:
     require(request, OnRoom(request.match_info["room"], "admin"))
     room = _room(request)
@@ -118,3 +152,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_delete("/v1/rooms/{room}", delete_room)
     app.router.add_get("/v1/rooms/{room}/participants", list_participants)
     app.router.add_delete("/v1/rooms/{room}/participants/{identity}", remove_participant)
+    app.router.add_patch("/v1/rooms/{room}/participants/{identity}", update_participant)

@@ -65,6 +65,7 @@ def member_of(info: ParticipantInfo, node: str) -> RoomMember:
                 mime=t.mime,
                 muted=t.muted,
                 layers=list(t.layers),
+                source=t.source,
             )
             for t in info.tracks
         ],
@@ -88,6 +89,7 @@ def describe_member_track(track: MemberTrack) -> p.TrackDescription:
         mime=track.mime,
         muted=track.muted,
         layers=list(track.layers),
+        source=track.source,
     )
 
 

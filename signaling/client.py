@@ -77,6 +77,7 @@ class _Outgoing:
     video_codec: str | None
     sid: str = ""
     muted: bool = False
+    source: p.Source | None = None  # None: microphone for audio, camera for video
 
 
 class ClientError(Exception):
@@ -131,6 +132,7 @@ class EurelayClient:
         self.reconnect = reconnect
         self.reconnect_timeout = reconnect_timeout
         self.joined: p.Joined | None = None
+        self.permissions: p.PermissionGrants | None = None  # set by permissions_changed
         self.events: asyncio.Queue[Any] = asyncio.Queue()
         self.errors: asyncio.Queue[p.Error] = asyncio.Queue()
         self.data: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
@@ -416,6 +418,8 @@ class EurelayClient:
         else:
             if isinstance(message, p.Closed):
                 self.closed_reason = message.reason
+            elif isinstance(message, p.PermissionsChanged):
+                self.permissions = message.permissions
             await self.events.put(message)
 
     async def _answer_subscriber_offer(self, offer: p.SubscriberOffer) -> None:
@@ -462,13 +466,22 @@ class EurelayClient:
         names: Sequence[str] | None = None,
         video_codec: str | None = None,
         timeout: float = 10.0,
+        sources: Sequence[p.Source] | None = None,
     ) -> dict[str, str]:
         """Publish tracks (renegotiating if already publishing); returns mid -> track sid.
 
         ``video_codec`` ("video/VP8" or "video/H264") restricts what video tracks offer.
+        ``sources`` says what each track is (camera, microphone, screen, screen_audio) where
+        the kind does not: a token may allow only some sources. A track whose source is not
+        allowed is answered as rejected and gets no sid.
         """
         outgoing = [
-            _Outgoing(track, names[i] if names else track.kind, video_codec)
+            _Outgoing(
+                track,
+                names[i] if names else track.kind,
+                video_codec,
+                source=sources[i] if sources else None,
+            )
             for i, track in enumerate(tracks)
         ]
         return await self._publish(outgoing, timeout)
@@ -492,7 +505,9 @@ class EurelayClient:
         offer = await pc.createOffer()
         await pc.setLocalDescription(offer)
         # mids are only known after setLocalDescription
-        infos = [p.TrackInfo(mid=t.mid or "", name=item.name) for item, t in added]
+        infos = [
+            p.TrackInfo(mid=t.mid or "", name=item.name, source=item.source) for item, t in added
+        ]
         self._answer = asyncio.get_running_loop().create_future()
         await self._send(
             p.PublishOffer(type="publish_offer", sdp=pc.localDescription.sdp, tracks=infos)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from relay.control import (
     ParticipantInfo,
     ParticipantKind,
+    Permissions,
     RelayControl,
     Relayed,
     TrackInfo,
@@ -44,6 +45,17 @@ def describe_track(track: TrackInfo) -> p.TrackDescription:
         mime=track.mime,
         muted=track.muted,
         layers=list(track.layers),
+        source=track.source,
+    )
+
+
+def describe_grants(permissions: Permissions) -> p.PermissionGrants:
+    sources = sorted(permissions.sources) if permissions.sources is not None else None
+    return p.PermissionGrants(
+        can_publish=permissions.can_publish,
+        can_subscribe=permissions.can_subscribe,
+        can_publish_data=permissions.can_publish_data,
+        sources=sources,  # type: ignore[arg-type]
     )
 
 
@@ -213,6 +225,12 @@ class Node:
         )
         self.broadcast(room, message, participant_sid)
         self._tracks_changed(room, participant_sid)
+
+    def permissions_changed(self, room: str, participant: ParticipantInfo) -> None:
+        session = self.sessions.get(participant.sid)
+        if session is not None:
+            session.send(p.PermissionsChanged(permissions=describe_grants(participant.permissions)))
+        self.cascade.local_changed(room, participant)  # what it publishes may have changed
 
     def data_relayed(self, room: str, participant_sid: str, lossy: bool, relayed: Relayed) -> None:
         self.cascade.forward_data(room, participant_sid, lossy, relayed)

@@ -38,9 +38,13 @@ class Join(_Message):
     )
 
 
+Source = Literal["camera", "microphone", "screen", "screen_audio"]
+
+
 class TrackInfo(_Message):
     mid: str = Field(max_length=32)
     name: str = Field(default="", max_length=256)
+    source: Source | None = None  # None: microphone for audio, camera for video
 
 
 class PublishOffer(_Message):
@@ -127,6 +131,7 @@ class TrackDescription(_Message):
     mime: str
     muted: bool
     layers: list[str] = []  # simulcast rids, lowest first; empty for a single stream
+    source: str = ""  # camera, microphone, screen, screen_audio
 
 
 class ParticipantDescription(_Message):
@@ -191,6 +196,21 @@ class TrackMuted(_Message):
     muted: bool
 
 
+class PermissionGrants(_Message):
+    can_publish: bool
+    can_subscribe: bool
+    can_publish_data: bool
+    sources: list[Source] | None = None  # what may be published; None: any
+
+
+class PermissionsChanged(_Message):
+    """An admin changed what this participant may do, in place (no rejoin): tracks it may no
+    longer publish are already unpublished; losing subscribe ends what it receives."""
+
+    type: Literal["permissions_changed"] = "permissions_changed"
+    permissions: PermissionGrants
+
+
 class Pong(_Message):
     type: Literal["pong"] = "pong"
     timestamp: float
@@ -229,6 +249,7 @@ ServerMessage = Annotated[
     | TrackPublished
     | TrackUnpublished
     | TrackMuted
+    | PermissionsChanged
     | Pong
     | Closed
     | Redirect

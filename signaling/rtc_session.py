@@ -15,7 +15,7 @@ import time
 import pydantic
 from aiohttp import WSMsgType, web
 
-from relay.control import ParticipantInfo, Permissions, PublishedTrackInfo, RoomConfig
+from relay.control import ParticipantInfo, PublishedTrackInfo, RoomConfig
 from relay.errors import RelayError
 from relay.rate_limiter import TokenBucket
 
@@ -255,11 +255,7 @@ class RtcSession:
         participant = await relay.join(
             join.room,
             claims.sub,
-            Permissions(
-                can_publish=grant.can_publish,
-                can_subscribe=grant.can_subscribe,
-                can_publish_data=grant.can_publish_data,
-            ),
+            grant.permissions(),
             controller=self,
             auto_subscribe=join.auto_subscribe,
             name=claims.name,
@@ -337,7 +333,9 @@ class RtcSession:
         room, sid = self.participant.room, self.participant.sid  # its own room, always
         match message:
             case p.PublishOffer(sdp=sdp, tracks=tracks):
-                info = {t.mid: PublishedTrackInfo(name=t.name) for t in tracks}
+                info = {
+                    t.mid: PublishedTrackInfo(name=t.name, source=t.source or "") for t in tracks
+                }
                 answer, mids = await relay.publish(room, sid, sdp, info)
                 self.send(p.PublishAnswer(sdp=answer, tracks=mids))
             case p.SubscriberAnswer(sdp=sdp):

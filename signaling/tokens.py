@@ -12,6 +12,8 @@ from typing import Any
 import jwt
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from relay.control import Permissions
+
 LEEWAY_SECONDS = 5
 
 
@@ -23,6 +25,18 @@ class Grant(BaseModel):
     can_subscribe: bool = True
     can_publish_data: bool = False
     room_admin: bool = False
+    # What may be published (camera, microphone, screen, screen_audio); None: any source.
+    can_publish_sources: list[str] | None = Field(default=None, max_length=4)
+
+    def permissions(self) -> Permissions:
+        """What a participant joining with this grant may do in its room."""
+        sources = self.can_publish_sources
+        return Permissions(
+            can_publish=self.can_publish,
+            can_subscribe=self.can_subscribe,
+            can_publish_data=self.can_publish_data,
+            sources=frozenset(sources) if sources is not None else None,
+        )
 
 
 class Claims(BaseModel):

@@ -11,12 +11,13 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 from aiohttp import web
 from multidict import MultiDict
 
-from relay.control import ParticipantInfo, ParticipantKind, Permissions, RoomConfig
+from relay.control import ParticipantInfo, ParticipantKind, RoomConfig
 from relay.errors import RelayError, SdpError
 from relay.sdp_negotiation import MAX_SDP_BYTES, parse_description
 
@@ -153,7 +154,8 @@ async def whip_post(request: web.Request) -> web.Response:
         participant = await relay.join(
             room,
             claims.sub,
-            Permissions(can_publish=True, can_subscribe=False, can_publish_data=False),
+            # a WHIP publisher only publishes, within its token's sources
+            replace(claims.grant.permissions(), can_subscribe=False, can_publish_data=False),
             kind=ParticipantKind.INGEST,
             auto_subscribe=False,
             name=claims.name,
