@@ -16,12 +16,21 @@ from .data_message import Relayed, deliver_data
 from .errors import NotFoundError
 from .negotiation import NegotiationController
 from .publishing import PublishedTrackInfo
-from .room import Participant, ParticipantKind, Permissions, Room, RoomConfig, default_source
+from .room import (
+    SOURCES,
+    Participant,
+    ParticipantKind,
+    Permissions,
+    Room,
+    RoomConfig,
+    default_source,
+)
 from .stats import RelayStats
 from .track import UpTrack
 from .worker import RelayWorker, WorkerConfig
 
 __all__ = [
+    "SOURCES",
     "BridgeEndpoint",
     "BridgeReport",
     "BridgedTrack",

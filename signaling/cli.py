@@ -15,6 +15,8 @@ from typing import Any
 
 from aiohttp import web
 
+from relay.control import SOURCES
+
 from . import workers
 from .log_privacy import truncate_client_ips
 from .settings import ConfigError, Settings, load_settings
@@ -22,6 +24,14 @@ from .tokens import Grant, mint
 
 logger = logging.getLogger("eurelay")
 MIN_SECRET_LENGTH = 32  # as config keys require (settings.py)
+
+
+def _sources(text: str) -> list[str]:
+    sources = [s.strip() for s in text.split(",") if s.strip()]
+    unknown = [s for s in sources if s not in SOURCES]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown source {unknown[0]!r}: one of {SOURCES}")
+    return sources
 
 
 def _serve_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -206,6 +216,7 @@ def token(args: argparse.Namespace) -> int:
         can_subscribe=args.subscribe or not (args.publish or args.publish_data or admin),
         can_publish_data=args.publish_data,
         room_admin=admin,
+        can_publish_sources=args.sources,
     )
     print(mint(key, secret, args.identity, grant, ttl=args.ttl, name=args.name or ""))
     return 0
@@ -314,6 +325,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument(
         "--publish-data", action="store_true", help="may send data messages (chat) to the room"
+    )
+    t.add_argument(
+        "--sources",
+        type=_sources,
+        default=None,
+        help="with --publish: only these sources, comma-separated, of camera, microphone, "
+        "screen, screen_audio (a voice-room seat: microphone); default: any",
     )
     t.add_argument(
         "--admin",

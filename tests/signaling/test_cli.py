@@ -192,6 +192,19 @@ def test_token_help_describes_every_flag(capsys: pytest.CaptureFixture[str]) -> 
     assert "--all-rooms" in (ROOT / "README.md").read_text()
 
 
+def test_token_sources_limit_what_may_be_published(capsys: pytest.CaptureFixture[str]) -> None:
+    secret = "x" * 32
+    args = ["token", "--api-key", "k", "--api-secret", secret, "--room", "r", "--identity", "i"]
+    assert main([*args, "--publish", "--sources", "microphone,screen"]) == 0
+    grant = verify(capsys.readouterr().out.strip(), {"k": secret}).grant
+    assert grant.can_publish_sources == ["microphone", "screen"]
+    assert grant.permissions().may_publish("microphone")
+    assert not grant.permissions().may_publish("camera")
+    with pytest.raises(SystemExit):
+        main([*args, "--publish", "--sources", "webcam"])
+    assert "unknown source 'webcam'" in capsys.readouterr().err
+
+
 async def _read_until(stream: asyncio.StreamReader, marker: str) -> list[str]:
     lines: list[str] = []
     while not lines or marker not in lines[-1]:
