@@ -185,7 +185,7 @@ class RedisEventFeed:
     async def close(self) -> None:
         """Stops the reader and drops the connection without a round trip: no hang if down."""
         self._task.cancel()
-        await asyncio.wait([self._task])
+        await asyncio.wait([self._task], timeout=5)  # bounded: see relay/background.py
         async with self._lock:  # a watch() in flight finishes sending first (socket_timeout)
             await self._disconnect()
         self._settled.set()  # a watch() waiting for the first connection returns

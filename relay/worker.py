@@ -11,13 +11,13 @@ happened through a ``RoomObserver``. Rooms and tracks stay plain state.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import socket
 import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from .background import stop_tasks
 from .bridging import Bridging
 from .data_message import Relayed, relay_data_message
 from .down_leg import DownLeg
@@ -154,9 +154,7 @@ class RelayWorker:
         for room in list(self.rooms.values()):
             await self.delete_room(room.name, reason="server_shutdown")
         if self._tick_task is not None:
-            self._tick_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._tick_task
+            await stop_tasks([self._tick_task])
         self.transports.stop()
         if self._transport is not None:
             self._transport.close()

@@ -31,6 +31,7 @@ from typing import Any
 
 from regions.models import MemberTrack, NodeRecord, RoomEvent, RoomMember, RoomPolicy
 from regions.registry import EventFeed, RegistryError
+from relay.background import stop_tasks
 from relay.control import ParticipantInfo, ParticipantKind, RelayControl, Relayed
 from relay.errors import RelayError
 
@@ -128,11 +129,7 @@ class Cascade:
         self._loops = [asyncio.create_task(self._write_loop()), asyncio.create_task(self._watch())]
 
     async def stop(self) -> None:
-        for task in [*self._loops, *self._tasks, *self._bridging.values()]:
-            task.cancel()
-        await asyncio.gather(
-            *self._loops, *self._tasks, *self._bridging.values(), return_exceptions=True
-        )
+        await stop_tasks([*self._loops, *self._tasks, *self._bridging.values()])
         for queue in self._data.values():
             await queue.close()
         if self._feed is not None:

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from regions.models import NodeLoad, NodeRecord, NodeState, RoomPolicy
 from regions.placement import Decision, PlacementInput, client_prefix, map_region, place
 from regions.registry import Registry, RegistryError, create_registry
+from relay.background import stop_tasks
 from relay.control import RelayControl, RoomConfig
 
 from .settings import Settings
@@ -120,9 +121,7 @@ class Cluster:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await stop_tasks([self._task])
         with contextlib.suppress(RegistryError):
             await self.registry.deregister(self.node_id)
         await self.registry.close()

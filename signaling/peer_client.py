@@ -10,6 +10,7 @@ import aiohttp
 from pydantic import BaseModel
 
 from regions.models import NodeRecord
+from relay.background import stop_tasks
 
 
 class PeerError(Exception):
@@ -78,5 +79,4 @@ class PeerQueue:
                 self.on_drop()
 
     async def close(self) -> None:
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
+        await stop_tasks([self._task])
