@@ -20,6 +20,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
+from .background import TaskSet
 from .down_leg import DownLeg
 from .dtls_adapter import DtlsRole, generate_certificate, local_fingerprint
 from .ice_initiator import CheckSchedule, IceInitiator
@@ -68,7 +69,7 @@ class Transports:
         self.publisher_legs: dict[PublisherLeg, None] = {}
         self._on_connected = on_connected
         self._on_failed = on_failed
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSet()
         # Initiating legs' own sockets (``open_socket`` binds one at the worker's address)
         # and the tasks that send their checks.
         self._open_socket = open_socket
@@ -205,8 +206,7 @@ class Transports:
         remote_port = leg.negotiation.remote_sctp_port
         reliable, lossy, task = leg.dtls.open_data_channels(remote_port, MAX_MESSAGE_SIZE)
         leg.open_data(reliable, lossy, on_data)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.keep(task)
 
     async def close(self, leg: Leg) -> None:
         leg.closed = True
@@ -226,18 +226,14 @@ class Transports:
                 own.close()
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        self._start(coro)
+        self._tasks.spawn(coro)
 
     def _start(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
+        return self._tasks.spawn(coro)
 
     def stop(self) -> None:
         """The worker stops: cancel what runs, close the sockets legs still have."""
-        for task in list(self._tasks):
-            task.cancel()
+        self._tasks.cancel()
         for own in self.sockets.values():
             own.close()
         self.sockets.clear()

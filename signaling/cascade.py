@@ -31,7 +31,7 @@ from typing import Any
 
 from regions.models import MemberTrack, NodeRecord, RoomEvent, RoomMember, RoomPolicy
 from regions.registry import EventFeed, RegistryError
-from relay.background import stop_tasks
+from relay.background import TaskSet, stop_tasks
 from relay.control import ParticipantInfo, ParticipantKind, RelayControl, Relayed
 from relay.errors import RelayError
 
@@ -119,7 +119,7 @@ class Cascade:
         self._amnesty_until = 0.0  # after the registry lost its data: nobody declared gone
         self._policies_due = 0.0  # when the hosted rooms' policies are read again
         self._touch_due = 0.0  # when our rooms' directory entries are touched again
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSet()
         self._loops: list[asyncio.Task[None]] = []
 
     # lifetime ------------------------------------------------------------------------------
@@ -138,9 +138,7 @@ class Cascade:
         await self.peers.close()
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(coro)
 
     # our own members -> the directory ---------------------------------------------------------
 

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, Literal
 
+from relay.background import TaskSet
 from relay.control import (
     ParticipantInfo,
     ParticipantKind,
@@ -104,7 +105,7 @@ class Node:
         ]
         self.join_limit = PerKeyWindow(settings.signaling.joins_per_ip)
         self.joins_rate_limited = 0
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSet()
 
     def counters(self) -> dict[str, int]:
         """The control plane's counters, for /metrics."""
@@ -138,15 +139,13 @@ class Node:
         for session in list(self.sessions.values()):
             session.close("server_shutdown")
         await self.relay.stop()
-        if self._tasks:  # room releases the stop itself caused go out before deregistering
-            await asyncio.wait(list(self._tasks), timeout=2.0)
+        # room releases the stop itself caused go out before deregistering
+        await self._tasks.wait(timeout=2.0)
         await self.cascade.stop()
         await self.cluster.stop()
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(coro)
 
     # WebSocket sessions by participant ---------------------------------------------------
 
