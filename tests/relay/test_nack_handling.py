@@ -11,8 +11,9 @@ from relay.nack_tracker import NackTracker
 from relay.packet_cache import PacketCache
 from relay.rate_limiter import TokenBucket
 from relay.repair import Repair
-from relay.stats import RelayStats
 from relay.track import DownTrack, UpTrack
+
+from .fakes import FakeSink, FakeWire
 
 
 def test_cache_is_bounded_by_count_and_age() -> None:
@@ -40,33 +41,11 @@ def test_tracker_nacks_gaps_then_gives_up() -> None:
     assert tracker.received(2000, 1.0) is None and tracker.hopeless  # huge jump: keyframe
 
 
-class _Sink:
-    addr = ("127.0.0.1", 1)
-    rtt_ms = None
-
-    class tx_srtp:
-        @staticmethod
-        def protect(packet: bytes) -> bytes:
-            return packet
-
-
-class _Wire:
-    """The worker's socket as ``Repair`` sees it, counting what goes out."""
-
-    def __init__(self) -> None:
-        self.stats = RelayStats()
-        self.sent: list[bytes] = []
-        self.fast_sendto = self.sendto
-
-    def sendto(self, data: bytes, addr: tuple[str, int]) -> None:
-        self.sent.append(data)
-
-
 class _Host:
     """``Repair`` against a fake sink; keyframe requests counted instead of sent."""
 
     def __init__(self, nack_repair: bool = True) -> None:
-        self.wire = _Wire()
+        self.wire = FakeWire()
         self.stats = self.wire.stats
         self.sent = self.wire.sent
         self.keyframes = 0
@@ -84,7 +63,7 @@ def _down() -> DownTrack:
     now = time.perf_counter()  # the worker judges cache age on this clock
     for seq in range(1000, 1100):
         up.cache.put(seq, struct.pack("!BBHII", 0x80, 96, seq, seq * 3000, 9) + b"x" * 1000, now)
-    sink = _Sink()
+    sink = FakeSink()
     sink.retransmit_budget = TokenBucket(rate=400.0, burst=200.0)  # type: ignore[attr-defined]
     down = DownTrack(up=up, subscriber_sid="S", mid="0", payload_type=96, sink=sink)
     down.start_at(1000, 3_000_000)

@@ -15,35 +15,12 @@ from relay.codecs import VP8
 from relay.forwarder import forward_rtp
 from relay.nack_tracker import NackTracker
 from relay.packet_cache import PacketCache
-from relay.rate_limiter import TokenBucket
 from relay.repair import Repair
-from relay.stats import RelayStats
 from relay.track import DownTrack, UpTrack
 
+from .fakes import FakeSink, FakeWire
+
 SSRC = 0x1234
-
-
-class _Sink:
-    addr = ("127.0.0.1", 1)
-    rtt_ms = None
-
-    def __init__(self) -> None:
-        self.retransmit_budget = TokenBucket(rate=400.0, burst=200.0)
-
-    class tx_srtp:
-        @staticmethod
-        def protect(packet: bytes) -> bytes:
-            return packet
-
-
-class _Wire:
-    def __init__(self) -> None:
-        self.stats = RelayStats()
-        self.sent: list[bytes] = []
-        self.fast_sendto = self.sendto
-
-    def sendto(self, data: bytes, addr: tuple[str, int]) -> None:
-        self.sent.append(data)
 
 
 def _media(seq: int, ts: int, key: bool = False, marker: bool = False) -> bytes:
@@ -67,7 +44,7 @@ class _Relay:
         )
         self.up.cache = PacketCache()
         self.up.nacks = NackTracker()
-        self.wire = _Wire()
+        self.wire = FakeWire()
         self.stats = self.wire.stats
         self.keyframes = 0
         self.repair = Repair(self.wire, lambda up: None)
@@ -77,7 +54,7 @@ class _Relay:
         self.keyframes += 1
 
     def subscriber(self) -> DownTrack:
-        down = DownTrack(up=self.up, subscriber_sid="S", mid="0", payload_type=96, sink=_Sink())
+        down = DownTrack(up=self.up, subscriber_sid="S", mid="0", payload_type=96, sink=FakeSink())
         down.active = True
         down.attach(self.up, 0.0)
         return down
