@@ -119,3 +119,12 @@ def test_opus_fec_is_negotiated_and_dtx_passed_through() -> None:
     slot = SubscriberSlot(mid="0", kind="audio", codec=OPUS, ssrc=5, stream_id="P", track_sid="T")
     offer_text = subscriber_offer(LOCAL, [slot], 1, 1)
     assert "useinbandfec=1" in offer_text and "usedtx" not in offer_text  # not asked for
+
+
+def test_an_msid_without_a_track_id_is_no_track_id() -> None:
+    # aiortc's webrtc_track_id raised IndexError on "a=msid:stream " (a space, one token),
+    # past parse_description's SdpError translation: WHIP and WHEP answered 500 (tests/fuzz).
+    text = OFFER.replace("a=sendonly\r\na=rtcp-mux", "a=sendonly\r\na=msid:stream \r\na=rtcp-mux")
+    assert "a=msid:stream " in text
+    offer = parse_description(text)
+    assert offer.media[0].track_id is None
