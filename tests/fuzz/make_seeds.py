@@ -577,7 +577,7 @@ def token_and_data_seeds() -> None:
     _write("token", "payload-no-grant.json", json.dumps({**payload, "grant": None}).encode())
     messages = {
         "broadcast": {"payload": "hello"},
-        "topic": {"payload": "{\"x\": 1}", "topic": "chat"},
+        "topic": {"payload": '{"x": 1}', "topic": "chat"},
         "direct": {"payload": "hi", "destination_identities": ["other", "nobody"]},
     }
     for name, message in messages.items():
