@@ -517,6 +517,7 @@ def text_seeds(sdps: dict[str, str]) -> None:
             _write("whep", f"{name}.sdp", text.encode())
     for i, frag in enumerate(TRICKLE):
         _write("trickle", f"fragment-{i}.sdpfrag", frag.encode())
+    options_seeds(sdps)
     publish = sdps.get("chromium-simulcast") or sdps["aiortc-publish"]
     answer = sdps.get("chromium-subscriber-answer") or sdps["aiortc-subscriber-answer"]
     messages = {
@@ -547,6 +548,22 @@ def text_seeds(sdps: dict[str, str]) -> None:
     }
     for name, message in messages.items():
         _write("ws", f"{name}.json", json.dumps(message).encode())
+
+
+def options_seeds(sdps: dict[str, str]) -> None:
+    """HTTP targets' inputs with an options line (``targets._options``), so byte mutation
+    reaches the query and headers too."""
+    whip = sdps.get("chromium-simulcast") or sdps["aiortc-publish"]
+    whep = sdps.get("chromium-view") or sdps["aiortc-view"]
+    _write("whip", "options-rtt.sdp", f"?rtt=eu-west:12,eu-north:40\n{whip}".encode())
+    _write("whip", "options-charset.sdp", f"?ct=application/sdp; charset=utf-8\n{whip}".encode())
+    _write("whep", "options-participant.sdp", f"?participant=alice&rtt=eu-west:9\n{whep}".encode())
+    for kind in ("whip", "whep"):
+        _write(
+            "trickle",
+            f"options-{kind}.sdpfrag",
+            f"?kind={kind}&if-match=ETAG\n{TRICKLE[1]}".encode(),
+        )
 
 
 def token_and_data_seeds() -> None:

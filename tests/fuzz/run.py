@@ -70,6 +70,9 @@ def _atheris_child(target: str, seconds: int, workdir: Path) -> None:
         "-print_final_stats=1",
         "-reload=0",
     ]
+    dictionary = _dictionary(target, workdir / target)
+    if dictionary is not None:
+        args.append(f"-dict={dictionary}")
     with open_target(target) as check:
 
         def one_input(data: bytes) -> None:
@@ -77,6 +80,35 @@ def _atheris_child(target: str, seconds: int, workdir: Path) -> None:
 
         atheris.Setup(args, one_input)
         atheris.Fuzz()
+
+
+def _dictionary(target: str, folder: Path) -> Path | None:
+    """A libFuzzer dictionary of the tokens the structured strategies know (SDP lines, JSON
+    keys and message types), so byte mutation can splice in whole words."""
+    from tests.fuzz import strategies
+
+    words: list[str] = []
+    if target in ("sdp", "whip", "whep", "trickle"):
+        words = [line for line in strategies.SDP_LINES if line]
+        words += [line.split(":", 1)[0] + ":" for line in strategies.SDP_LINES if ":" in line]
+        words += [v for v in strategies.SDP_VALUES if v.strip()]
+        words += ["\r\n", "?ct=", "&rtt=", "&participant=", "&if-match=ETAG", "&kind=whep"]
+    elif target in ("ws", "ws_parse", "token", "data"):
+        words = [f'"{w}"' for w in strategies.FIELDS + strategies.MESSAGE_TYPES if w]
+        words += ["null", "true", "false", "1e400", "-0", "[]", "{}", '"\\u0000"', "NaN"]
+    if not words:
+        return None
+    path = folder / "tokens.dict"
+    path.write_text("".join(f'"{_escape(w)}"\n' for w in dict.fromkeys(words)))
+    return path
+
+
+def _escape(word: str) -> str:
+    out = []
+    for byte in word.encode("utf-8"):
+        char = chr(byte)
+        out.append(char if 32 <= byte < 127 and char not in '"\\' else f"\\x{byte:02X}")
+    return "".join(out)
 
 
 def run_atheris(target: str, seconds: int, workdir: Path) -> Result:
