@@ -103,7 +103,11 @@ class DownLeg(Leg):
                 stats.nack_received += 1
                 down = self.by_ssrc.get(packet.media_ssrc)  # type: ignore[attr-defined]
                 if down is not None:  # NACKs for SSRCs we never sent are ignored
-                    down.nacked = packet.lost[:MAX_NACKED]  # type: ignore[attr-defined]
+                    # aiortc adds the bitmask's offsets to the PID without wrapping (PID
+                    # 65535 asks for 65536 and up): the numbers are 16-bit (RFC 4585), and
+                    # unwrapped they made the filler's header fail to pack (found by fuzzing).
+                    lost = packet.lost[:MAX_NACKED]  # type: ignore[attr-defined]
+                    down.nacked = [seq & 0xFFFF for seq in lost]
                     self.repair.retransmit(down, down.nacked)
             elif name in ("RtcpRrPacket", "RtcpSrPacket"):
                 self._on_receiver_report(packet)

@@ -17,7 +17,7 @@ from typing import Literal
 
 from aioice import stun
 
-from .ice_lite import IceCredentials
+from .ice_lite import IceCredentials, parse_stun
 
 Address = tuple[str, int]
 CheckState = Literal["checking", "connected", "failed"]
@@ -103,7 +103,7 @@ class IceInitiator:
         not authenticated (a 401 cannot be signed), so one could be spoofed to kill the leg;
         the checks go on until the bound. Raises ValueError for datagrams that are not STUN.
         """
-        message = stun.parse_message(data)
+        message = parse_stun(data)
         if (
             addr != self.remote_addr
             or self.state == "failed"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import secrets
 import string
+import struct
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -22,6 +23,16 @@ _ALPHABET = string.ascii_letters + string.digits
 
 def random_token(length: int) -> str:
     return "".join(secrets.choice(_ALPHABET) for _ in range(length))
+
+
+def parse_stun(data: bytes) -> stun.Message:
+    """``aioice.stun.parse_message`` with every failure a ValueError, as its docstring
+    implies: an attribute whose length runs past the datagram reaches aioice's fixed-size
+    decoders truncated, and they raise struct.error (found by tests/fuzz)."""
+    try:
+        return stun.parse_message(data)
+    except struct.error as exc:
+        raise ValueError(f"truncated STUN attribute: {exc}") from None
 
 
 @dataclass(slots=True, frozen=True)
@@ -61,7 +72,7 @@ class IceLiteResponder(Generic[Owner]):
 
         Raises ValueError for datagrams that are not valid STUN.
         """
-        message = stun.parse_message(data)
+        message = parse_stun(data)
         if (
             message.message_class != stun.Class.REQUEST
             or message.message_method != stun.Method.BINDING

@@ -93,6 +93,18 @@ def _primary_ssrc(media: object) -> int | None:
     return int(ssrcs[0]) if ssrcs else None
 
 
+def _track_id(
+    session: aiortc_sdp.SessionDescription, media: aiortc_sdp.MediaDescription
+) -> str | None:
+    """aiortc's ``webrtc_track_id``, which indexes past the end of an a=msid holding a
+    space but one token (``a=msid:stream ``): IndexError escaped ``parse_description``'s
+    SdpError translation and answered WHIP/WHEP with a 500 (found by tests/fuzz)."""
+    try:
+        return session.webrtc_track_id(media)
+    except IndexError:
+        return None
+
+
 def _raw_sections(text: str) -> list[list[str]]:
     """The attribute lines of each m-section, in order (for what aiortc's parser drops)."""
     sections: list[list[str]] = []
@@ -175,7 +187,7 @@ def parse_description(text: str) -> RemoteDescription:
                 direction=media.direction or "sendrecv",
                 codecs=[_codec_from(c) for c in media.rtp.codecs],
                 ssrc=_primary_ssrc(media),
-                track_id=session.webrtc_track_id(media),
+                track_id=_track_id(session, media),
                 sctp_port=media.sctp_port,
                 extensions={e.uri: e.id for e in media.rtp.headerExtensions},
                 rids=_send_rids(attributes) if media.kind == "video" else [],

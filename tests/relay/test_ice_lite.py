@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import struct
+
 import pytest
 from aioice import stun
 
+from relay.ice_initiator import IceInitiator
 from relay.ice_lite import IceCredentials, IceLiteResponder
 
 ADDR = ("127.0.0.1", 50000)
@@ -66,3 +69,21 @@ def test_credentials_meet_rfc_lengths() -> None:
     creds = IceCredentials.generate()
     assert len(creds.ufrag) >= 4 and len(creds.pwd) >= 22
     assert IceCredentials.generate() != creds
+
+
+@pytest.mark.parametrize("attribute", [0x0024, 0x802A, 0x8029])  # PRIORITY, ICE-CONTROLLING/ED
+def test_an_attribute_running_past_the_datagram_is_a_value_error(attribute: int) -> None:
+    # aioice hands its fixed-size decoders whatever is left, and they raised struct.error,
+    # which the mux only catches as a last resort (found by tests/fuzz).
+    creds = IceCredentials.generate()
+    responder: IceLiteResponder[str] = IceLiteResponder()
+    responder.add(creds, "leg")
+    header = stun.Message(stun.Method.BINDING, stun.Class.REQUEST)
+    value = b"\x00\x00"  # the attribute says 264 bytes; two follow
+    body = struct.pack("!HH", attribute, 264) + value
+    data = bytes(header)[:2] + struct.pack("!H", len(body)) + bytes(header)[4:20] + body
+    with pytest.raises(ValueError):
+        responder.handle(data, ADDR)
+    initiator = IceInitiator(creds, IceCredentials.generate(), ADDR, now=0.0)
+    with pytest.raises(ValueError):
+        initiator.handle(data, ADDR, 0.0)

@@ -101,3 +101,20 @@ def test_hostile_nacks_cost_nothing_lasting() -> None:
     grown = sum(s.size_diff for s in after.compare_to(before, "filename") if s.size_diff > 0)
     assert len(host.sent) <= 200 + 400 * 5  # the per-subscriber budget, not 320,000
     assert grown < 2_000_000, f"memory grew by {grown} bytes"
+
+
+def test_a_nack_across_the_sequence_wrap_is_read_in_16_bits() -> None:
+    # aiortc reads PID 65535 with bitmask bits 0 and 1 as [65535, 65536, 65537]: unwrapped,
+    # the numbers made the filler's header fail to pack and the NACK went unanswered
+    # (found by tests/fuzz; its rtcp target replays the original input).
+    from tests.fuzz.media import DOWN_SSRCS, SUBSCRIBER_ADDR, MediaHarness, last_resort_watch
+
+    harness = MediaHarness()
+    # RTPFB NACK: PID 65535, bitmask 0b11 (as aiortc cannot write it: it packs unwrapped)
+    nack = struct.pack("!BBHIIHH", 0x81, 205, 3, 7, DOWN_SSRCS["video"], 0xFFFF, 0b11)
+    with last_resort_watch() as watch:
+        harness.downs["video"].start_at(65000, 0)  # started: fillers may be sent
+        harness.feed(nack, SUBSCRIBER_ADDR, watch)
+    assert harness.downs["video"].nacked == [65535, 0, 1]
+    fillers = [data for data, _ in harness.transport.sent if data[1] & 0x7F == 96]
+    assert sorted(struct.unpack_from("!H", f, 2)[0] for f in fillers) == [0, 1, 65535]

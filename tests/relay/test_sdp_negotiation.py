@@ -293,3 +293,12 @@ def test_a_subscriber_answer_with_bundle_only_sections_receives_them() -> None:
     negotiation.start_offer(connected=True)
     negotiation.apply_answer(parse_description(answer.replace("a=bundle-only\r\n", "")))
     assert negotiation.accepted_ssrcs == {7}  # port 0 alone: the audio was declined
+
+
+def test_an_msid_without_a_track_id_is_no_track_id() -> None:
+    # aiortc's webrtc_track_id raised IndexError on "a=msid:stream " (a space, one token),
+    # past parse_description's SdpError translation: WHIP and WHEP answered 500 (tests/fuzz).
+    text = OFFER.replace("a=sendonly\r\na=rtcp-mux", "a=sendonly\r\na=msid:stream \r\na=rtcp-mux")
+    assert "a=msid:stream " in text
+    offer = parse_description(text)
+    assert offer.media[0].track_id is None
