@@ -7,6 +7,7 @@ import logging
 from dataclasses import dataclass
 from typing import Protocol
 
+from .audio_level import AUDIO_LEVEL_URI, AudioLevel
 from .codecs import Codec
 from .errors import NotFoundError, PermissionDeniedError, SdpError
 from .nack_tracker import NackTracker
@@ -139,6 +140,9 @@ class Publishing:
             track = self.new_track(participant, media.kind, codec, media.mid, sid, media.ssrc)
             track.name = said.name
             track.source = source
+            level_id = media.extensions.get(AUDIO_LEVEL_URI)
+            if level_id and media.kind == "audio":  # the publisher says how loud each packet is
+                track.level = AudioLevel(level_id)
             if media.simulcast:
                 for rid in media.rids:
                     layer = self.new_track(participant, media.kind, codec, media.mid, sid, None)

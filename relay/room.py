@@ -108,6 +108,8 @@ class Room:
     public_viewing: bool = False  # WHEP viewers need no token
     sid: str = field(default_factory=lambda: new_sid("RM"))
     participants: dict[str, Participant] = field(default_factory=dict)  # by sid
+    speakers: tuple[str, ...] = ()  # sids of the active speakers last announced, loudest first
+    speakers_sent_at: float = float("-inf")  # when (monotonic)
 
     def by_identity(self, identity: str) -> Participant | None:
         """The participant holding ``identity``. WHEP viewers hold none: many players of one

@@ -11,6 +11,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from .audio_level import AudioLevel
 from .codecs import Codec
 from .keyframe_requester import KeyframeRequester
 from .nack_tracker import NackTracker
@@ -106,6 +107,7 @@ class UpTrack:
     keyframes: KeyframeRequester = field(default_factory=KeyframeRequester)
     cache: PacketCache | None = None  # video: answers subscribers' NACKs
     nacks: NackTracker | None = None  # video: gaps to NACK upstream
+    level: AudioLevel | None = None  # audio whose publisher sends the audio-level extension
     packets: int = 0
     octets: int = 0
     # Simulcast: the published track holds its layers (lowest first), each an UpTrack of
@@ -158,6 +160,7 @@ class DownTrack:
     sink: Sink
     ssrc: int = field(default_factory=random_ssrc)
     active: bool = False  # the subscriber has accepted the m-line carrying this SSRC
+    carries_level: bool = False  # writes the audio level on (a bridge: the far node reads it)
     waiting_keyframe: bool = True
     started: bool = False
     seq_offset: int = 0

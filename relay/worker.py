@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from .active_speakers import ActiveSpeakers, Speakers
 from .background import stop_tasks
 from .bridging import Bridging
 from .data_message import Relayed, relay_data_message
@@ -71,6 +72,7 @@ class RoomObserver(Protocol):
     def track_unpublished(self, room: Room, participant: Participant, track: UpTrack) -> None: ...
     def track_muted(self, room: Room, participant: Participant, track: UpTrack) -> None: ...
     def permissions_changed(self, room: Room, participant: Participant) -> None: ...
+    def active_speakers(self, room: Room, speakers: Speakers) -> None: ...
     def data_rejected(self, participant: Participant, code: str, message: str) -> None: ...
     def data_relayed(self, participant: Participant, lossy: bool, relayed: Relayed) -> None: ...
 
@@ -114,10 +116,14 @@ class RelayWorker:
             self.subscriptions,
             lambda room, participant: self.observer.participant_joined(room, participant),
         )
+        self.speakers = ActiveSpeakers(
+            self.membership, lambda room, speakers: self.observer.active_speakers(room, speakers)
+        )
         self.ticker = Ticker(
             self.transports.publisher_legs,
             self.membership,
             self.repair,
+            self.speakers,
             lambda p: self.transports.spawn(self.leave(p, "consent_timeout")),
             config.tick_interval,
             config.report_interval,

@@ -133,6 +133,9 @@ class EurelayClient:
         self.reconnect_timeout = reconnect_timeout
         self.joined: p.Joined | None = None
         self.permissions: p.PermissionGrants | None = None  # set by permissions_changed
+        # Who speaks in the room now, loudest first (the last active_speakers event; each one
+        # is also put on ``events``).
+        self.active_speakers: list[p.Speaker] = []
         self.events: asyncio.Queue[Any] = asyncio.Queue()
         self.errors: asyncio.Queue[p.Error] = asyncio.Queue()
         self.data: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
@@ -372,6 +375,7 @@ class EurelayClient:
             else:
                 self.joined = joined
                 self.closed_reason = None
+                self.active_speakers = []  # the new session says who speaks, if anyone
                 self._take_servers(joined)
                 self._sub, self.reliable, self.lossy = self._subscriber()
                 self._sub_tracks = {}
@@ -420,6 +424,8 @@ class EurelayClient:
                 self.closed_reason = message.reason
             elif isinstance(message, p.PermissionsChanged):
                 self.permissions = message.permissions
+            elif isinstance(message, p.ActiveSpeakers):
+                self.active_speakers = message.speakers
             await self.events.put(message)
 
     async def _answer_subscriber_offer(self, offer: p.SubscriberOffer) -> None:

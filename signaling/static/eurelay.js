@@ -24,10 +24,11 @@ export class EurelayError extends Error {
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 // Events: "joined" (each session, the first and every reconnect), "participant_joined",
-// "participant_left", "track_published", "track_unpublished", "track_muted", "track"
-// ({track, streams, trackSid}), "data" ({from_identity, topic, payload}), "error" (protocol
-// errors), "reconnecting" ({reason}), "reconnected" ({joined}), "closed" ({reason}, once,
-// last).
+// "participant_left", "track_published", "track_unpublished", "track_muted",
+// "permissions_changed", "active_speakers" ({speakers: [{sid, identity, level}]}, loudest
+// first; also kept as `client.activeSpeakers`), "track" ({track, streams, trackSid}), "data"
+// ({from_identity, topic, payload}), "error" (protocol errors), "reconnecting" ({reason}),
+// "reconnected" ({joined}), "closed" ({reason}, once, last).
 //
 // Reconnecting: when the socket ends without a `closed` message (the node died, the network
 // broke) or with `closed` reason "server_shutdown", the client joins again through the URL
@@ -51,6 +52,7 @@ export class EurelayClient extends EventTarget {
     this.reconnect = reconnect;
     this.reconnectTimeout = reconnectTimeout;
     this.joined = null;
+    this.activeSpeakers = []; // [{sid, identity, level}], loudest first: the last active_speakers
     this.trackSids = {}; // subscriber m-line mid -> track sid
     this.published = {}; // publisher mid -> track sid
     this._ws = null;
@@ -246,6 +248,7 @@ export class EurelayClient extends EventTarget {
 
   async _rejoin(reason) {
     const epoch = ++this._epoch;
+    this.activeSpeakers = []; // the next session says who speaks, if anyone
     this._emit("reconnecting", {reason});
     // Local tracks outlive their peer connection in a browser: they are sent again below.
     if (this._pub) this._pub.close();
@@ -318,6 +321,10 @@ export class EurelayClient extends EventTarget {
         break;
       case "pong":
         break;
+      case "active_speakers":
+        this.activeSpeakers = message.speakers;
+        this._emit(message.type, message);
+        break;
       default:
         this._emit(message.type, message);
     }
@@ -375,6 +382,15 @@ export class EurelayClient extends EventTarget {
   mute(trackSid, muted = true) {
     for (const item of this._outgoing) if (item.sid === trackSid) item.muted = muted;
     this._send({type: "mute", track_sid: trackSid, muted});
+  }
+  // Mute a published MediaStreamTrack (a microphone button): the relay stops forwarding it,
+  // and the track sends silence. Returns false if the track is not published.
+  muteTrack(track, muted = true) {
+    const item = this._outgoing.find((o) => o.track === track && o.sid);
+    if (!item) return false;
+    track.enabled = !muted;
+    this.mute(item.sid, muted);
+    return true;
   }
   // The highest simulcast layer to receive: "low", "medium" or "high".
   setQuality(trackSid, quality) { this._ask("quality", {type: "set_quality", track_sid: trackSid, quality}); }
