@@ -1,5 +1,6 @@
 """Who is speaking in each room, loudest first: on every tick each audio track's level is
-smoothed (``AudioLevel.tick``); a room whose speakers changed is told so, at most once per
+smoothed (``AudioLevel.tick``), a room with an audio top-N re-chooses what each listener
+gets (``audio_top_n``), and a room whose speakers changed is told so, at most once per
 ``interval``. Stand-ins of publishers on other nodes count like local ones (their levels
 cross the bridge), so each node sees the whole room.
 """
@@ -8,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from .audio_level import CLEARLY_LOUDER
+from .audio_top_n import select_loudest
 from .room import Participant, Room
 from .rooms import Rooms
 
 SPEAKERS_INTERVAL = 0.3  # seconds between two active-speaker events of a room, at least
-REORDER = 1.4  # two speakers swap places when the one behind is this much louder (3 dB)
 
 Speakers = list[tuple[Participant, float]]  # (participant, smoothed level 0-1), loudest first
 
@@ -28,7 +30,7 @@ def rank(previous: tuple[str, ...], levels: dict[Participant, float]) -> Speaker
     while swapped:  # a bubble sort under a strict order: it ends; lists are short
         swapped = False
         for i in range(len(order) - 1):
-            if order[i + 1][1] > order[i][1] * REORDER:
+            if order[i + 1][1] > order[i][1] * CLEARLY_LOUDER:
                 order[i], order[i + 1] = order[i + 1], order[i]
                 swapped = True
     return order
@@ -58,6 +60,8 @@ class ActiveSpeakers:
                     measured = True
                     if level.tick(now, track.packets) and not track.muted:
                         levels[participant] = max(levels.get(participant, 0.0), level.level)
+            if room.audio_top_n:
+                select_loudest(room)
             if not measured and not room.speakers:
                 continue
             if now - room.speakers_sent_at < self.interval:

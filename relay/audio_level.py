@@ -22,6 +22,9 @@ VOICED_SHARE = (2, 5)
 HOLD = 0.6  # seconds speaking lasts past the last voiced tick: the pauses between words
 ATTACK = 0.6  # share of the way the smoothed level moves toward a louder tick
 RELEASE = 0.2  # ... toward a quieter one
+# Clearly louder (3 dB): a speaker ranked behind another overtakes it only by this much, so
+# two voices of about the same loudness do not swap places with every breath.
+CLEARLY_LOUDER = 1.4
 # Linear amplitude of each level (10^(-dBov/20)), so the tick never calls pow.
 AMPLITUDE = (*(10 ** (-level / 20) for level in range(SILENT)), 0.0)
 

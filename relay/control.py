@@ -86,6 +86,7 @@ class RoomInfo:
     max_viewers: int
     num_viewers: int
     public_viewing: bool
+    audio_top_n: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +168,7 @@ def room_info(room: Room) -> RoomInfo:
         max_viewers=room.max_viewers,
         num_viewers=sum(1 for p in room.participants.values() if p.kind is ParticipantKind.VIEWER),
         public_viewing=room.public_viewing,
+        audio_top_n=room.audio_top_n,
     )
 
 
@@ -293,9 +295,12 @@ class RelayControl:
         max_participants: int | None = None,
         public_viewing: bool = False,
         max_viewers: int | None = None,
+        audio_top_n: int | None = None,
     ) -> RoomInfo:
         room = self.worker.membership.create(name, max_participants, True, max_viewers)
         room.public_viewing = public_viewing
+        if audio_top_n is not None:  # set on a room that exists here already, too
+            room.audio_top_n = audio_top_n
         return room_info(room)
 
     def set_permissions(

@@ -86,7 +86,7 @@ def forward_rtp(
     payload_len = len(payload)
     pack = HEADER.pack
     for down in downs:
-        if not down.active:
+        if not down.active or down.paused:
             continue
         if down.waiting_keyframe:
             if not is_keyframe_start(mime, rtp[offset:]):
@@ -138,7 +138,7 @@ def _forward_late(
     marker = rtp[1] & 0x80
     payload = rtp[12 : 12 + 4 * (b0 & 0x0F)] + rtp[offset:]
     for down in up.down_tracks:
-        if not down.active:
+        if not down.active or down.paused:
             continue
         if down.waiting_keyframe:
             if not is_keyframe_start(up.codec.mime, rtp[offset:]):

@@ -50,6 +50,7 @@ class WorkerConfig:
     consent_timeout: float = 10.0
     max_participants_per_room: int = 100
     max_viewers_per_room: int = 0
+    audio_top_n: int = 0  # a room's default: forward each listener the N loudest audio; 0: all
     max_participants: int = 1000
     data_max_bytes: int = 16384
     data_rate: float = 50.0
@@ -84,7 +85,10 @@ class RelayWorker:
         self.stats = RelayStats()
         self.mux = UdpMux(self.stats, config.stun_per_ip)
         self.membership = Rooms(
-            config.max_participants_per_room, config.max_participants, config.max_viewers_per_room
+            config.max_participants_per_room,
+            config.max_participants,
+            config.max_viewers_per_room,
+            config.audio_top_n,
         )
         self.rooms: dict[str, Room] = self.membership.by_name  # the same dict
         self.repair = Repair(self.mux, self.membership.publisher_leg, config.nack_repair)

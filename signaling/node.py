@@ -78,6 +78,7 @@ def worker_config(settings: Settings) -> WorkerConfig:
         consent_timeout=settings.rtc.consent_timeout,
         max_participants_per_room=settings.rooms.max_participants,
         max_viewers_per_room=settings.rooms.max_viewers,
+        audio_top_n=settings.rooms.audio_top_n,
         max_participants=settings.capacity.max_participants,
         data_max_bytes=settings.rooms.data_max_bytes,
         data_rate=settings.rooms.data_rate,
