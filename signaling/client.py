@@ -40,6 +40,7 @@ from aiortc import (
 )
 
 from . import protocol as p
+from .audio_jitter import hold_audio_frames
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +87,20 @@ class ClientError(Exception):
         self.code = code
 
 
+def stream_ids(sdp: str) -> dict[str, str]:
+    """mid -> the a=msid stream id of each m-section that has one."""
+    found: dict[str, str] = {}
+    mid = ""
+    for line in sdp.splitlines():
+        if line.startswith("m="):
+            mid = ""
+        elif line.startswith("a=mid:"):
+            mid = line[6:].strip()
+        elif line.startswith("a=msid:") and mid:
+            found[mid] = line[7:].split(" ", 1)[0]
+    return found
+
+
 def restrict_ice_host_addresses(addresses: Sequence[str]) -> None:
     """Make aiortc gather host candidates only on ``addresses`` (process-wide).
 
@@ -113,6 +128,7 @@ class EurelayClient:
         media_via: tuple[str, int] | None = None,
         reconnect: bool = True,
         reconnect_timeout: float = 30.0,
+        audio_hold: int | None = None,
     ) -> None:
         """``probe``: time each region's /v1/ping before joining (``probe_urls`` overrides
         the list the server offers at /v1/regions) and send the RTTs with the join.
@@ -120,7 +136,11 @@ class EurelayClient:
         ``reconnect``: when the connection is lost (no ``closed`` from the server) or the
         server shuts down, join again through ``url`` for up to ``reconnect_timeout``
         seconds (backoff 0.2 s doubling to 2 s); ``leave()``, ``close()`` and any other
-        ``closed`` reason end the session for good."""
+        ``closed`` reason end the session for good.
+
+        ``audio_hold``: how many later frames aiortc waits for before decoding a received
+        audio frame (aiortc's default, None, is 4: 80 ms). A listener that does not play out,
+        such as an agent, takes 0: frames 60 ms sooner (``signaling.audio_jitter``)."""
         self.url = url  # where the session is (after redirects)
         self.entry_url = url  # where every join starts, so placement decides again
         self.token = token
@@ -131,11 +151,19 @@ class EurelayClient:
             restrict_ice_host_addresses(host_addresses)
         self.reconnect = reconnect
         self.reconnect_timeout = reconnect_timeout
+        self.audio_hold = audio_hold
         self.joined: p.Joined | None = None
         self.permissions: p.PermissionGrants | None = None  # set by permissions_changed
         # Who speaks in the room now, loudest first (the last active_speakers event; each one
         # is also put on ``events``).
         self.active_speakers: list[p.Speaker] = []
+        # Who is who, kept from the session's messages: participant sid -> identity (the
+        # others), and the publisher of each track received (track sid -> participant sid).
+        self.identities: dict[str, str] = {}
+        self.track_owners: dict[str, str] = {}
+        # Called with every server message as it is handled, before it is put on ``events``
+        # (an agent's speech detection listens to active speakers without taking events).
+        self.listeners: list[Callable[[p._Message], None]] = []
         self.events: asyncio.Queue[Any] = asyncio.Queue()
         self.errors: asyncio.Queue[p.Error] = asyncio.Queue()
         self.data: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
@@ -152,6 +180,7 @@ class EurelayClient:
         self._reader: asyncio.Task[None] | None = None
         self._pub: RTCPeerConnection | None = None
         self._sub_tracks: dict[str, str] = {}  # mid -> track sid from the last offer
+        self._sub_owners: dict[str, str] = {}  # mid -> publisher sid (a=msid) from the offers
         self._answer: asyncio.Future[p.PublishAnswer] | None = None
         self._negotiation = asyncio.Lock()
         self._outgoing: list[_Outgoing] = []  # what to publish again after a reconnect
@@ -233,6 +262,7 @@ class EurelayClient:
             await self.close()
             raise
         self.joined = joined
+        self._learn_roster(joined)
         self._take_servers(joined)
         if self._session_servers:  # the first subscriber connection predates them
             old = self._sub
@@ -376,9 +406,11 @@ class EurelayClient:
                 self.joined = joined
                 self.closed_reason = None
                 self.active_speakers = []  # the new session says who speaks, if anyone
+                self._learn_roster(joined)
                 self._take_servers(joined)
                 self._sub, self.reliable, self.lossy = self._subscriber()
                 self._sub_tracks = {}
+                self._sub_owners = {}
                 return True
             if loop.time() + delay > deadline:
                 break
@@ -408,7 +440,31 @@ class EurelayClient:
             if not self._outgoing:
                 self._outgoing = outgoing  # the next reconnect tries again
 
+    def _learn_roster(self, joined: p.Joined) -> None:
+        self.identities = {o.sid: o.identity for o in joined.others}
+        self.track_owners = {t.sid: o.sid for o in joined.others for t in o.tracks}
+
+    def _follow_roster(self, message: p._Message) -> None:
+        if isinstance(message, p.ParticipantJoined):
+            self.identities[message.participant.sid] = message.participant.identity
+            for track in message.participant.tracks:
+                self.track_owners[track.sid] = message.participant.sid
+        elif isinstance(message, p.TrackPublished):
+            self.track_owners[message.track.sid] = message.participant_sid
+        elif isinstance(message, p.ParticipantLeft):
+            self.identities.pop(message.sid, None)
+
+    def identity_of(self, participant_sid: str) -> str:
+        """The identity of another participant in the room ("" if unknown here)."""
+        return self.identities.get(participant_sid, "")
+
     async def _handle(self, message: Any) -> None:
+        self._follow_roster(message)
+        for listener in self.listeners:
+            try:
+                listener(message)
+            except Exception:
+                logger.exception("a listener failed on %s", type(message).__name__)
         if isinstance(message, p.SubscriberOffer):
             await self._answer_subscriber_offer(message)
         elif isinstance(message, p.PublishAnswer):
@@ -431,6 +487,7 @@ class EurelayClient:
     async def _answer_subscriber_offer(self, offer: p.SubscriberOffer) -> None:
         async with self._negotiation:
             self._sub_tracks.update(offer.tracks)
+            self._sub_owners.update(stream_ids(offer.sdp))
             await self._sub.setRemoteDescription(
                 RTCSessionDescription(self._via(offer.sdp), "offer")
             )
@@ -456,8 +513,14 @@ class EurelayClient:
         return "\r\n".join(lines)
 
     def _on_track(self, pc: RTCPeerConnection, track: MediaStreamTrack) -> None:
-        mid = next((t.mid for t in pc.getTransceivers() if t.receiver.track is track), None)
+        transceiver = next((t for t in pc.getTransceivers() if t.receiver.track is track), None)
+        mid = transceiver.mid if transceiver is not None else None
+        if transceiver is not None and track.kind == "audio" and self.audio_hold is not None:
+            hold_audio_frames(transceiver.receiver, self.audio_hold)
         track_sid = self._sub_tracks.get(mid or "", track.id)
+        owner = self._sub_owners.get(mid or "")
+        if owner:  # the relay names each track's stream by its publisher's sid
+            self.track_owners[track_sid] = owner
         self.tracks.put_nowait((track_sid, track))
 
     def _on_data(self, message: str | bytes) -> None:
