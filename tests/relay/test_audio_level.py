@@ -15,6 +15,8 @@ from relay.rooms import Rooms
 from relay.stats import RelayStats
 from relay.track import DownTrack, UpTrack
 
+from .fakes import FakeSink
+
 SSRC = 0x4321
 
 
@@ -132,23 +134,10 @@ def test_a_room_is_told_on_change_only_and_not_more_often_than_the_interval() ->
     assert told == [["alice"], [], ["alice"]]
 
 
-class _Sink:
-    addr = ("127.0.0.1", 1)
-    rtt_ms = None
-    retransmit_budget = TokenBucket(rate=400.0, burst=200.0)
-
-    class tx_srtp:
-        @staticmethod
-        def protect(packet: bytes) -> bytes:
-            return packet
-
-    def send_sender_report(self, report: bytes, lsr: int) -> None: ...
-
-
 def test_the_fast_path_counts_levels_and_writes_them_toward_a_bridge_only() -> None:
     up = UpTrack("T", "audio", OPUS, "0", "P", "R", SSRC, level=AudioLevel(ext_id=3))
-    subscriber = DownTrack(up=up, subscriber_sid="S", mid="1", payload_type=111, sink=_Sink())
-    bridge = DownTrack(up=up, subscriber_sid="B", mid="T", payload_type=111, sink=_Sink())
+    subscriber = DownTrack(up=up, subscriber_sid="S", mid="1", payload_type=111, sink=FakeSink())
+    bridge = DownTrack(up=up, subscriber_sid="B", mid="T", payload_type=111, sink=FakeSink())
     bridge.carries_level = True
     for down in (subscriber, bridge):
         down.active = True

@@ -15,18 +15,7 @@ from relay.rooms import Rooms
 from relay.stats import RelayStats
 from relay.track import DownTrack, UpTrack
 
-
-class _Sink:
-    addr = ("127.0.0.1", 1)
-    rtt_ms = None
-    retransmit_budget = TokenBucket(rate=400.0, burst=200.0)
-
-    class tx_srtp:
-        @staticmethod
-        def protect(packet: bytes) -> bytes:
-            return packet
-
-    def send_sender_report(self, report: bytes, lsr: int) -> None: ...
+from .fakes import FakeSink
 
 
 def _participant(sid: str, kind: ParticipantKind = ParticipantKind.SIGNALLED) -> Participant:
@@ -65,7 +54,7 @@ class _Room:
         listener = _participant(sid, kind)
         for track in self.tracks.values():
             down = DownTrack(
-                up=track, subscriber_sid=sid, mid=track.sid, payload_type=111, sink=_Sink()
+                up=track, subscriber_sid=sid, mid=track.sid, payload_type=111, sink=FakeSink()
             )
             down.active = True
             track.add_down(down)
@@ -134,7 +123,7 @@ def _rtp(seq: int, ts: int) -> bytes:
 
 def test_a_paused_copy_resumes_with_the_next_number_and_the_publishers_clock() -> None:
     up = UpTrack("T", "audio", OPUS, "0", "P", "R", 0x99)
-    down = DownTrack(up=up, subscriber_sid="L", mid="1", payload_type=111, sink=_Sink())
+    down = DownTrack(up=up, subscriber_sid="L", mid="1", payload_type=111, sink=FakeSink())
     down.active = True
     up.add_down(down)
     sent: list[tuple[int, int]] = []
