@@ -124,6 +124,12 @@ class Publishing:
             if media.kind not in ("audio", "video") or not sending:
                 if existing is not None:
                     self.unpublish(room, participant, existing)
+                codec = choose_codec(media) if media.kind in ("audio", "video") else None
+                if codec is not None and not media.rejected:
+                    # A sender set inactive (a track stopped without renegotiating it away)
+                    # is answered inactive, not rejected: rejecting the section that tags
+                    # the offer's BUNDLE group moves the group, which Chromium cannot follow.
+                    accepted[media.mid] = codec
                 continue
             if existing is not None:
                 accepted[media.mid] = existing.codec

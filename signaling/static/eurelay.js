@@ -59,7 +59,7 @@ export class EurelayClient extends EventTarget {
     this._pub = null;
     this._pendingAnswer = null;
     this._negotiation = Promise.resolve();
-    this._outgoing = []; // {track, stream, name, simulcast, sid, muted}: published again after a reconnect
+    this._outgoing = []; // {track, stream, name, simulcast, sid, muted, transceiver}: published again after a reconnect
     this._choices = new Map(); // "what:trackSid" -> the last subscribe/unsubscribe/set_quality
     this._closing = false; // leave() or close(): never reconnect
     this._closedReason = null; // from the server's `closed` message
@@ -325,6 +325,10 @@ export class EurelayClient extends EventTarget {
         this.activeSpeakers = message.speakers;
         this._emit(message.type, message);
         break;
+      case "permissions_changed":
+        if (!message.permissions.can_publish) this._dropOutgoing();
+        this._emit(message.type, message);
+        break;
       default:
         this._emit(message.type, message);
     }
@@ -359,9 +363,29 @@ export class EurelayClient extends EventTarget {
     this._pendingAnswer = null;
     await pc.setRemoteDescription({type: "answer", sdp: answer.sdp});
     Object.assign(this.published, answer.tracks);
-    transceivers.forEach((t, i) => { outgoing[i].sid = answer.tracks[t.mid] || ""; });
+    transceivers.forEach((t, i) => {
+      outgoing[i].sid = answer.tracks[t.mid] || "";
+      outgoing[i].transceiver = t;
+    });
     this._outgoing.push(...outgoing);
     return answer.tracks;
+  }
+
+  // Publishing was taken away (back in the audience): the relay has unpublished our tracks
+  // already; their senders stop sending and their m-lines go inactive in the next offer,
+  // and they are forgotten, so neither a later publish nor a reconnect offers them again.
+  // (Stopping the transceivers instead would close the connection's transport once none is
+  // left, and the relay ends a session whose transport closes.) The page stops the camera
+  // and microphone themselves.
+  _dropOutgoing() {
+    for (const item of this._outgoing) {
+      const transceiver = item.transceiver;
+      if (!transceiver || transceiver.stopped) continue;
+      transceiver.sender.replaceTrack(null).catch(() => {});
+      transceiver.direction = "inactive";
+    }
+    this._outgoing = [];
+    this.published = {};
   }
 
   sendData(payload, {topic = null, to = [], lossy = false} = {}) {

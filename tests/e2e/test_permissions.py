@@ -86,3 +86,29 @@ async def test_a_token_may_allow_only_some_sources(relay_node: RunningNode) -> N
         assert [t.source for t in speaker.published.values()] == ["microphone"]
     finally:
         await pc.close()
+
+
+async def test_a_sender_set_inactive_stays_in_the_bundle_when_publishing_again(
+    relay_node: RunningNode,
+) -> None:
+    """Back in the audience, the browser client sets its senders inactive (stopping them
+    would close the transport); on stage again its offer starts with those sections. They
+    are answered inactive, not rejected: rejecting the section that tags the BUNDLE group
+    made Chromium refuse the answer ("Failed to setup RTCP mux")."""
+    host = await relay_node.join("again", "host", publish=False)
+    guest = await relay_node.join("again", "guest")
+    first = await guest.publish(AudioStreamTrack())
+    assert guest._pub is not None
+    (transceiver,) = guest._pub.getTransceivers()
+    transceiver.sender.replaceTrack(None)
+    transceiver.direction = "inactive"
+    second = await guest.publish(AudioStreamTrack())  # aiortc takes the answer, too
+    assert guest._pub.remoteDescription is not None
+    answer = guest._pub.remoteDescription.sdp
+    old_mid, new_mid = next(iter(first)), next(m for m in second if m not in first)
+    assert f"a=group:BUNDLE {old_mid} {new_mid}\r\n" in answer
+    sections = answer.split("m=audio ")[1:]
+    assert sections[0].startswith("9 ") and "a=inactive" in sections[0]
+    await host.wait_for(p.TrackUnpublished, lambda e: e.track_sid == first[old_mid], 5)
+    room = relay_node.worker.rooms["again"]
+    assert [t.sid for t in room.tracks()] == [second[new_mid]]
