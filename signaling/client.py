@@ -79,6 +79,7 @@ class _Outgoing:
     sid: str = ""
     muted: bool = False
     source: p.Source | None = None  # None: microphone for audio, camera for video
+    transceiver: Any = None  # on the current publisher connection
 
 
 class ClientError(Exception):
@@ -480,9 +481,23 @@ class EurelayClient:
                 self.closed_reason = message.reason
             elif isinstance(message, p.PermissionsChanged):
                 self.permissions = message.permissions
+                if not message.permissions.can_publish:
+                    self._drop_outgoing()
             elif isinstance(message, p.ActiveSpeakers):
                 self.active_speakers = message.speakers
             await self.events.put(message)
+
+    def _drop_outgoing(self) -> None:
+        """Publishing was taken away: the relay has unpublished our tracks already. Their
+        senders stop and their sections go inactive in the next offer (stopping them would
+        close the connection's transport once none is left, ending the session), and they
+        are forgotten, so neither a later publish nor a reconnect offers them again."""
+        for item in self._outgoing:
+            if item.transceiver is not None and not item.transceiver.stopped:
+                item.transceiver.sender.replaceTrack(None)
+                item.transceiver.direction = "inactive"
+        self._outgoing = []
+        self.published = {}
 
     async def _answer_subscriber_offer(self, offer: p.SubscriberOffer) -> None:
         async with self._negotiation:
@@ -586,6 +601,7 @@ class EurelayClient:
         self.published = dict(answer.tracks)
         for item, transceiver in added:
             item.sid = answer.tracks.get(transceiver.mid or "", "")
+            item.transceiver = transceiver
         self._outgoing += [item for item, _ in added]
         return self.published
 

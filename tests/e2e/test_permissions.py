@@ -112,3 +112,22 @@ async def test_a_sender_set_inactive_stays_in_the_bundle_when_publishing_again(
     await host.wait_for(p.TrackUnpublished, lambda e: e.track_sid == first[old_mid], 5)
     room = relay_node.worker.rooms["again"]
     assert [t.sid for t in room.tracks()] == [second[new_mid]]
+
+
+async def test_a_python_client_sent_back_to_the_audience_can_come_up_again(
+    relay_node: RunningNode,
+) -> None:
+    host = await relay_node.join("seat", "host", publish=False)
+    guest = await relay_node.join("seat", "guest")
+    base = relay_node.http("/").rstrip("/")
+    first = await guest.publish(AudioStreamTrack())
+    async with RoomAdmin(base, token("seat", "ops", admin=True)) as admin:
+        await admin.set_permissions("seat", "guest", can_publish=False)
+        await guest.wait_for(p.PermissionsChanged, timeout=5)
+        assert guest.published == {} and guest._outgoing == []  # not offered again
+        await admin.set_permissions("seat", "guest", can_publish=True)
+        await guest.wait_for(p.PermissionsChanged, timeout=5)
+    again = await guest.publish(AudioStreamTrack())
+    (new_sid,) = [sid for mid, sid in again.items() if mid not in first]
+    await host.wait_for(p.TrackPublished, lambda e: e.track.sid == new_sid, 5)
+    assert [t.sid for t in relay_node.worker.rooms["seat"].tracks()] == [new_sid]
