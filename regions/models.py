@@ -52,6 +52,7 @@ class RoomPolicy(BaseModel):
     public_viewing: bool = False
     max_participants: int | None = Field(default=None, ge=0)
     max_viewers: int | None = Field(default=None, ge=0)
+    audio_top_n: int | None = Field(default=None, ge=0)  # the N loudest audio only; 0: all
 
     def allows(self, node: NodeRecord) -> tuple[bool, str]:
         if self.allowed_jurisdictions and node.jurisdiction not in self.allowed_jurisdictions:

@@ -460,7 +460,10 @@ class RedisRegistry:
         return feed
 
     async def set_room_policy(self, room: str, policy: RoomPolicy) -> None:
-        await self._call(self._redis.set(PREFIX + "policy:" + room, policy.model_dump_json()))
+        # Unset settings stay out of the record: a node of an older version, which refuses
+        # keys it does not know (and then applies no policy at all), still reads it.
+        record = policy.model_dump_json(exclude_none=True)
+        await self._call(self._redis.set(PREFIX + "policy:" + room, record))
 
     async def room_policy(self, room: str) -> RoomPolicy:
         raw = await self._call(self._redis.get(PREFIX + "policy:" + room))

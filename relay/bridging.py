@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .audio_level import BRIDGE_LEVEL_ID, AudioLevel
 from .bridge_leg import BridgeInLeg, BridgeOutLeg
 from .codecs import Codec
 from .errors import NotFoundError, StateError
@@ -62,6 +63,9 @@ class BridgedTrack:
     publisher_identity: str
     publisher_name: str
     streams: tuple[BridgedStream, ...]
+    # Its packets carry the audio level (extension id BRIDGE_LEVEL_ID), so the viewing node
+    # counts this speaker too. Absent from an older node's: False.
+    audio_level: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +169,7 @@ class Bridging:
                 )
                 leg.by_ssrc[down.ssrc] = down
                 down.attach(stream, time.monotonic())  # a layer has no layers: pinned to it
+            down.carries_level = stream.level is not None
             streams.append(BridgedStream(rid=stream.rid, ssrc=down.ssrc))
         self.subscriptions.activate(leg)
         codec = track.codec
@@ -182,6 +187,7 @@ class Bridging:
             publisher_identity=publisher.identity,
             publisher_name=publisher.name,
             streams=tuple(streams),
+            audio_level=track.level is not None,
         )
 
     # on the viewing worker -------------------------------------------------------------
@@ -242,6 +248,8 @@ class Bridging:
             publisher, bridged.kind, codec, bridged.sid, bridged.sid, plain
         )
         track.name, track.muted = bridged.name, bridged.muted
+        if bridged.audio_level and bridged.kind == "audio":
+            track.level = AudioLevel(BRIDGE_LEVEL_ID)
         for stream in simulcast:
             layer = self.publishing.new_track(
                 publisher, bridged.kind, codec, bridged.sid, bridged.sid, stream.ssrc

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from .active_speakers import Speakers
 from .bridging import BridgedTrack, BridgeEndpoint, BridgeReport
 from .data_message import Relayed, deliver_data
 from .errors import NotFoundError
@@ -45,6 +46,7 @@ __all__ = [
     "RoomConfig",
     "RoomInfo",
     "RttSample",
+    "SpeakerInfo",
     "TrackInfo",
     "WorkerConfig",
 ]
@@ -84,6 +86,16 @@ class RoomInfo:
     max_viewers: int
     num_viewers: int
     public_viewing: bool
+    audio_top_n: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SpeakerInfo:
+    """A participant speaking now (a stand-in's sid is its publisher's on its own node)."""
+
+    sid: str
+    identity: str
+    level: float  # smoothed linear amplitude, 0-1 (10^(-dBov/20))
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +117,7 @@ class RelayEvents(Protocol):
     def track_unpublished(self, room: str, participant_sid: str, track_sid: str) -> None: ...
     def track_muted(self, room: str, participant_sid: str, track: TrackInfo) -> None: ...
     def permissions_changed(self, room: str, participant: ParticipantInfo) -> None: ...
+    def active_speakers(self, room: str, speakers: tuple[SpeakerInfo, ...]) -> None: ...
     def data_rejected(self, participant_sid: str, code: str, message: str) -> None: ...
     def data_relayed(
         self, room: str, participant_sid: str, lossy: bool, relayed: Relayed
@@ -155,6 +168,7 @@ def room_info(room: Room) -> RoomInfo:
         max_viewers=room.max_viewers,
         num_viewers=sum(1 for p in room.participants.values() if p.kind is ParticipantKind.VIEWER),
         public_viewing=room.public_viewing,
+        audio_top_n=room.audio_top_n,
     )
 
 
@@ -188,6 +202,12 @@ class _Translator:
 
     def permissions_changed(self, room: Room, participant: Participant) -> None:
         self.events.permissions_changed(room.name, participant_info(participant))
+
+    def active_speakers(self, room: Room, speakers: Speakers) -> None:
+        self.events.active_speakers(
+            room.name,
+            tuple(SpeakerInfo(p.sid, p.identity, round(level, 4)) for p, level in speakers),
+        )
 
     def data_rejected(self, participant: Participant, code: str, message: str) -> None:
         self.events.data_rejected(participant.sid, code, message)
@@ -275,9 +295,12 @@ class RelayControl:
         max_participants: int | None = None,
         public_viewing: bool = False,
         max_viewers: int | None = None,
+        audio_top_n: int | None = None,
     ) -> RoomInfo:
         room = self.worker.membership.create(name, max_participants, True, max_viewers)
         room.public_viewing = public_viewing
+        if audio_top_n is not None:  # set on a room that exists here already, too
+            room.audio_top_n = audio_top_n
         return room_info(room)
 
     def set_permissions(

@@ -2,7 +2,9 @@
 
 Synchronous, no ``await``, no logging, no object per packet beyond the output buffers:
 read the header by offset, then per subscriber rewrite SSRC / payload type / sequence number /
-timestamp, SRTP-protect with that subscriber's session and ``sendto``.
+timestamp, SRTP-protect with that subscriber's session and ``sendto``. Header extensions are
+dropped, except an audio packet's level: counted for the room's active speakers and, toward
+a bridge, written again so the node across counts it too.
 
 A packet older than the newest (a publisher's retransmission) takes a slower loop: each
 subscriber numbers it with the offsets of the span it falls in (``DownTrack.late_out_seq``),
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from .audio_level import BRIDGE_LEVEL_BLOCKS, VOICED_DBOV, read_audio_level
 from .rtp_header import HEADER, SEQ_TS_SSRC, is_keyframe_start, payload_offset
 from .stats import RelayStats
 from .track import DownTrack, Sink, UpTrack
@@ -46,6 +49,14 @@ def forward_rtp(
     if not newest:
         _forward_late(up, rtp, offset, seq, timestamp, sendto, stats)
         return
+    level = up.level
+    dbov = -1
+    if level is not None:  # an audio track whose publisher sends its level: one byte
+        dbov = read_audio_level(rtp, level.ext_id)
+        if 0 <= dbov <= VOICED_DBOV:  # counted for the tick; quieter ones only by up.packets
+            level.voiced += 1
+            if dbov < level.loudest:
+                level.loudest = dbov
     if b0 & 0x20 and (not payload or len(payload) <= payload[-1]):
         # Padding only: a probe of the publisher's link, not media. Forwarded, it can end
         # up a frame of its own, and an empty frame flushes FFmpeg-based decoders for good.
@@ -67,13 +78,15 @@ def forward_rtp(
     csrc_end = 12 + 4 * (b0 & 0x0F)
     if csrc_end > 12:
         payload = rtp[12:csrc_end] + payload
+    # the extension block goes after the CSRCs: a mixer's packets (rare) cross without it
+    level_block = BRIDGE_LEVEL_BLOCKS[dbov] if dbov >= 0 and csrc_end == 12 else None
     mime = up.codec.mime
     sent = 0
     sent_bytes = 0
     payload_len = len(payload)
     pack = HEADER.pack
     for down in downs:
-        if not down.active:
+        if not down.active or down.paused:
             continue
         if down.waiting_keyframe:
             if not is_keyframe_start(mime, rtp[offset:]):
@@ -83,9 +96,17 @@ def forward_rtp(
         out_ts = (timestamp + down.ts_offset) & 0xFFFFFFFF
         sink = down.sink
         try:
-            packet = sink.tx_srtp.protect(  # type: ignore[union-attr]  # active: connected
-                pack(first, marker | down.payload_type, out_seq, out_ts, down.ssrc) + payload
-            )
+            if level_block is not None and down.carries_level:
+                rtp_out = (
+                    pack(first | 0x10, marker | down.payload_type, out_seq, out_ts, down.ssrc)
+                    + level_block
+                    + payload
+                )
+            else:
+                rtp_out = (
+                    pack(first, marker | down.payload_type, out_seq, out_ts, down.ssrc) + payload
+                )
+            packet = sink.tx_srtp.protect(rtp_out)  # type: ignore[union-attr]  # active: connected
         except Exception:
             stats.dropped["send_error"] += 1
             continue
@@ -117,7 +138,7 @@ def _forward_late(
     marker = rtp[1] & 0x80
     payload = rtp[12 : 12 + 4 * (b0 & 0x0F)] + rtp[offset:]
     for down in up.down_tracks:
-        if not down.active:
+        if not down.active or down.paused:
             continue
         if down.waiting_keyframe:
             if not is_keyframe_start(up.codec.mime, rtp[offset:]):

@@ -7,6 +7,7 @@ import logging
 from dataclasses import dataclass
 from typing import Protocol
 
+from .audio_level import AUDIO_LEVEL_URI, AudioLevel
 from .codecs import Codec
 from .errors import NotFoundError, PermissionDeniedError, SdpError
 from .nack_tracker import NackTracker
@@ -123,6 +124,12 @@ class Publishing:
             if media.kind not in ("audio", "video") or not sending:
                 if existing is not None:
                     self.unpublish(room, participant, existing)
+                codec = choose_codec(media) if media.kind in ("audio", "video") else None
+                if codec is not None and not media.rejected:
+                    # A sender set inactive (a track stopped without renegotiating it away)
+                    # is answered inactive, not rejected: rejecting the section that tags
+                    # the offer's BUNDLE group moves the group, which Chromium cannot follow.
+                    accepted[media.mid] = codec
                 continue
             if existing is not None:
                 accepted[media.mid] = existing.codec
@@ -139,6 +146,9 @@ class Publishing:
             track = self.new_track(participant, media.kind, codec, media.mid, sid, media.ssrc)
             track.name = said.name
             track.source = source
+            level_id = media.extensions.get(AUDIO_LEVEL_URI)
+            if level_id and media.kind == "audio":  # the publisher says how loud each packet is
+                track.level = AudioLevel(level_id)
             if media.simulcast:
                 for rid in media.rids:
                     layer = self.new_track(participant, media.kind, codec, media.mid, sid, None)

@@ -33,6 +33,7 @@ class RoomConfig:
     max_participants: int | None = None
     max_viewers: int | None = None
     public_viewing: bool = False
+    audio_top_n: int | None = None  # forward only the N loudest audio tracks; 0: all
 
 
 SOURCES = ("camera", "microphone", "screen", "screen_audio")
@@ -106,8 +107,11 @@ class Room:
     max_viewers: int = 0  # WHEP viewers; 0: no limit (the node's capacity still holds)
     created_by_api: bool = False
     public_viewing: bool = False  # WHEP viewers need no token
+    audio_top_n: int = 0  # each listener gets the N loudest audio tracks (audio_top_n.py); 0: all
     sid: str = field(default_factory=lambda: new_sid("RM"))
     participants: dict[str, Participant] = field(default_factory=dict)  # by sid
+    speakers: tuple[str, ...] = ()  # sids of the active speakers last announced, loudest first
+    speakers_sent_at: float = float("-inf")  # when (monotonic)
 
     def by_identity(self, identity: str) -> Participant | None:
         """The participant holding ``identity``. WHEP viewers hold none: many players of one

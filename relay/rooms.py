@@ -14,11 +14,14 @@ def _or(value: int | None, default: int) -> int:
 
 
 class Rooms:
-    def __init__(self, max_per_room: int, max_participants: int, max_viewers: int = 0) -> None:
+    def __init__(
+        self, max_per_room: int, max_participants: int, max_viewers: int = 0, audio_top_n: int = 0
+    ) -> None:
         self.by_name: dict[str, Room] = {}
         self.max_per_room = max_per_room
         self.max_viewers = max_viewers  # WHEP viewers per room; 0: no limit
         self.max_participants = max_participants  # on this worker; 0: no limit
+        self.audio_top_n = audio_top_n  # a room's default
 
     def create(
         self,
@@ -26,6 +29,7 @@ class Rooms:
         max_participants: int | None = None,
         by_api: bool = False,
         max_viewers: int | None = None,
+        audio_top_n: int | None = None,
     ) -> Room:
         room = self.by_name.get(name)
         if room is None:
@@ -34,6 +38,7 @@ class Rooms:
                 max_participants=_or(max_participants, self.max_per_room),
                 max_viewers=_or(max_viewers, self.max_viewers),
                 created_by_api=by_api,
+                audio_top_n=_or(audio_top_n, self.audio_top_n),
             )
             self.by_name[name] = room
         return room
@@ -67,7 +72,10 @@ class Rooms:
         if room is None:
             config = config or RoomConfig()
             room = self.create(
-                participant.room, config.max_participants, max_viewers=config.max_viewers
+                participant.room,
+                config.max_participants,
+                max_viewers=config.max_viewers,
+                audio_top_n=config.audio_top_n,
             )
             room.public_viewing = config.public_viewing
         try:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from aiortc import sdp as aiortc_sdp
 
+from .audio_level import AUDIO_LEVEL_URI
 from .codecs import SUPPORTED, VIDEO_FEEDBACK, Codec, accepts
 from .dtls_adapter import DtlsRole
 from .errors import SdpError
@@ -370,6 +371,9 @@ def publisher_answer(
         twcc = media.extensions.get(TWCC_URI)
         if twcc is not None:  # the relay sends congestion feedback: browsers size their send rate
             lines.append(f"a=extmap:{twcc} {TWCC_URI}")
+        level = media.extensions.get(AUDIO_LEVEL_URI)
+        if level is not None and media.kind == "audio":  # the room's active speakers
+            lines.append(f"a=extmap:{level} {AUDIO_LEVEL_URI}")
         if media.simulcast:  # layers arrive on SSRCs of their own, named by these extensions
             for uri in (MID_URI, RID_URI):
                 if uri in media.extensions:

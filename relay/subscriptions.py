@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+from .audio_top_n import starts_paused
 from .codecs import SUPPORTED, Codec
 from .down_leg import DownLeg
 from .errors import NotFoundError, PermissionDeniedError, StateError
@@ -67,6 +68,8 @@ class Subscriptions:
         )
         slot.ssrc = down.ssrc
         leg.negotiation.add(slot)
+        room = self.rooms.by_name.get(participant.room)
+        down.paused = room is not None and starts_paused(room, down)
         leg.by_ssrc[down.ssrc] = down
         participant.subscriptions[track.sid] = down
         down.attach(track, time.monotonic())

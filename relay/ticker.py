@@ -1,6 +1,7 @@
 """The worker's periodic work, every ``tick_interval``: keyframe requests that are due,
-NACKs repeated upstream and congestion feedback; every ``report_interval``: simulcast layer
-choice, receiver reports to publishers and consent expiry.
+NACKs repeated upstream, congestion feedback and audio levels (active speakers); every
+``report_interval``: simulcast layer choice, receiver reports to publishers and consent
+expiry.
 
 It walks the connected publisher legs, not every room, so idle rooms cost it nothing.
 """
@@ -12,6 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from .active_speakers import ActiveSpeakers
 from .publisher_leg import PublisherLeg
 from .repair import Repair
 from .room import Participant
@@ -28,6 +30,7 @@ class Ticker:
         publisher_legs: dict[PublisherLeg, None],
         rooms: Rooms,
         repair: Repair,
+        speakers: ActiveSpeakers,
         expire: Callable[[Participant], None],
         tick_interval: float,
         report_interval: float,
@@ -36,6 +39,7 @@ class Ticker:
         self.publisher_legs = publisher_legs
         self.rooms = rooms
         self.repair = repair
+        self.speakers = speakers
         self.expire = expire
         self.tick_interval = tick_interval
         self.report_interval = report_interval
@@ -49,6 +53,7 @@ class Ticker:
                 now = time.monotonic()
                 self.send_due_keyframe_requests(now)
                 self.send_due_nacks(time.perf_counter())
+                self.speakers.tick(now)
                 if now - last_report >= self.report_interval:
                     self.select_layers(now, now - last_report)
                     last_report = now

@@ -11,6 +11,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from .audio_level import AudioLevel
 from .codecs import Codec
 from .keyframe_requester import KeyframeRequester
 from .nack_tracker import NackTracker
@@ -106,6 +107,7 @@ class UpTrack:
     keyframes: KeyframeRequester = field(default_factory=KeyframeRequester)
     cache: PacketCache | None = None  # video: answers subscribers' NACKs
     nacks: NackTracker | None = None  # video: gaps to NACK upstream
+    level: AudioLevel | None = None  # audio whose publisher sends the audio-level extension
     packets: int = 0
     octets: int = 0
     # Simulcast: the published track holds its layers (lowest first), each an UpTrack of
@@ -158,6 +160,11 @@ class DownTrack:
     sink: Sink
     ssrc: int = field(default_factory=random_ssrc)
     active: bool = False  # the subscriber has accepted the m-line carrying this SSRC
+    carries_level: bool = False  # writes the audio level on (a bridge: the far node reads it)
+    # Not forwarded for now (a room's audio top-N left it out); resuming, its numbering goes
+    # on where it stopped and its timestamps keep the publisher's clock, as after silence.
+    paused: bool = False
+    resuming: bool = False
     waiting_keyframe: bool = True
     started: bool = False
     seq_offset: int = 0
@@ -234,6 +241,19 @@ class DownTrack:
         if layer is not None:
             layer.pending = [d for d in layer.pending if d is not self]
             self.pending_layer = None
+
+    def pause(self) -> None:
+        """Stop forwarding (the subscriber is not told: its m-line stays, quiet)."""
+        self.paused = True
+
+    def resume(self) -> None:
+        """Forward again from the next packet, numbered right after the last one sent (no
+        gap for the receiver to count as loss), its timestamp on the publisher's clock (a
+        receiver sees a pause, as after silence suppression, not a jump back)."""
+        if self.paused:
+            self.paused = False
+            self.resuming = True
+            self.waiting_keyframe = True  # audio starts at any packet: the next one
 
     def may_resend(self, out_seq: int, now: float, interval: float) -> bool:
         """At most one retransmission of a packet per ``interval``; remembers the last 256."""
@@ -338,8 +358,11 @@ class DownTrack:
         self.first_out_seq = following
         self.seq_offset = (self.last_seq + 1 - seq) & 0xFFFF
         self.run_first_in = seq
-        # One tick later than the last timestamp sent keeps timestamps monotonic.
-        step = 1 if self.started else 0
-        self.ts_offset = (self.last_ts + step - timestamp) & 0xFFFFFFFF
+        if not (self.resuming and self.started):
+            # One tick later than the last timestamp sent keeps timestamps monotonic.
+            step = 1 if self.started else 0
+            self.ts_offset = (self.last_ts + step - timestamp) & 0xFFFFFFFF
+        # else the same source after a pause: its timestamps advanced with the time that passed
+        self.resuming = False
         self.started = True
         self.waiting_keyframe = False

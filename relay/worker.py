@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from .active_speakers import ActiveSpeakers, Speakers
 from .background import stop_tasks
 from .bridging import Bridging
 from .data_message import Relayed, relay_data_message
@@ -49,6 +50,7 @@ class WorkerConfig:
     consent_timeout: float = 10.0
     max_participants_per_room: int = 100
     max_viewers_per_room: int = 0
+    audio_top_n: int = 0  # a room's default: forward each listener the N loudest audio; 0: all
     max_participants: int = 1000
     data_max_bytes: int = 16384
     data_rate: float = 50.0
@@ -71,6 +73,7 @@ class RoomObserver(Protocol):
     def track_unpublished(self, room: Room, participant: Participant, track: UpTrack) -> None: ...
     def track_muted(self, room: Room, participant: Participant, track: UpTrack) -> None: ...
     def permissions_changed(self, room: Room, participant: Participant) -> None: ...
+    def active_speakers(self, room: Room, speakers: Speakers) -> None: ...
     def data_rejected(self, participant: Participant, code: str, message: str) -> None: ...
     def data_relayed(self, participant: Participant, lossy: bool, relayed: Relayed) -> None: ...
 
@@ -82,7 +85,10 @@ class RelayWorker:
         self.stats = RelayStats()
         self.mux = UdpMux(self.stats, config.stun_per_ip)
         self.membership = Rooms(
-            config.max_participants_per_room, config.max_participants, config.max_viewers_per_room
+            config.max_participants_per_room,
+            config.max_participants,
+            config.max_viewers_per_room,
+            config.audio_top_n,
         )
         self.rooms: dict[str, Room] = self.membership.by_name  # the same dict
         self.repair = Repair(self.mux, self.membership.publisher_leg, config.nack_repair)
@@ -114,10 +120,14 @@ class RelayWorker:
             self.subscriptions,
             lambda room, participant: self.observer.participant_joined(room, participant),
         )
+        self.speakers = ActiveSpeakers(
+            self.membership, lambda room, speakers: self.observer.active_speakers(room, speakers)
+        )
         self.ticker = Ticker(
             self.transports.publisher_legs,
             self.membership,
             self.repair,
+            self.speakers,
             lambda p: self.transports.spawn(self.leave(p, "consent_timeout")),
             config.tick_interval,
             config.report_interval,

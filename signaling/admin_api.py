@@ -31,6 +31,7 @@ class CreateRoom(BaseModel):
     name: str = Field(min_length=1, max_length=256)
     max_participants: int | None = Field(default=None, ge=0)
     max_viewers: int | None = Field(default=None, ge=0)  # WHEP viewers; 0: no limit
+    audio_top_n: int | None = Field(default=None, ge=0)  # the N loudest audio only; 0: all
     public_viewing: bool = False  # WHEP playback without a token
     allowed_jurisdictions: list[str] = Field(default_factory=list, max_length=32)
     allowed_regions: list[str] = Field(default_factory=list, max_length=64)
@@ -65,13 +66,14 @@ async def create_room(request: web.Request) -> web.Response:
         public_viewing=body.public_viewing,
         max_participants=body.max_participants,
         max_viewers=body.max_viewers,
+        audio_top_n=body.audio_top_n,
     )
     try:
         await node.cluster.set_policy(body.name, policy)
     except RegistryError as exc:
         raise ApiError(503, "registry_unavailable", str(exc)) from None
     room = node.relay.create_room(
-        body.name, body.max_participants, body.public_viewing, body.max_viewers
+        body.name, body.max_participants, body.public_viewing, body.max_viewers, body.audio_top_n
     )
     return web.json_response(_room_json(room), status=201)
 

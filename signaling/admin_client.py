@@ -68,6 +68,7 @@ class RoomAdmin:
         public_viewing: bool = False,
         max_participants: int | None = None,
         max_viewers: int | None = None,
+        audio_top_n: int | None = None,
         allowed_jurisdictions: Sequence[str] = (),
         allowed_regions: Sequence[str] = (),
     ) -> dict[str, Any]:
@@ -76,6 +77,8 @@ class RoomAdmin:
             body["max_participants"] = max_participants
         if max_viewers is not None:
             body["max_viewers"] = max_viewers
+        if audio_top_n is not None:
+            body["audio_top_n"] = audio_top_n
         if allowed_jurisdictions:
             body["allowed_jurisdictions"] = list(allowed_jurisdictions)
         if allowed_regions:

@@ -40,6 +40,7 @@ from aiortc import (
 )
 
 from . import protocol as p
+from .audio_jitter import hold_audio_frames
 
 logger = logging.getLogger(__name__)
 
@@ -78,12 +79,27 @@ class _Outgoing:
     sid: str = ""
     muted: bool = False
     source: p.Source | None = None  # None: microphone for audio, camera for video
+    transceiver: Any = None  # on the current publisher connection
 
 
 class ClientError(Exception):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
+
+
+def stream_ids(sdp: str) -> dict[str, str]:
+    """mid -> the a=msid stream id of each m-section that has one."""
+    found: dict[str, str] = {}
+    mid = ""
+    for line in sdp.splitlines():
+        if line.startswith("m="):
+            mid = ""
+        elif line.startswith("a=mid:"):
+            mid = line[6:].strip()
+        elif line.startswith("a=msid:") and mid:
+            found[mid] = line[7:].split(" ", 1)[0]
+    return found
 
 
 def restrict_ice_host_addresses(addresses: Sequence[str]) -> None:
@@ -113,6 +129,7 @@ class EurelayClient:
         media_via: tuple[str, int] | None = None,
         reconnect: bool = True,
         reconnect_timeout: float = 30.0,
+        audio_hold: int | None = None,
     ) -> None:
         """``probe``: time each region's /v1/ping before joining (``probe_urls`` overrides
         the list the server offers at /v1/regions) and send the RTTs with the join.
@@ -120,7 +137,11 @@ class EurelayClient:
         ``reconnect``: when the connection is lost (no ``closed`` from the server) or the
         server shuts down, join again through ``url`` for up to ``reconnect_timeout``
         seconds (backoff 0.2 s doubling to 2 s); ``leave()``, ``close()`` and any other
-        ``closed`` reason end the session for good."""
+        ``closed`` reason end the session for good.
+
+        ``audio_hold``: how many later frames aiortc waits for before decoding a received
+        audio frame (aiortc's default, None, is 4: 80 ms). A listener that does not play out,
+        such as an agent, takes 0: frames 60 ms sooner (``signaling.audio_jitter``)."""
         self.url = url  # where the session is (after redirects)
         self.entry_url = url  # where every join starts, so placement decides again
         self.token = token
@@ -131,8 +152,19 @@ class EurelayClient:
             restrict_ice_host_addresses(host_addresses)
         self.reconnect = reconnect
         self.reconnect_timeout = reconnect_timeout
+        self.audio_hold = audio_hold
         self.joined: p.Joined | None = None
         self.permissions: p.PermissionGrants | None = None  # set by permissions_changed
+        # Who speaks in the room now, loudest first (the last active_speakers event; each one
+        # is also put on ``events``).
+        self.active_speakers: list[p.Speaker] = []
+        # Who is who, kept from the session's messages: participant sid -> identity (the
+        # others), and the publisher of each track received (track sid -> participant sid).
+        self.identities: dict[str, str] = {}
+        self.track_owners: dict[str, str] = {}
+        # Called with every server message as it is handled, before it is put on ``events``
+        # (an agent's speech detection listens to active speakers without taking events).
+        self.listeners: list[Callable[[p._Message], None]] = []
         self.events: asyncio.Queue[Any] = asyncio.Queue()
         self.errors: asyncio.Queue[p.Error] = asyncio.Queue()
         self.data: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
@@ -149,6 +181,7 @@ class EurelayClient:
         self._reader: asyncio.Task[None] | None = None
         self._pub: RTCPeerConnection | None = None
         self._sub_tracks: dict[str, str] = {}  # mid -> track sid from the last offer
+        self._sub_owners: dict[str, str] = {}  # mid -> publisher sid (a=msid) from the offers
         self._answer: asyncio.Future[p.PublishAnswer] | None = None
         self._negotiation = asyncio.Lock()
         self._outgoing: list[_Outgoing] = []  # what to publish again after a reconnect
@@ -230,6 +263,7 @@ class EurelayClient:
             await self.close()
             raise
         self.joined = joined
+        self._learn_roster(joined)
         self._take_servers(joined)
         if self._session_servers:  # the first subscriber connection predates them
             old = self._sub
@@ -372,9 +406,12 @@ class EurelayClient:
             else:
                 self.joined = joined
                 self.closed_reason = None
+                self.active_speakers = []  # the new session says who speaks, if anyone
+                self._learn_roster(joined)
                 self._take_servers(joined)
                 self._sub, self.reliable, self.lossy = self._subscriber()
                 self._sub_tracks = {}
+                self._sub_owners = {}
                 return True
             if loop.time() + delay > deadline:
                 break
@@ -404,7 +441,31 @@ class EurelayClient:
             if not self._outgoing:
                 self._outgoing = outgoing  # the next reconnect tries again
 
+    def _learn_roster(self, joined: p.Joined) -> None:
+        self.identities = {o.sid: o.identity for o in joined.others}
+        self.track_owners = {t.sid: o.sid for o in joined.others for t in o.tracks}
+
+    def _follow_roster(self, message: p._Message) -> None:
+        if isinstance(message, p.ParticipantJoined):
+            self.identities[message.participant.sid] = message.participant.identity
+            for track in message.participant.tracks:
+                self.track_owners[track.sid] = message.participant.sid
+        elif isinstance(message, p.TrackPublished):
+            self.track_owners[message.track.sid] = message.participant_sid
+        elif isinstance(message, p.ParticipantLeft):
+            self.identities.pop(message.sid, None)
+
+    def identity_of(self, participant_sid: str) -> str:
+        """The identity of another participant in the room ("" if unknown here)."""
+        return self.identities.get(participant_sid, "")
+
     async def _handle(self, message: Any) -> None:
+        self._follow_roster(message)
+        for listener in self.listeners:
+            try:
+                listener(message)
+            except Exception:
+                logger.exception("a listener failed on %s", type(message).__name__)
         if isinstance(message, p.SubscriberOffer):
             await self._answer_subscriber_offer(message)
         elif isinstance(message, p.PublishAnswer):
@@ -420,11 +481,28 @@ class EurelayClient:
                 self.closed_reason = message.reason
             elif isinstance(message, p.PermissionsChanged):
                 self.permissions = message.permissions
+                if not message.permissions.can_publish:
+                    self._drop_outgoing()
+            elif isinstance(message, p.ActiveSpeakers):
+                self.active_speakers = message.speakers
             await self.events.put(message)
+
+    def _drop_outgoing(self) -> None:
+        """Publishing was taken away: the relay has unpublished our tracks already. Their
+        senders stop and their sections go inactive in the next offer (stopping them would
+        close the connection's transport once none is left, ending the session), and they
+        are forgotten, so neither a later publish nor a reconnect offers them again."""
+        for item in self._outgoing:
+            if item.transceiver is not None and not item.transceiver.stopped:
+                item.transceiver.sender.replaceTrack(None)
+                item.transceiver.direction = "inactive"
+        self._outgoing = []
+        self.published = {}
 
     async def _answer_subscriber_offer(self, offer: p.SubscriberOffer) -> None:
         async with self._negotiation:
             self._sub_tracks.update(offer.tracks)
+            self._sub_owners.update(stream_ids(offer.sdp))
             await self._sub.setRemoteDescription(
                 RTCSessionDescription(self._via(offer.sdp), "offer")
             )
@@ -450,8 +528,14 @@ class EurelayClient:
         return "\r\n".join(lines)
 
     def _on_track(self, pc: RTCPeerConnection, track: MediaStreamTrack) -> None:
-        mid = next((t.mid for t in pc.getTransceivers() if t.receiver.track is track), None)
+        transceiver = next((t for t in pc.getTransceivers() if t.receiver.track is track), None)
+        mid = transceiver.mid if transceiver is not None else None
+        if transceiver is not None and track.kind == "audio" and self.audio_hold is not None:
+            hold_audio_frames(transceiver.receiver, self.audio_hold)
         track_sid = self._sub_tracks.get(mid or "", track.id)
+        owner = self._sub_owners.get(mid or "")
+        if owner:  # the relay names each track's stream by its publisher's sid
+            self.track_owners[track_sid] = owner
         self.tracks.put_nowait((track_sid, track))
 
     def _on_data(self, message: str | bytes) -> None:
@@ -517,6 +601,7 @@ class EurelayClient:
         self.published = dict(answer.tracks)
         for item, transceiver in added:
             item.sid = answer.tracks.get(transceiver.mid or "", "")
+            item.transceiver = transceiver
         self._outgoing += [item for item, _ in added]
         return self.published
 

@@ -51,6 +51,7 @@ class Placement:
         return RoomConfig(
             max_participants=policy.max_participants,
             max_viewers=policy.max_viewers,
+            audio_top_n=policy.audio_top_n,
             public_viewing=policy.public_viewing,
         )
 

@@ -1,4 +1,5 @@
-"""Dev mode only: the demo page mints its own tokens. Never registered outside dev mode."""
+"""Dev mode only: the demo page mints its own tokens, room admin ones too (its host invites
+viewers on stage through the admin API). Never registered outside dev mode."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ class DevTokenRequest(BaseModel):
     publish: bool = False
     subscribe: bool = True
     data: bool = False
+    admin: bool = False  # room_admin: the admin API on this room (the demo's host)
 
 
 async def dev_token(request: web.Request) -> web.Response:
@@ -28,6 +30,7 @@ async def dev_token(request: web.Request) -> web.Response:
         can_publish=body.publish,
         can_subscribe=body.subscribe,
         can_publish_data=body.data,
+        room_admin=body.admin,
     )
     return web.json_response({"token": mint(key, secret, body.identity, grant, ttl=3600)})
 

@@ -21,6 +21,7 @@ from relay.control import (
     Permissions,
     RelayControl,
     Relayed,
+    SpeakerInfo,
     TrackInfo,
     WorkerConfig,
 )
@@ -77,6 +78,7 @@ def worker_config(settings: Settings) -> WorkerConfig:
         consent_timeout=settings.rtc.consent_timeout,
         max_participants_per_room=settings.rooms.max_participants,
         max_viewers_per_room=settings.rooms.max_viewers,
+        audio_top_n=settings.rooms.audio_top_n,
         max_participants=settings.capacity.max_participants,
         data_max_bytes=settings.rooms.data_max_bytes,
         data_rate=settings.rooms.data_rate,
@@ -97,6 +99,7 @@ class Node:
         self.cascade = Cascade(self.cluster, self.relay, self.broadcast)
         self.cluster.on_registered.append(self.cascade.reassert)
         self.sessions: dict[str, RtcSession] = {}  # by participant sid
+        self.speakers: dict[str, p.ActiveSpeakers] = {}  # by room: the last sent, for joiners
         self._by_room: dict[str, dict[str, RtcSession]] = {}  # room -> sid -> session
         self.draining = False
         self.slow_consumers = 0  # sessions cut off for not reading their events
@@ -200,6 +203,7 @@ class Node:
         self.cascade.local_left(room, participant, reason)
 
     async def _room_closed(self, room: str) -> None:
+        self.speakers.pop(room, None)
         self.cascade.room_closed(room)
         await self.cluster.room_closed(room)
 
@@ -230,6 +234,16 @@ class Node:
         if session is not None:
             session.send(p.PermissionsChanged(permissions=describe_grants(participant.permissions)))
         self.cascade.local_changed(room, participant)  # what it publishes may have changed
+
+    def active_speakers(self, room: str, speakers: tuple[SpeakerInfo, ...]) -> None:
+        message = p.ActiveSpeakers(
+            speakers=[p.Speaker(sid=s.sid, identity=s.identity, level=s.level) for s in speakers]
+        )
+        if speakers:
+            self.speakers[room] = message
+        else:
+            self.speakers.pop(room, None)
+        self.broadcast(room, message)
 
     def data_relayed(self, room: str, participant_sid: str, lossy: bool, relayed: Relayed) -> None:
         self.cascade.forward_data(room, participant_sid, lossy, relayed)

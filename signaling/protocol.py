@@ -211,6 +211,20 @@ class PermissionsChanged(_Message):
     permissions: PermissionGrants
 
 
+class Speaker(_Message):
+    sid: str  # participant sid
+    identity: str
+    level: float  # smoothed linear amplitude, 0-1 (10^(-dBov/20)): -20 dBov is 0.1
+
+
+class ActiveSpeakers(_Message):
+    """Who is speaking in the room now, loudest first; sent when that changes, at most every
+    0.3 s (and once after ``joined`` while someone speaks). An empty list: nobody."""
+
+    type: Literal["active_speakers"] = "active_speakers"
+    speakers: list[Speaker]
+
+
 class Pong(_Message):
     type: Literal["pong"] = "pong"
     timestamp: float
@@ -250,6 +264,7 @@ ServerMessage = Annotated[
     | TrackUnpublished
     | TrackMuted
     | PermissionsChanged
+    | ActiveSpeakers
     | Pong
     | Closed
     | Redirect

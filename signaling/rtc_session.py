@@ -284,6 +284,9 @@ class RtcSession:
                 region=settings.region,
             )
         )
+        speaking = self.node.speakers.get(room.name)
+        if speaking is not None:  # the next change may be long: say who speaks now
+            self.send(speaking)
         self.offer_needed()
 
     def _parse(self, data: str) -> p._Message | p.Error:

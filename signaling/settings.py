@@ -140,6 +140,12 @@ class RoomSettings(_Section):
         ge=0,
         description="WHEP viewers per room; 0 means no limit (node capacity still applies).",
     )
+    audio_top_n: int = Field(
+        default=0,
+        ge=0,
+        description="Forward each listener only the N loudest audio tracks of the room (voice "
+        "rooms with many speakers); 0 means all. The admin API can set it per room.",
+    )
     data_max_bytes: int = Field(default=16384, gt=0, description="Largest data message.")
     data_rate: float = Field(default=50.0, gt=0, description="Data messages per second each.")
     data_burst: float = Field(default=100.0, gt=0, description="Data message burst allowance.")

@@ -24,10 +24,11 @@ export class EurelayError extends Error {
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 // Events: "joined" (each session, the first and every reconnect), "participant_joined",
-// "participant_left", "track_published", "track_unpublished", "track_muted", "track"
-// ({track, streams, trackSid}), "data" ({from_identity, topic, payload}), "error" (protocol
-// errors), "reconnecting" ({reason}), "reconnected" ({joined}), "closed" ({reason}, once,
-// last).
+// "participant_left", "track_published", "track_unpublished", "track_muted",
+// "permissions_changed", "active_speakers" ({speakers: [{sid, identity, level}]}, loudest
+// first; also kept as `client.activeSpeakers`), "track" ({track, streams, trackSid}), "data"
+// ({from_identity, topic, payload}), "error" (protocol errors), "reconnecting" ({reason}),
+// "reconnected" ({joined}), "closed" ({reason}, once, last).
 //
 // Reconnecting: when the socket ends without a `closed` message (the node died, the network
 // broke) or with `closed` reason "server_shutdown", the client joins again through the URL
@@ -51,13 +52,14 @@ export class EurelayClient extends EventTarget {
     this.reconnect = reconnect;
     this.reconnectTimeout = reconnectTimeout;
     this.joined = null;
+    this.activeSpeakers = []; // [{sid, identity, level}], loudest first: the last active_speakers
     this.trackSids = {}; // subscriber m-line mid -> track sid
     this.published = {}; // publisher mid -> track sid
     this._ws = null;
     this._pub = null;
     this._pendingAnswer = null;
     this._negotiation = Promise.resolve();
-    this._outgoing = []; // {track, stream, name, simulcast, sid, muted}: published again after a reconnect
+    this._outgoing = []; // {track, stream, name, simulcast, sid, muted, transceiver}: published again after a reconnect
     this._choices = new Map(); // "what:trackSid" -> the last subscribe/unsubscribe/set_quality
     this._closing = false; // leave() or close(): never reconnect
     this._closedReason = null; // from the server's `closed` message
@@ -246,6 +248,7 @@ export class EurelayClient extends EventTarget {
 
   async _rejoin(reason) {
     const epoch = ++this._epoch;
+    this.activeSpeakers = []; // the next session says who speaks, if anyone
     this._emit("reconnecting", {reason});
     // Local tracks outlive their peer connection in a browser: they are sent again below.
     if (this._pub) this._pub.close();
@@ -318,6 +321,14 @@ export class EurelayClient extends EventTarget {
         break;
       case "pong":
         break;
+      case "active_speakers":
+        this.activeSpeakers = message.speakers;
+        this._emit(message.type, message);
+        break;
+      case "permissions_changed":
+        if (!message.permissions.can_publish) this._dropOutgoing();
+        this._emit(message.type, message);
+        break;
       default:
         this._emit(message.type, message);
     }
@@ -352,9 +363,29 @@ export class EurelayClient extends EventTarget {
     this._pendingAnswer = null;
     await pc.setRemoteDescription({type: "answer", sdp: answer.sdp});
     Object.assign(this.published, answer.tracks);
-    transceivers.forEach((t, i) => { outgoing[i].sid = answer.tracks[t.mid] || ""; });
+    transceivers.forEach((t, i) => {
+      outgoing[i].sid = answer.tracks[t.mid] || "";
+      outgoing[i].transceiver = t;
+    });
     this._outgoing.push(...outgoing);
     return answer.tracks;
+  }
+
+  // Publishing was taken away (back in the audience): the relay has unpublished our tracks
+  // already; their senders stop sending and their m-lines go inactive in the next offer,
+  // and they are forgotten, so neither a later publish nor a reconnect offers them again.
+  // (Stopping the transceivers instead would close the connection's transport once none is
+  // left, and the relay ends a session whose transport closes.) The page stops the camera
+  // and microphone themselves.
+  _dropOutgoing() {
+    for (const item of this._outgoing) {
+      const transceiver = item.transceiver;
+      if (!transceiver || transceiver.stopped) continue;
+      transceiver.sender.replaceTrack(null).catch(() => {});
+      transceiver.direction = "inactive";
+    }
+    this._outgoing = [];
+    this.published = {};
   }
 
   sendData(payload, {topic = null, to = [], lossy = false} = {}) {
@@ -375,6 +406,15 @@ export class EurelayClient extends EventTarget {
   mute(trackSid, muted = true) {
     for (const item of this._outgoing) if (item.sid === trackSid) item.muted = muted;
     this._send({type: "mute", track_sid: trackSid, muted});
+  }
+  // Mute a published MediaStreamTrack (a microphone button): the relay stops forwarding it,
+  // and the track sends silence. Returns false if the track is not published.
+  muteTrack(track, muted = true) {
+    const item = this._outgoing.find((o) => o.track === track && o.sid);
+    if (!item) return false;
+    track.enabled = !muted;
+    this.mute(item.sid, muted);
+    return true;
   }
   // The highest simulcast layer to receive: "low", "medium" or "high".
   setQuality(trackSid, quality) { this._ask("quality", {type: "set_quality", track_sid: trackSid, quality}); }

@@ -90,6 +90,17 @@ def test_fast_path_bench_forwards_every_packet_through_the_real_path() -> None:
     assert "| 3 |" in fastpath.table([result])
 
 
+def test_audio_level_bench_times_the_level_read_on_packets_that_carry_one() -> None:
+    from bench import audio_level
+    from relay.audio_level import read_audio_level
+
+    packet = audio_level.chromium_audio_packet(7, dbov=33)
+    assert read_audio_level(packet, audio_level.LEVEL_ID) == 33
+    result = audio_level.measure(packets=500, rounds=1)
+    assert result.forward_ns_with_level > 0 and result.read_ns_per_packet > 0
+    assert "level's cost" in audio_level.render(result, "today")
+
+
 async def test_a_scenario_the_machine_cannot_hold_is_reported_not_fatal(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -86,3 +86,48 @@ async def test_a_token_may_allow_only_some_sources(relay_node: RunningNode) -> N
         assert [t.source for t in speaker.published.values()] == ["microphone"]
     finally:
         await pc.close()
+
+
+async def test_a_sender_set_inactive_stays_in_the_bundle_when_publishing_again(
+    relay_node: RunningNode,
+) -> None:
+    """Back in the audience, the browser client sets its senders inactive (stopping them
+    would close the transport); on stage again its offer starts with those sections. They
+    are answered inactive, not rejected: rejecting the section that tags the BUNDLE group
+    made Chromium refuse the answer ("Failed to setup RTCP mux")."""
+    host = await relay_node.join("again", "host", publish=False)
+    guest = await relay_node.join("again", "guest")
+    first = await guest.publish(AudioStreamTrack())
+    assert guest._pub is not None
+    (transceiver,) = guest._pub.getTransceivers()
+    transceiver.sender.replaceTrack(None)
+    transceiver.direction = "inactive"
+    second = await guest.publish(AudioStreamTrack())  # aiortc takes the answer, too
+    assert guest._pub.remoteDescription is not None
+    answer = guest._pub.remoteDescription.sdp
+    old_mid, new_mid = next(iter(first)), next(m for m in second if m not in first)
+    assert f"a=group:BUNDLE {old_mid} {new_mid}\r\n" in answer
+    sections = answer.split("m=audio ")[1:]
+    assert sections[0].startswith("9 ") and "a=inactive" in sections[0]
+    await host.wait_for(p.TrackUnpublished, lambda e: e.track_sid == first[old_mid], 5)
+    room = relay_node.worker.rooms["again"]
+    assert [t.sid for t in room.tracks()] == [second[new_mid]]
+
+
+async def test_a_python_client_sent_back_to_the_audience_can_come_up_again(
+    relay_node: RunningNode,
+) -> None:
+    host = await relay_node.join("seat", "host", publish=False)
+    guest = await relay_node.join("seat", "guest")
+    base = relay_node.http("/").rstrip("/")
+    first = await guest.publish(AudioStreamTrack())
+    async with RoomAdmin(base, token("seat", "ops", admin=True)) as admin:
+        await admin.set_permissions("seat", "guest", can_publish=False)
+        await guest.wait_for(p.PermissionsChanged, timeout=5)
+        assert guest.published == {} and guest._outgoing == []  # not offered again
+        await admin.set_permissions("seat", "guest", can_publish=True)
+        await guest.wait_for(p.PermissionsChanged, timeout=5)
+    again = await guest.publish(AudioStreamTrack())
+    (new_sid,) = [sid for mid, sid in again.items() if mid not in first]
+    await host.wait_for(p.TrackPublished, lambda e: e.track.sid == new_sid, 5)
+    assert [t.sid for t in relay_node.worker.rooms["seat"].tracks()] == [new_sid]

@@ -125,6 +125,20 @@ def test_opus_fec_is_negotiated_and_dtx_passed_through() -> None:
     assert "useinbandfec=1" in offer_text and "usedtx" not in offer_text  # not asked for
 
 
+def test_the_audio_level_extension_is_accepted_for_audio_under_the_offered_id() -> None:
+    level = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
+    offer = parse_description(
+        OFFER.replace("m=audio 9 UDP/TLS/RTP/SAVPF 0", "m=audio 9 UDP/TLS/RTP/SAVPF 111")
+        .replace("a=rtpmap:0 PCMU/8000", f"a=rtpmap:111 opus/48000/2\r\na=extmap:7 {level}")
+        .replace("a=rtpmap:96 VP8/90000", f"a=rtpmap:96 VP8/90000\r\na=extmap:7 {level}")
+    )
+    opus, vp8 = choose_codec(offer.media[1]), choose_codec(offer.media[0])
+    assert opus is not None and vp8 is not None
+    video, audio = sections(publisher_answer(offer, LOCAL, {"0": vp8, "1": opus}))
+    assert f"a=extmap:7 {level}" in audio
+    assert not any("extmap" in line for line in video)  # no level for video
+
+
 # Offers GStreamer 1.22's webrtcbin wrote (bundle-policy=max-bundle), captured over loopback:
 # every section after the first has port 0 and a=bundle-only (RFC 9429 5.2.1).
 SDP_DIR = Path(__file__).parent / "sdp"
