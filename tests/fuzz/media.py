@@ -25,6 +25,7 @@ from typing import Any, cast
 
 from aiortc.rtp import RtcpPacket
 
+from relay.active_speakers import ActiveSpeakers
 from relay.codecs import H264, OPUS, VP8, Codec
 from relay.dtls_adapter import RelayCertificate, generate_certificate
 from relay.ice_lite import IceCredentials
@@ -205,10 +206,12 @@ class MediaHarness:
             down.attach(up, now)
             self.subscriber.by_ssrc[down.ssrc] = down
             self.downs[name] = down
+        rooms = cast(Any, None)  # only consent expiry and speakers read them: not called here
         self.ticker = Ticker(
             {self.publisher: None},
-            cast(Any, None),  # rooms: only consent expiry reads them, never called here
+            rooms,
             self.repair,
+            ActiveSpeakers(rooms, lambda room, speakers: None),
             lambda participant: None,
             tick_interval=0.02,
             report_interval=1.0,
