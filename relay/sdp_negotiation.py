@@ -82,7 +82,10 @@ def _codec_from(params: object) -> Codec:
         clock_rate=int(getattr(params, "clockRate", 0)),
         payload_type=int(getattr(params, "payloadType", 0)),
         channels=getattr(params, "channels", None),
-        fmtp={str(k): v for k, v in fmtp.items()},
+        # A parameter without a value (``a=fmtp:111 minptime``) is dropped: none of the
+        # forwarded codecs defines one, and kept, it was written back as ``minptime=None``
+        # (which aiortc cannot parse) into the answer and every subscriber's offer (fuzzing).
+        fmtp={str(k): v for k, v in fmtp.items() if v is not None},
     )
 
 

@@ -52,7 +52,7 @@ from aioice import stun
 from aiortc import sdp as aiortc_sdp
 
 from relay import rtcp
-from relay.codecs import VP8
+from relay.codecs import SUPPORTED, VP8, Codec
 from relay.errors import SdpError
 from relay.ice_initiator import IceInitiator
 from relay.negotiation import SubscriberNegotiation
@@ -63,6 +63,7 @@ from relay.sdp_negotiation import (
     choose_codec,
     parse_description,
     publisher_answer,
+    subscriber_offer,
     twcc_extension,
     viewer_answer,
     viewer_slots,
@@ -209,7 +210,7 @@ _LOCAL = LocalTransport(PUBLISHER_ICE, ("sha-256", ":".join(["CD"] * 32)), [("19
 
 
 def _check_answer(offer_mids: list[str], answer: str) -> None:
-    """What the relay writes back parses, and answers every offered m-line in order
+    """What the relay writes parses, and an answer has every offered m-line in order
     (RFC 3264 section 6)."""
     try:
         parsed = aiortc_sdp.SessionDescription.parse(answer)
@@ -218,6 +219,19 @@ def _check_answer(offer_mids: list[str], answer: str) -> None:
     mids = [m.rtp.muxId for m in parsed.media]
     if mids != offer_mids:
         raise PropertyViolation(f"answer m-lines {mids} for offered {offer_mids}")
+
+
+def _check_subscriber_offer(published: list[Codec]) -> None:
+    """The offer a subscriber of these tracks gets (codecs as ``Subscriptions.add`` derives
+    them from the publisher's) parses too."""
+    slots = []
+    for i, codec in enumerate(published):
+        base = SUPPORTED[codec.mime.lower()]
+        fmtp = dict(codec.fmtp) or dict(base.fmtp)
+        derived = Codec(codec.mime, base.clock_rate, base.payload_type, base.channels, fmtp)
+        slots.append(SubscriberSlot(str(i), codec.kind, derived, 0xA000 + i, "PA_x", f"TR_{i}"))
+    offer = subscriber_offer(_LOCAL, slots, 1, 1)
+    _check_answer(["data", *(s.mid for s in slots)], offer)
 
 
 def check_sdp(data: bytes) -> None:
@@ -236,6 +250,7 @@ def check_sdp(data: bytes) -> None:
             accepted[media.mid] = codec
     _check_answer(mids, publisher_answer(offer, _LOCAL, accepted))
     _check_answer(mids, viewer_answer(offer, _LOCAL, viewer_slots(offer)))
+    _check_subscriber_offer(list(accepted.values()))
     twcc_extension(offer)
     negotiation = SubscriberNegotiation()  # the same text as a subscriber's answer
     negotiation.add(SubscriberSlot("0", "video", VP8, 0xA001, "PA_x", "TR_x"))

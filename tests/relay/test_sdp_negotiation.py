@@ -316,3 +316,20 @@ def test_an_msid_without_a_track_id_is_no_track_id() -> None:
     assert "a=msid:stream " in text
     offer = parse_description(text)
     assert offer.media[0].track_id is None
+
+
+def test_an_fmtp_parameter_without_a_value_is_not_written_back() -> None:
+    # aiortc reads "a=fmtp:96 max-fs" as {"max-fs": None}; the answer said "max-fs=None",
+    # which aiortc clients cannot parse, and so did every subscriber's offer (tests/fuzz).
+    from aiortc import sdp as aiortc_sdp
+
+    from relay.sdp_negotiation import choose_codec
+
+    offer = parse_description(
+        OFFER.replace("a=rtpmap:96 VP8/90000", "a=rtpmap:96 VP8/90000\r\na=fmtp:96 max-fs")
+    )
+    codec = choose_codec(offer.media[0])
+    assert codec is not None and codec.mime == "video/VP8" and codec.fmtp == {}
+    answer = publisher_answer(offer, LOCAL, {"0": codec})
+    assert "None" not in answer
+    aiortc_sdp.SessionDescription.parse(answer)
