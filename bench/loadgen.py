@@ -69,6 +69,12 @@ class Result:
     udp_buffer_drops: int = 0  # in the window: datagrams dropped at full socket buffers
     client_cpu_percent: float = 0.0  # this load client's own CPU: near 100, it is the limit
     idle_rooms: int = 0  # other rooms, each with one participant that sends nothing
+    # Keyframe requests (PLI/FIR) a publisher received while the subscribers joined (first
+    # join started to last first video packet): the most of any publisher, the join phase's
+    # length, and the most that publisher saw in any one second of it.
+    join_keyframe_requests: int = 0
+    join_seconds: float = 0.0
+    join_keyframe_requests_max_per_second: int = 0
     not_held: str = ""  # why the scenario could not run to its end on this machine
 
 
@@ -142,6 +148,31 @@ def bucket_quantile(before: dict[float, float], after: dict[float, float], q: fl
         if after[bound] - before.get(bound, 0) >= q * total:
             return bound
     return bounds[-1]
+
+
+def most_in_window(times: list[float], window: float = 1.0) -> int:
+    """The most of ``times`` that fall in any one ``window`` (sliding)."""
+    ordered = sorted(times)
+    most = 0
+    first = 0
+    for last, at in enumerate(ordered):
+        while at - ordered[first] >= window:
+            first += 1
+        most = max(most, last - first + 1)
+    return most
+
+
+def join_keyframe_requests(
+    publishers: list[RawPeer], started: float, ended: float
+) -> tuple[int, int]:
+    """(most requests any publisher got in [started, ended], most in any second of it)."""
+    counts = [0]
+    peaks = [0]
+    for peer in publishers:
+        during = [at for at in peer.keyframe_requests_at if started <= at <= ended]
+        counts.append(len(during))
+        peaks.append(most_in_window(during))
+    return max(counts), max(peaks)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -319,6 +350,7 @@ async def run_scenario(
         # a task group: if one subscriber cannot join, the others stop with it, and those
         # that had joined close (the next scenario must not share the machine with them)
         joining: list[asyncio.Task[tuple[Signaling, RawPeer, float, float]]] = []
+        joins_started = time.perf_counter()
         try:
             async with asyncio.TaskGroup() as group:
                 joining = [group.create_task(admitted(i)) for i in range(subscribers)]
@@ -337,6 +369,10 @@ async def run_scenario(
             raise
         joined = [task.result() for task in joining]
         peers = [peer for _, peer, _, _ in joined]
+        joins_ended = max((p.counters.first_video_at or joins_started for p in peers), default=0.0)
+        join_requests, join_requests_peak = join_keyframe_requests(
+            [p.peer for p in pubs], joins_started, joins_ended
+        )
 
         await asyncio.sleep(1.0)  # settle
         rss_after = rss_kib(pid)
@@ -388,6 +424,9 @@ async def run_scenario(
             server_cpu_percent=100.0 * cpu / (wall_after - wall_before),
             client_cpu_percent=100.0 * client_cpu / (wall_after - wall_before),
             server_kib_per_subscriber=max(0, rss_after - rss_before) / max(1, subscribers),
+            join_keyframe_requests=join_requests,
+            join_seconds=max(0.0, joins_ended - joins_started),
+            join_keyframe_requests_max_per_second=join_requests_peak,
         )
 
 
@@ -411,12 +450,13 @@ def table(results: list[Result]) -> str:
         "| CPU µs / received pkt (x floor) | receive floor µs (x) "
         "| relay fwd p50 / p99 (µs, bucket) "
         "| one-way p50 / p99 (ms) | loss % | join p50 / p95 (ms) | join to video p50 / p95 (ms) "
+        "| keyframe requests in joins (over s; most in 1 s) "
         "| server CPU % | server KiB / subscriber | load client CPU % |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         if r.not_held:
-            gap = "| " * 13
+            gap = "| " * 14
             rows.append(
                 f"| {r.publishers} | {r.subscribers} | {r.idle_rooms} "
                 f"| not held here: {r.not_held} {gap}|"
@@ -432,6 +472,8 @@ def table(results: list[Result]) -> str:
             f"| {r.one_way_latency_p50_ms:.2f} / {r.one_way_latency_p99_ms:.2f} "
             f"| {r.loss_percent:.2f} | {r.join_time_p50_ms:.0f} / {r.join_time_p95_ms:.0f} "
             f"| {r.join_video_p50_ms:.0f} / {r.join_video_p95_ms:.0f} "
+            f"| {r.join_keyframe_requests} (over {r.join_seconds:.1f} s; "
+            f"{r.join_keyframe_requests_max_per_second}) "
             f"| {r.server_cpu_percent:.0f} | {r.server_kib_per_subscriber:.0f} "
             f"| {r.client_cpu_percent:.0f} |"
         )

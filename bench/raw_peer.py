@@ -74,6 +74,7 @@ class RawPeer(asyncio.DatagramProtocol):
         self.first_video = asyncio.Event()
         self.remote_creds: tuple[str, str] = ("", "")
         self.keyframe_requested = False
+        self.keyframe_requests_at: list[float] = []  # perf_counter of each PLI/FIR received
         self._consent: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
@@ -104,6 +105,7 @@ class RawPeer(asyncio.DatagramProtocol):
             fmt, packet_type = data[offset] & 0x1F, data[offset + 1]
             if packet_type == 206 and fmt in (1, 4):
                 self.keyframe_requested = True
+                self.keyframe_requests_at.append(time.perf_counter())
             offset += 4 + 4 * struct.unpack_from("!H", data, offset + 2)[0]
 
     def on_rtp(self, rtp: bytes) -> None:
