@@ -65,7 +65,8 @@ def forward_rtp(
                 down.skip_padding(seq)
         stats.dropped["padding"] += 1
         return
-    if up.pending and is_keyframe_start(up.codec.mime, payload):
+    if (up.pending or up.keyframes.pending) and is_keyframe_start(up.codec.mime, payload):
+        up.keyframes.arrived()  # a deferred keyframe request is answered: not sent
         for waiting in up.pending:  # simulcast layer switches complete at this keyframe
             waiting.move_to(up)
         stats.layer_switches += len(up.pending)

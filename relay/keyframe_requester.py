@@ -1,4 +1,10 @@
-"""Collapses keyframe requests (PLI/FIR) from many subscribers into rate-limited upstream ones."""
+"""Collapses keyframe requests (PLI/FIR) from many subscribers into rate-limited upstream ones.
+
+A request passes at once when none went upstream within ``interval`` (a lone joiner waits
+for nothing but the publisher); later ones wait for the next allowed moment. A keyframe
+that arrives meanwhile answers every request made before it, so subscribers joining in a
+burst share the one asked for and the deferred request is not sent at all.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +17,10 @@ class KeyframeRequester:
 
     interval: float = 0.5
     last_sent: float = -1e9
-    pending: bool = False
+    pending: bool = False  # a request waits for the next allowed moment or a keyframe
     requested: int = 0  # subscriber requests seen
     sent: int = 0  # upstream requests made
+    answered: int = 0  # deferred requests a keyframe answered before they went upstream
 
     def request(self, now: float) -> bool:
         """Record a request; True if one should go upstream now."""
@@ -34,3 +41,10 @@ class KeyframeRequester:
             self.sent += 1
             return True
         return False
+
+    def arrived(self) -> None:
+        """A keyframe started (the fast path saw it while a request was pending): whoever
+        asked before it gets it, so the deferred request has nothing left to ask for."""
+        if self.pending:
+            self.pending = False
+            self.answered += 1
