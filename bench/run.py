@@ -93,10 +93,13 @@ client competes with the server for CPU.
 - *KiB / subscriber*: growth of the server's resident memory while the subscribers joined,
   divided by their number (each is one participant with a data channel and a video leg).
 - *join*: WebSocket connect to the first RTP packet at the subscriber (the audio usually),
-  and to its first video packet. Subscribers join 10 at a time. Video starts at a
-  keyframe, and keyframe requests per track are throttled to one per
-  `rtc.keyframe_interval` (0.5 s, like LiveKit's PLI throttle): subscribers that join in
-  quick succession wait for the next allowed request, hence the ~0.5 s to video.
+  and to its first video packet. Subscribers join 10 at a time, each holding its place
+  until its first video packet. Video starts at a keyframe: the latest one replayed from
+  the packet cache when it is at most `rtc.keyframe_replay_age` (0.5 s) old, else the next
+  one, requested (requests per track throttled to one per `rtc.keyframe_interval`, 0.5 s,
+  like LiveKit's PLI throttle). *keyframe requests in joins*: PLIs the publisher received
+  from the first join to the last subscriber's first video packet, and the most in any
+  one second of that.
 
 {table}
 

@@ -7,6 +7,8 @@ the cached object is the decrypted packet the fast path already made, not a copy
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 
 class PacketCache:
     __slots__ = ("mask", "max_age", "packets", "seqs", "times")
@@ -31,3 +33,21 @@ class PacketCache:
         if self.seqs[i] != seq or now - self.times[i] > self.max_age:
             return None
         return self.packets[i]
+
+    def run_from(self, newest: int, since: float, starts: Callable[[bytes], bool]) -> list[bytes]:
+        """The packets from the newest one ``starts`` accepts up to ``newest``, oldest
+        first, if every one of them is stored and arrived at ``since`` or later; else []."""
+        run: list[bytes] = []
+        seqs, packets, times, mask = self.seqs, self.packets, self.times, self.mask
+        seq = newest
+        for _ in range(len(seqs)):
+            i = seq & mask
+            packet = packets[i]
+            if seqs[i] != seq or packet is None or times[i] < since:
+                return []
+            run.append(packet)
+            if starts(packet):
+                run.reverse()
+                return run
+            seq = (seq - 1) & 0xFFFF
+        return []

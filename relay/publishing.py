@@ -4,6 +4,7 @@ unpublished), handing new tracks to the room's subscribers and viewers, and muti
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -214,8 +215,10 @@ class Publishing:
         if track is None:
             raise NotFoundError(f"track {track_sid} is not published by this participant")
         if track.muted != muted:
+            now = time.perf_counter()
             for stream in track.streams():
                 stream.muted = muted
+                stream.replay_since = now  # what a muted track sent is never replayed
             if not muted:
                 for down in track.all_downs():
                     down.waiting_keyframe = True

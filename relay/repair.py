@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from . import rtcp
 from .forwarder import fill_hole, read_seq_ts_ssrc, resend
+from .keyframe_replay import replay_keyframe
 from .leg import Wire
 from .publisher_leg import PublisherLeg
 from .track import DownTrack, UpTrack
@@ -26,11 +27,20 @@ class Repair:
         wire: Wire,
         upstream: Callable[[UpTrack], PublisherLeg | None],
         nack_repair: bool = True,
+        keyframe_replay_age: float = 0.0,
     ) -> None:
         self.wire = wire
         self.stats = wire.stats
         self._upstream = upstream
         self.nack_repair = nack_repair  # off only to measure what repair is worth
+        self.keyframe_replay_age = keyframe_replay_age  # 0: joiners wait for a new keyframe
+
+    def start(self, down: DownTrack) -> None:
+        """A subscriber's copy just became sendable: it starts at the track's latest
+        keyframe from the cache if that is recent enough, else at the next one, asked for."""
+        now = time.perf_counter()
+        if not replay_keyframe(down, self.keyframe_replay_age, self.wire.sendto, self.stats, now):
+            self.request_keyframe(down.up)
 
     def request_keyframe(self, up: UpTrack) -> None:
         """Ask the publisher for a keyframe, at most once per interval per stream."""

@@ -70,6 +70,7 @@ class RelayStats:
     retransmitted_packets: int = 0  # answered from the packet cache
     holes_filled: int = 0  # NACKed numbers answered with a filler: the packet was gone
     layer_switches: int = 0  # simulcast layer changes completed at a keyframe
+    keyframe_replays: int = 0  # subscribers started at a cached keyframe (no request needed)
     # NACKs for packets gone for good (not those the publisher is still asked to resend)
     nack_unanswerable: int = 0
     data_messages_in: int = 0

@@ -127,9 +127,10 @@ class Subscriptions:
             ask_for_offer(leg)
 
     def activate(self, leg: DownLeg) -> None:
-        """Down tracks that just became sendable start at a keyframe."""
+        """Down tracks that just became sendable start at a keyframe: a recent one from
+        the cache, or the next one the publisher sends."""
         for down in leg.refresh_active():
-            self.repair.request_keyframe(down.up)
+            self.repair.start(down)
 
     def connected(self, leg: SubscriberLeg) -> None:
         self.activate(leg)

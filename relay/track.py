@@ -117,6 +117,9 @@ class UpTrack:
     pending: list[DownTrack] = field(default_factory=list)  # switching here at a keyframe
     rate_bps: float = 0.0  # incoming rate over the last measurement interval
     octets_marked: int = 0
+    # Packets that arrived before this (time.perf_counter) are never replayed to a joiner
+    # (relay.keyframe_replay): set when the track is muted or unmuted.
+    replay_since: float = 0.0
 
     def add_down(self, down: DownTrack) -> None:
         self.down_tracks = [*self.down_tracks, down]  # copy-on-write: the fast path iterates

@@ -56,6 +56,7 @@ class WorkerConfig:
     data_rate: float = 50.0
     data_burst: float = 100.0
     keyframe_interval: float = 0.5
+    keyframe_replay_age: float = 0.5  # seconds; 0: joiners always wait for a new keyframe
     udp_buffer_bytes: int = 0  # 0: the kernel's default
     stun_per_ip: int = 1000  # STUN requests per second from one IP address; 0: no limit
     nack_repair: bool = True  # answer subscribers' NACKs from the cache (off: to measure it)
@@ -91,7 +92,12 @@ class RelayWorker:
             config.audio_top_n,
         )
         self.rooms: dict[str, Room] = self.membership.by_name  # the same dict
-        self.repair = Repair(self.mux, self.membership.publisher_leg, config.nack_repair)
+        self.repair = Repair(
+            self.mux,
+            self.membership.publisher_leg,
+            config.nack_repair,
+            config.keyframe_replay_age,
+        )
         self.transports = Transports(
             self.mux,
             self.repair,

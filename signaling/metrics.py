@@ -73,6 +73,11 @@ COUNTERS = (
         "Simulcast layer switches completed (at a keyframe of the new layer).",
         "layer_switches",
     ),
+    (
+        "eurelay_relay_keyframe_replays",
+        "Subscribers started at the track's latest keyframe from the packet cache.",
+        "keyframe_replays",
+    ),
 )
 
 

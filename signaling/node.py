@@ -84,6 +84,7 @@ def worker_config(settings: Settings) -> WorkerConfig:
         data_rate=settings.rooms.data_rate,
         data_burst=settings.rooms.data_burst,
         keyframe_interval=settings.rtc.keyframe_interval,
+        keyframe_replay_age=settings.rtc.keyframe_replay_age,
         udp_buffer_bytes=settings.rtc.udp_buffer_bytes,
         stun_per_ip=settings.rtc.stun_per_ip,
         nack_repair=settings.rtc.nack_repair,

@@ -115,6 +115,14 @@ class RtcSettings(_Section):
     keyframe_interval: float = Field(
         default=0.5, gt=0, description="Minimum seconds between keyframe requests per track."
     )
+    keyframe_replay_age: float = Field(
+        default=0.5,
+        ge=0,
+        description="A subscriber whose video starts within this many seconds of the track's "
+        "last keyframe is sent that keyframe and what followed from the packet cache at once "
+        "(no keyframe request to the publisher, no wait); older, it waits for a new one. "
+        "Bounds how old its first picture is; 0: never replay.",
+    )
     udp_buffer_bytes: int = Field(
         default=4 * 1024 * 1024,
         ge=0,
