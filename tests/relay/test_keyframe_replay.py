@@ -12,28 +12,12 @@ from relay.codecs import VP8
 from relay.forwarder import forward_rtp
 from relay.keyframe_replay import MAX_PACKETS, replay_keyframe
 from relay.packet_cache import PacketCache
-from relay.rate_limiter import TokenBucket
 from relay.repair import Repair
-from relay.stats import RelayStats
 from relay.track import DownTrack, UpTrack
 
+from .fakes import FakeSink, FakeWire
+
 SSRC = 0x1234
-
-
-class _Sink:
-    addr = ("127.0.0.1", 1)
-    rtt_ms = None
-
-    def __init__(self) -> None:
-        self.retransmit_budget = TokenBucket(rate=400.0, burst=200.0)
-
-    class tx_srtp:
-        @staticmethod
-        def protect(packet: bytes) -> bytes:
-            return packet
-
-    def send_sender_report(self, report: bytes, lsr: int) -> None:
-        pass
 
 
 class _Publisher:
@@ -44,16 +28,6 @@ class _Publisher:
 
     def send_rtcp(self, data: bytes) -> None:
         self.plis += 1
-
-
-class _Wire:
-    def __init__(self) -> None:
-        self.stats = RelayStats()
-        self.sent: list[bytes] = []
-        self.fast_sendto = self.sendto
-
-    def sendto(self, data: bytes, addr: tuple[str, int]) -> None:
-        self.sent.append(data)
 
 
 def _vp8(seq: int, ts: int, key: bool = False, start: bool = True) -> bytes:
@@ -72,7 +46,7 @@ class _Relay:
             sid="T", kind="video", codec=VP8, mid="0", publisher_sid="P", room="R", ssrc=SSRC
         )
         self.up.cache = PacketCache()
-        self.wire = _Wire()
+        self.wire = FakeWire()
         self.publisher = _Publisher()
         self.repair = Repair(
             self.wire,
@@ -86,7 +60,7 @@ class _Relay:
         forward_rtp(self.up, rtp, seq, ts, self.wire.sendto, self.wire.stats, now)
 
     def join(self) -> DownTrack:
-        down = DownTrack(up=self.up, subscriber_sid="S", mid="0", payload_type=96, sink=_Sink())
+        down = DownTrack(up=self.up, subscriber_sid="S", mid="0", payload_type=96, sink=FakeSink())
         down.active = True
         down.attach(self.up, 0.0)
         self.repair.start(down)  # what activating a subscriber does

@@ -9,10 +9,10 @@ from relay.codecs import VP8
 from relay.forwarder import forward_rtp
 from relay.keyframe_requester import KeyframeRequester
 from relay.packet_cache import PacketCache
-from relay.rate_limiter import TokenBucket
 from relay.repair import Repair
-from relay.stats import RelayStats
 from relay.track import DownTrack, UpTrack
+
+from .fakes import FakeSink, FakeWire
 
 SSRC = 0x1234
 
@@ -62,22 +62,6 @@ def test_a_lost_request_is_asked_again_once_the_interval_is_over() -> None:
     assert requester.due(10.5)
 
 
-class _Sink:
-    addr = ("127.0.0.1", 1)
-    rtt_ms = None
-
-    def __init__(self) -> None:
-        self.retransmit_budget = TokenBucket(rate=400.0, burst=200.0)
-
-    class tx_srtp:
-        @staticmethod
-        def protect(packet: bytes) -> bytes:
-            return packet
-
-    def send_sender_report(self, report: bytes, lsr: int) -> None:
-        pass
-
-
 class _Publisher:
     """Where the repair sends its PLIs: counts them."""
 
@@ -87,16 +71,6 @@ class _Publisher:
 
     def send_rtcp(self, data: bytes) -> None:
         self.plis += 1
-
-
-class _Wire:
-    def __init__(self) -> None:
-        self.stats = RelayStats()
-        self.sent: list[bytes] = []
-        self.fast_sendto = self.sendto
-
-    def sendto(self, data: bytes, addr: tuple[str, int]) -> None:
-        self.sent.append(data)
 
 
 def _vp8(seq: int, ts: int, key: bool) -> bytes:
@@ -110,13 +84,13 @@ def test_joiners_in_a_burst_share_one_request_through_the_fast_path() -> None:
     up = UpTrack(sid="T", kind="video", codec=VP8, mid="0", publisher_sid="P", room="R", ssrc=SSRC)
     up.cache = PacketCache()
     publisher = _Publisher()
-    wire = _Wire()
+    wire = FakeWire()
     repair = Repair(wire, lambda track: publisher)  # type: ignore[arg-type, return-value]
     forward_rtp(up, _vp8(1, 0, key=True), 1, 0, wire.sendto, wire.stats, 0.0)
     forward_rtp(up, _vp8(2, 3000, key=False), 2, 3000, wire.sendto, wire.stats, 0.0)
     downs = []
     for i in range(10):
-        down = DownTrack(up=up, subscriber_sid=f"S{i}", mid="0", payload_type=96, sink=_Sink())
+        down = DownTrack(up=up, subscriber_sid=f"S{i}", mid="0", payload_type=96, sink=FakeSink())
         down.active = True
         down.attach(up, 0.0)
         repair.request_keyframe(up)  # what activating a subscriber does
