@@ -14,6 +14,7 @@ for each datagram, which a relay pays the same way.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import struct
@@ -207,6 +208,135 @@ def receive_floor_us_per_packet(publishers: int = 1, seconds: float = 2.0) -> fl
     return float(cpu) * 1e6 / max(1, int(count))
 
 
+def room_schedule(
+    publishers: int, seconds: float, audio_only: bool = False
+) -> list[tuple[float, int, tuple[int, ...]]]:
+    """(send time, publisher, payload sizes) for ``publishers`` independent publishers, each
+    offset by a fraction of a frame; audio only: the Opus-sized stream alone."""
+    one = publisher_schedule(seconds)
+    if audio_only:
+        one = [(at, sizes) for at, sizes in one if sizes == (AUDIO_BYTES,)]
+    events = [
+        (at + p / (max(1, publishers) * VIDEO_FPS), p, sizes)
+        for p in range(publishers)
+        for at, sizes in one
+    ]
+    return sorted(events, key=lambda event: event[0])
+
+
+class _Relay(asyncio.DatagramProtocol):
+    """The relayed-packet floor: unprotect, then per subscriber rewrite, protect, sendto."""
+
+    def __init__(self, targets: list[list[int]]) -> None:
+        self.session = _session(RECEIVE_KEY, inbound=True)
+        sessions: dict[int, Session] = {}
+        # by incoming SSRC (publisher index + 1): (address, session, outgoing SSRC) each
+        self.targets: dict[int, list[tuple[tuple[str, int], Session, int]]] = {
+            p + 1: [
+                (("127.0.0.1", port), sessions.setdefault(port, _session()), 1000 + port)
+                for port in ports
+            ]
+            for p, ports in enumerate(targets)
+        }
+        self.transport: asyncio.DatagramTransport | None = None
+        self.received = 0
+        self.sent = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        rtp = self.session.unprotect(data)
+        first, second, seq, timestamp, ssrc = HEADER.unpack_from(rtp)
+        payload = rtp[12:]
+        sendto = self.transport.sendto  # type: ignore[union-attr]
+        targets = self.targets.get(ssrc, ())
+        for target, session, out_ssrc in targets:
+            header = HEADER.pack(first, second, seq, timestamp, out_ssrc)
+            sendto(session.protect(header + payload), target)
+        self.received += 1
+        self.sent += len(targets)
+
+
+async def _relay(seconds: float) -> None:
+    """``python -m bench.floor relay SECONDS``: reads the targets (JSON: per publisher the
+    ports of its subscribers) from stdin, prints its port, then after its first packet and
+    ``seconds`` more, its CPU seconds and the packets it sent."""
+    loop = asyncio.get_running_loop()
+    targets = json.loads(await loop.run_in_executor(None, sys.stdin.readline))
+    transport, relay = await loop.create_datagram_endpoint(
+        lambda: _Relay(targets), local_addr=("127.0.0.1", 0)
+    )
+    print(transport.get_extra_info("sockname")[1], flush=True)
+    while not relay.received:
+        await asyncio.sleep(0.01)
+    cpu, sent = time.process_time(), relay.sent
+    await asyncio.sleep(seconds)
+    print(time.process_time() - cpu, relay.sent - sent, flush=True)
+    transport.close()
+
+
+def relayed_floor_us_per_packet(
+    rooms: int, room_size: int, speakers: int, audio_only: bool = False, seconds: float = 2.0
+) -> float:
+    """CPU µs per relayed packet (one copy sent) of a bare uvloop relay fed ``rooms`` rooms'
+    publishers on their schedule: per packet an unprotect, then for each other member of
+    the room a header rewrite, protect and ``sendto`` to a socket another process reads."""
+    publishers = rooms * speakers
+    with DrainedSockets(rooms * room_size) as drained:
+        ports = [addr[1] for addr in drained.addrs]
+        targets = [
+            [ports[r * room_size + m] for m in range(room_size) if m != s]
+            for r in range(rooms)
+            for s in range(speakers)
+        ]
+        relay = subprocess.Popen(
+            [sys.executable, "-m", "bench.floor", "relay", str(seconds)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert relay.stdin is not None and relay.stdout is not None
+            relay.stdin.write(json.dumps(targets) + "\n")
+            relay.stdin.flush()
+            port = int(relay.stdout.readline())
+            _feed(port, room_schedule(publishers, seconds + 1.0, audio_only), relay)
+            cpu, count = relay.stdout.readline().split()
+            relay.wait(timeout=5)
+        finally:
+            if relay.poll() is None:
+                relay.kill()
+                relay.wait()
+    return float(cpu) * 1e6 / max(1, int(count))
+
+
+def _feed(
+    port: int, events: list[tuple[float, int, tuple[int, ...]]], receiver: subprocess.Popen[str]
+) -> None:
+    """Send the publishers' packets to ``port`` on their schedule (SSRC: publisher + 1)."""
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    session = _session(RECEIVE_KEY)
+    payloads = {size: os.urandom(size) for size in (*VIDEO_FRAME, AUDIO_BYTES)}
+    seqs: dict[int, int] = {}
+    started = time.monotonic()
+    try:
+        for at, publisher, sizes in events:
+            if receiver.poll() is not None:
+                break
+            time.sleep(max(0.0, started + at - time.monotonic()))
+            for size in sizes:
+                seq = seqs.get(publisher, 0)
+                seqs[publisher] = seq + 1
+                header = HEADER.pack(0x80, 96, seq & 0xFFFF, seq * 3000, publisher + 1)
+                try:  # noqa: SIM105 - the relay floor falling behind drops, as a relay would
+                    sender.sendto(session.protect(header + payloads[size]), ("127.0.0.1", port))
+                except BlockingIOError:
+                    pass
+    finally:
+        sender.close()
+
+
 class _Drain(asyncio.DatagramProtocol):
     count = 0
 
@@ -263,5 +393,7 @@ if __name__ == "__main__":
 
     if sys.argv[1] == "drain":
         uvloop.run(_drain(int(sys.argv[2])))
+    elif sys.argv[1] == "relay":
+        uvloop.run(_relay(float(sys.argv[2])))
     else:
         uvloop.run(_receive(float(sys.argv[1])))

@@ -23,6 +23,7 @@ from relay.sdp_negotiation import parse_description
 
 _CERT = generate_certificate()
 STAMP = struct.Struct("!QI")  # send time (monotonic ns), frame number
+SEQ_SSRC = struct.Struct("!H4xI")  # from byte 2 of an RTP header
 VIDEO_PT, AUDIO_PT = 96, 111  # as the relay numbers them on subscriber legs
 LATENCY_SAMPLE = 8  # decrypt one received packet in this many to read its send time
 
@@ -111,14 +112,14 @@ class RawPeer(asyncio.DatagramProtocol):
     def on_rtp(self, rtp: bytes) -> None:
         """Count one (still encrypted) RTP packet."""
         c = self.counters
-        now = time.monotonic_ns()
-        if c.first_packet_at is None:
-            c.first_packet_at = time.perf_counter()
-        if c.first_video_at is None and rtp[1] & 0x7F == VIDEO_PT:
-            c.first_video_at = time.perf_counter()
-            self.first_video.set()
+        if c.first_video_at is None:
+            if c.first_packet_at is None:
+                c.first_packet_at = time.perf_counter()
+            if rtp[1] & 0x7F == VIDEO_PT:
+                c.first_video_at = time.perf_counter()
+                self.first_video.set()
         c.packets += 1
-        seq, ssrc = struct.unpack_from("!H", rtp, 2)[0], struct.unpack_from("!I", rtp, 8)[0]
+        seq, ssrc = SEQ_SSRC.unpack_from(rtp, 2)
         last = c.last_seq.get(ssrc)
         if last is not None:
             gap = (seq - last) & 0xFFFF
@@ -130,6 +131,7 @@ class RawPeer(asyncio.DatagramProtocol):
         # play hundreds of subscribers.
         c.sampled += 1
         if c.sampled % LATENCY_SAMPLE == 0 and self.dtls is not None:
+            now = time.monotonic_ns()
             try:
                 plain = self.dtls.rx_srtp.unprotect(rtp)
             except pylibsrtp.Error:
@@ -186,34 +188,45 @@ class RawPeer(asyncio.DatagramProtocol):
 
     # SDP ---------------------------------------------------------------------------------
 
-    def publisher_offer(self, ssrc: int, audio_ssrc: int | None = None) -> str:
+    def publisher_offer(self, ssrc: int | None, audio_ssrc: int | None = None) -> str:
+        """Send-only sections: VP8 video (SSRC ``ssrc``) and Opus audio (``audio_ssrc``);
+        either may be None (a voice-room speaker publishes audio only)."""
+        sections: list[list[str]] = []
+        if ssrc is not None:
+            sections.append(
+                [
+                    "m=video 9 UDP/TLS/RTP/SAVPF 96",
+                    "a=rtpmap:96 VP8/90000",
+                    "a=rtcp-fb:96 nack pli",
+                    f"a=ssrc:{ssrc} cname:bench",
+                    f"a=msid:bench video{ssrc}",
+                ]
+            )
+        if audio_ssrc is not None:
+            sections.append(
+                [
+                    "m=audio 9 UDP/TLS/RTP/SAVPF 111",
+                    "a=rtpmap:111 opus/48000/2",
+                    f"a=ssrc:{audio_ssrc} cname:bench",
+                    f"a=msid:bench audio{audio_ssrc}",
+                ]
+            )
         lines = [
             "v=0",
             f"o=- {secrets.randbits(32)} 1 IN IP4 127.0.0.1",
             "s=bench",
             "t=0 0",
-            "a=group:BUNDLE 0" + (" 1" if audio_ssrc is not None else ""),
+            "a=group:BUNDLE " + " ".join(str(mid) for mid in range(len(sections))),
             "a=msid-semantic: WMS *",
-            "m=video 9 UDP/TLS/RTP/SAVPF 96",
-            "c=IN IP4 0.0.0.0",
-            "a=mid:0",
-            "a=sendonly",
-            *_transport_lines(self.creds, "actpass"),
-            "a=rtpmap:96 VP8/90000",
-            "a=rtcp-fb:96 nack pli",
-            f"a=ssrc:{ssrc} cname:bench",
-            f"a=msid:bench video{ssrc}",
         ]
-        if audio_ssrc is not None:
+        for mid, (m_line, *rest) in enumerate(sections):
             lines += [
-                "m=audio 9 UDP/TLS/RTP/SAVPF 111",
+                m_line,
                 "c=IN IP4 0.0.0.0",
-                "a=mid:1",
+                f"a=mid:{mid}",
                 "a=sendonly",
                 *_transport_lines(self.creds, "actpass"),
-                "a=rtpmap:111 opus/48000/2",
-                f"a=ssrc:{audio_ssrc} cname:bench",
-                f"a=msid:bench audio{audio_ssrc}",
+                *rest,
             ]
         return "\r\n".join(lines) + "\r\n"
 

@@ -263,6 +263,8 @@ def bench(args: argparse.Namespace) -> int:
     """Load-test a fresh local server: print a table, then the results as JSON."""
     import uvloop
 
+    if args.rooms:
+        return bench_rooms(args)
     from bench.loadgen import as_json, run_all, table
 
     results = uvloop.run(
@@ -270,6 +272,26 @@ def bench(args: argparse.Namespace) -> int:
     )
     print(table(results))
     report = as_json(results)
+    print(report)
+    if args.json:
+        Path(args.json).write_text(report + "\n")
+    return 0
+
+
+def bench_rooms(args: argparse.Namespace) -> int:
+    """Many rooms that all carry media, added step by step on one fresh local server."""
+    import json
+
+    import uvloop
+
+    from bench import rooms
+
+    results = uvloop.run(
+        rooms.run_rooms(args.rooms, args.room_size, args.duration, args.speakers, args.audio_only)
+    )
+    print(rooms.table(results))
+    print(rooms.describe(results))
+    report = json.dumps(rooms.as_json(results), indent=1)
     print(report)
     if args.json:
         Path(args.json).write_text(report + "\n")
@@ -385,6 +407,19 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--concurrency", type=int, default=10, help="subscribers joining at once")
     b.add_argument(
         "--idle-rooms", type=int, default=0, help="other rooms, one silent participant each"
+    )
+    b.add_argument(
+        "--rooms",
+        type=int,
+        nargs="+",
+        help="instead: this many rooms that all carry media, each a step on one server "
+        "(rooms are added between steps; it stops at the first step not held: loss >= 0.5 "
+        "%% or relay p99 over 5 ms); every member publishes and receives the others",
+    )
+    b.add_argument("--room-size", type=int, default=2, help="members per room (2: 1:1 calls)")
+    b.add_argument("--speakers", type=int, help="members per room that publish (default: all)")
+    b.add_argument(
+        "--audio-only", action="store_true", help="speakers publish the Opus-sized stream only"
     )
     b.add_argument("--json", help="also write the JSON report to this file")
     b.set_defaults(func=bench)

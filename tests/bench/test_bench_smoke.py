@@ -148,3 +148,46 @@ async def test_cascade_and_glass_benches_measure_a_bridged_room() -> None:
     frames = await glass.measure(1.0, warmup=0.5)
     assert frames["direct"]["frames"] > 0 and frames["bridged"]["frames"] > 0
     assert 0 < frames["bridged"]["p50_ms"] < 1000
+
+
+async def _run_bench(args: list[str], report: Path) -> str:
+    process = await asyncio.create_subprocess_exec(
+        str(EURELAY), "bench", *args, "--duration", "1", "--json", str(report),
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        stdout, _ = await asyncio.wait_for(process.communicate(), 80)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode == 0
+    return stdout.decode()
+
+
+async def test_rooms_that_all_carry_media_are_measured_step_by_step(tmp_path: Path) -> None:
+    """Two steps of 1:1 calls on one server: every member publishes and receives."""
+    report = tmp_path / "rooms.json"
+    stdout = await _run_bench(["--rooms", "1", "2", "--room-size", "2"], report)
+    assert "| rooms | room |" in stdout and "1:1 calls: " in stdout
+    rows = json.loads(report.read_text())
+    assert [r["rooms"] for r in rows] == [1, 2]
+    for row in rows:
+        assert row["participants"] == 2 * row["rooms"]
+        # each member's ~170 packets/s (video ~120, audio 50) relayed once over ~1 s
+        assert row["relayed_packets"] > 250 * row["rooms"]
+        assert row["loss_percent"] < 5
+        assert row["floor_us_per_relayed_packet"] > 0 and row["ratio_to_floor"] > 0
+        assert row["server_cpu_percent_per_room"] > 0
+
+
+async def test_a_voice_room_relays_audio_only(tmp_path: Path) -> None:
+    """Two speakers and a listener, audio only: each speaker's 50 packets/s go to two."""
+    report = tmp_path / "voice.json"
+    args = ["--rooms", "1", "--room-size", "3", "--speakers", "2", "--audio-only"]
+    stdout = await _run_bench(args, report)
+    assert "voice rooms (2 speakers, 1 listeners)" in stdout
+    (row,) = json.loads(report.read_text())
+    assert row["speakers"] == 2 and row["audio_only"]
+    assert 100 < row["relayed_packets"] < 2 * 2 * 50 * 2  # audio only: no video copies
+    assert row["ratio_to_floor"] > 0
