@@ -79,11 +79,14 @@ class Result:
 
 
 @contextlib.asynccontextmanager
-async def server_process() -> AsyncIterator[NodeProcess]:
+async def server_process(rtc: str = "") -> AsyncIterator[NodeProcess]:
+    """A fresh ``eurelay serve``; ``rtc``: its rtc settings as a YAML flow mapping's body
+    (``"keyframe_replay_age: 0"``), to compare a setting in one run."""
     config = Path(tempfile.mkdtemp()) / "bench.yaml"
     config.write_text(
         f"keys: {{{KEY}: {SECRET}}}\nrooms: {{max_participants: 0}}\n"
         "capacity: {max_participants: 0}\nsignaling: {messages_per_second: 1000}\n"
+        + (f"rtc: {{{rtc}}}\n" if rtc else "")
     )
     async with spawn_node(config, "--log-level", "warning") as node:
         yield node
@@ -314,14 +317,16 @@ async def run_scenario(
     publishers: int = 1,
     concurrency: int = 10,
     idle_rooms: int = 0,
+    rtc: str = "",
 ) -> Result:
     """One room: ``publishers`` each sending video + audio, ``subscribers`` receiving all;
-    ``idle_rooms`` other rooms hold one silent participant each.
+    ``idle_rooms`` other rooms hold one silent participant each; ``rtc``: server settings
+    (``server_process``).
 
     Subscribers join ``concurrency`` at a time (each waits for its first video packet)."""
     # each participant holds its WebSocket open: no cap on connections (aiohttp: 100)
     connector = aiohttp.TCPConnector(limit=0)
-    async with server_process() as node, aiohttp.ClientSession(connector=connector) as http:
+    async with server_process(rtc) as node, aiohttp.ClientSession(connector=connector) as http:
         pid, url, base = node.pid, node.ws_url, node.http_url
         room = "bench-" + secrets.token_hex(3)
         idle = [await _idle_room(http, url, i) for i in range(idle_rooms)]
