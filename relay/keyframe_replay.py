@@ -42,6 +42,7 @@ def replay_keyframe(
         or max_age <= 0
         or up.muted
         or not (down.active and down.waiting_keyframe)
+        or down.paused
         or up.stats.base_seq < 0  # nothing received yet
         or srtp is None
         or addr is None
