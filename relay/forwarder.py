@@ -32,17 +32,39 @@ def forward_rtp(
     stats: RelayStats,
     now: float,
 ) -> None:
-    offset = payload_offset(rtp)
-    if offset < 0:
+    # What every received packet costs is written out, not called: the payload offset
+    # (payload_offset), the cache slot (PacketCache.put) and, for the next packet in order,
+    # the receive statistics (ReceiveStats.update); the payload is copied only when there
+    # is someone to send it to.
+    b0 = rtp[0]
+    length = len(rtp)
+    offset = 12 + 4 * (b0 & 0x0F)
+    if b0 & 0x10:  # a header extension: its length is in its first word
+        if length < offset + 4:
+            stats.dropped["malformed"] += 1
+            return
+        offset += 4 + 4 * ((rtp[offset + 2] << 8) | rtp[offset + 3])
+    if offset > length:
         stats.dropped["malformed"] += 1
         return
-    if up.cache is not None:
-        up.cache.put(seq, rtp, now)
-    b0 = rtp[0]
-    payload = rtp[offset:]
-    newest = up.stats.update(seq)
+    cache = up.cache
+    if cache is not None:
+        i = seq & cache.mask
+        cache.seqs[i] = seq
+        cache.packets[i] = rtp
+        cache.times[i] = now
+    received = up.stats
+    if seq == (received.max_seq + 1) & 0xFFFF and received.base_seq >= 0:
+        received.received += 1
+        if not seq:
+            received.cycles += 0x10000
+        received.max_seq = seq
+        newest = True
+    else:
+        newest = received.update(seq)
+    size = length - offset
     up.packets += 1
-    up.octets += len(payload)
+    up.octets += size
     if up.muted:
         stats.dropped["muted"] += 1
         return
@@ -57,7 +79,7 @@ def forward_rtp(
             level.voiced += 1
             if dbov < level.loudest:
                 level.loudest = dbov
-    if b0 & 0x20 and (not payload or len(payload) <= payload[-1]):
+    if b0 & 0x20 and (not size or size <= rtp[-1]):
         # Padding only: a probe of the publisher's link, not media. Forwarded, it can end
         # up a frame of its own, and an empty frame flushes FFmpeg-based decoders for good.
         for down in up.down_tracks:
@@ -65,7 +87,7 @@ def forward_rtp(
                 down.skip_padding(seq)
         stats.dropped["padding"] += 1
         return
-    if (up.pending or up.keyframes.pending) and is_keyframe_start(up.codec.mime, payload):
+    if (up.pending or up.keyframes.pending) and is_keyframe_start(up.codec.mime, rtp[offset:]):
         up.keyframes.arrived()  # a deferred keyframe request is answered: not sent
         for waiting in up.pending:  # simulcast layer switches complete at this keyframe
             waiting.move_to(up)
@@ -74,6 +96,7 @@ def forward_rtp(
     downs = up.down_tracks
     if not downs:
         return
+    payload = rtp[offset:]
     first = 0x80 | (b0 & 0x2F)  # version 2, keep padding and CSRC count, drop extensions
     marker = rtp[1] & 0x80
     csrc_end = 12 + 4 * (b0 & 0x0F)

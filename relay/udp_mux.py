@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from bisect import bisect_left
 from collections.abc import Callable
 from time import perf_counter
 
@@ -79,7 +80,12 @@ class UdpMux(asyncio.DatagramProtocol):
                     return
                 leg.last_seen = started
                 leg.on_srtp(data, started)
-                self.stats.forward_seconds.observe(perf_counter() - started)
+                # Histogram.observe written out: a method call per datagram costs more
+                # than the bisect itself
+                elapsed = perf_counter() - started
+                hist = self.stats.forward_seconds
+                hist.counts[bisect_left(hist.bounds, elapsed)] += 1
+                hist.total += elapsed
             elif b0 < 4:
                 self._on_stun(data, addr, started)
             elif 19 < b0 < 64:
