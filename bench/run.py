@@ -20,7 +20,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import cascade, fastpath, glass, join_video, loss, placement, plot, rooms, whip_latency
+from . import (
+    cascade,
+    fastpath,
+    glass,
+    join_video,
+    loss,
+    placement,
+    plot,
+    receive_path,
+    rooms,
+    whip_latency,
+)
 from .doc_sections import replace_section
 from .loadgen import KEY, SECRET, Result, as_json, held, run_all, server_process, table
 from .redis_server import redis_server
@@ -279,16 +290,20 @@ def main() -> None:
     print(text)
     many = uvloop.run(rooms.run_scenarios(args.duration))
     joins = uvloop.run(join_video.measure())
+    pieces = receive_path.measure()
+    whole = fastpath.receiving(1.0, 3)
     cascaded = uvloop.run(cascade.run(cascade.STEPS, cascade.EGRESS_VIEWERS, args.duration))
     glassed = uvloop.run(glass.measure(10.0))
     today = datetime.now(UTC).strftime("%Y-%m-%d")
     rooms_text = rooms.render(many, today, machine())
     joins_text = join_video.render(joins, today)
+    pieces_text = receive_path.render(pieces, whole, today)
     print(rooms_text, joins_text, cascade.render(cascaded, today), glass.render(glassed, today))
     if args.write:
         args.write.write_text(text)
         replace_section(args.write, rooms.HEADING, rooms_text)
         replace_section(args.write, join_video.HEADING, joins_text)
+        replace_section(args.write, receive_path.HEADING, pieces_text)
         replace_section(args.write, cascade.HEADING, cascade.render(cascaded, today))
         replace_section(args.write, glass.HEADING, glass.render(glassed, today))
         fan_out = [r for r in held(results) if r.publishers == 1 and not r.idle_rooms]

@@ -19,7 +19,7 @@ from .leg import Leg, LegEnv
 from .room import Participant
 from .rtp_header import SEQ_TS_SSRC, read_extension
 from .track import UpTrack
-from .twcc import MAX_PENDING, TwccRecorder
+from .twcc import TwccRecorder
 
 if TYPE_CHECKING:
     from aiortc.rtp import RtcpSrPacket
@@ -114,11 +114,12 @@ class PublisherLeg(Leg):
         if len(rtp) < 12:
             stats.dropped["malformed"] += 1
             return
-        if self.twcc_id and rtp[0] & 0x10:  # read at the tick (TwccRecorder.flush)
-            twcc = self.twcc
-            if len(twcc.packets) < MAX_PENDING:
-                twcc.packets.append(rtp)
-                twcc.arrivals.append(arrival)
+        if self.twcc_id and rtp[0] & 0x10:
+            # Read here: keeping the packet for the tick to read cost more in all
+            # (bench.receive_path), and the feedback is built from the numbers either way.
+            value = read_extension(rtp, self.twcc_id)
+            if value is not None and len(value) >= 2:
+                self.twcc.record((value[0] << 8) | value[1], int(arrival * 1_000_000))
         stats.rtp_packets_in += 1
         stats.rtp_bytes_in += len(data)
         seq, timestamp, ssrc = SEQ_TS_SSRC.unpack_from(rtp, 2)
@@ -191,8 +192,6 @@ class PublisherLeg(Leg):
                 self.repair.request_keyframe(up)
 
     def send_twcc_feedback(self) -> None:
-        if self.twcc_id and self.twcc.packets:
-            self.twcc.flush(self.twcc_id)
         if self.twcc_id and self.twcc.pending:
             if not self.twcc.media_ssrc and self.by_ssrc:
                 self.twcc.media_ssrc = next(iter(self.by_ssrc))

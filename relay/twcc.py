@@ -2,18 +2,15 @@
 extensions-01) for publisher legs.
 
 Browsers estimate their send bandwidth from this feedback; without it Chromium stays near
-its start bitrate (and keeps simulcast's upper layers off). The fast path keeps each
-packet (a reference to the decrypted packet it already has) and its arrival time; the
-periodic tick reads their transport-wide sequence numbers (``flush``) and turns them into
-one RTCP feedback packet. Statuses are written as run-length chunks.
+its start bitrate (and keeps simulcast's upper layers off). The fast path records each
+packet's transport-wide sequence number and arrival time; the periodic tick turns them
+into one RTCP feedback packet. Statuses are written as run-length chunks.
 """
 
 from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
-
-from .rtp_header import read_extension
 
 MAX_PENDING = 8192  # packets recorded between two feedbacks; more are dropped
 TWCC_URI = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
@@ -28,19 +25,6 @@ class TwccRecorder:
     count: int = 0  # feedback packet counter (8 bits on the wire)
     pending: list[tuple[int, int]] = field(default_factory=list)  # (unwrapped seq, arrival µs)
     last_seq: int = -1  # unwrapped
-    # Appended by the fast path (two list appends, no parsing), read by ``flush``:
-    # packets that carry header extensions and their arrival times (perf_counter seconds).
-    packets: list[bytes] = field(default_factory=list)
-    arrivals: list[float] = field(default_factory=list)
-
-    def flush(self, ext_id: int) -> None:
-        """Read the transport-wide sequence numbers of the packets the fast path kept."""
-        packets, arrivals = self.packets, self.arrivals
-        self.packets, self.arrivals = [], []
-        for rtp, arrival in zip(packets, arrivals, strict=True):
-            value = read_extension(rtp, ext_id)
-            if value is not None and len(value) >= 2:
-                self.record((value[0] << 8) | value[1], int(arrival * 1_000_000))
 
     def record(self, seq16: int, arrival_us: int) -> None:
         if self.last_seq < 0:

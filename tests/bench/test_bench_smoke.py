@@ -191,3 +191,15 @@ async def test_a_voice_room_relays_audio_only(tmp_path: Path) -> None:
     assert row["speakers"] == 2 and row["audio_only"]
     assert 100 < row["relayed_packets"] < 2 * 2 * 50 * 2  # audio only: no video copies
     assert row["ratio_to_floor"] > 0
+
+
+def test_receive_path_pieces_are_timed_both_ways(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench import receive_path
+
+    monkeypatch.setattr(receive_path, "PACKETS", 2000)
+    monkeypatch.setattr(receive_path, "ROUNDS", 1)
+    pieces = receive_path.measure()
+    assert len(pieces) >= 10
+    assert all(p.called_ns > 0 and p.written_out_ns > 0 for p in pieces)
+    text = receive_path.render(pieces, (50.0, 40.0, 8.0, 5.0), "today")
+    assert text.startswith(receive_path.HEADING) and "| cache insert |" in text

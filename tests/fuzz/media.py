@@ -260,8 +260,7 @@ class MediaHarness:
             nacks = up.nacks
             if nacks is not None and len(nacks.missing) > nacks.max_missing:
                 raise PropertyViolation(f"{len(nacks.missing)} sequence numbers tracked")
-        twcc = self.publisher.twcc
-        if len(twcc.pending) > MAX_PENDING or len(twcc.packets) > MAX_PENDING:
+        if len(self.publisher.twcc.pending) > MAX_PENDING:
             raise PropertyViolation("TWCC pending list over its bound")
         for down in self.downs.values():
             if len(down.resent_at) > 257 or len(down.history) > HISTORY_SPANS:

@@ -67,19 +67,3 @@ def test_reads_one_byte_header_extensions() -> None:
     assert read_extension(rtp, 5) is None
     assert read_extension(struct.pack("!BBHII", 0x80, 96, 1, 2, 3), 3) is None
     assert read_extension(struct.pack("!BBHII", 0x90, 96, 1, 2, 3) + b"\xbe", 3) is None
-
-
-def test_packets_kept_by_the_fast_path_are_read_at_the_tick() -> None:
-    """The fast path only keeps each packet and its arrival; ``flush`` reads their
-    transport-wide numbers (extension id 3 here) as ``record`` would have, in order."""
-    recorder = TwccRecorder(sender_ssrc=1, media_ssrc=2)
-    for seq, arrival in ((10, 1.000), (11, 1.001), (13, 1.005)):  # 12 is lost
-        ext = bytes([0xBE, 0xDE, 0, 1, 0x31, seq >> 8, seq & 0xFF, 0])
-        recorder.packets.append(struct.pack("!BBHII", 0x90, 96, seq, 0, 2) + ext + b"media")
-        recorder.arrivals.append(arrival)
-    recorder.packets.append(struct.pack("!BBHII", 0x90, 96, 14, 0, 2) + b"\xbe\xde\x00\x00")
-    recorder.arrivals.append(1.006)  # an extension block without the number: skipped
-    recorder.flush(3)
-    assert recorder.packets == [] and recorder.arrivals == []
-    decoded = decode(recorder.feedback())
-    assert decoded["base"] == 10 and decoded["statuses"] == [1, 1, 0, 1]
