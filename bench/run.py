@@ -120,18 +120,7 @@ client competes with the server for CPU.
 {json}
 ```
 
-## Fast path in one process ({date})
-
-`python -m bench.fastpath`: the relay's real receive path (`UdpMux` -> `PublisherLeg` ->
-`forward_rtp`, packet cache, NACK tracker, statistics) fed SRTP packets of a ~1 Mbit/s
-VP8 publisher at 30 frames a second, against the floor loop sending the same frames to
-the same sockets (read by another process), in alternating rounds; CPU counted only
-while a frame is handled. Received: the same path with nobody subscribed, against a bare
-unprotect and header read, paced the same way. No server, no load client, no signaling:
-what the relay's Python adds to the floor, and nothing else.
-
 {fastpath}
-
 ## WHIP to first frame: Chromium publishes, an aiortc WHEP viewer decodes ({date})
 
 The viewer is connected and waiting; the clock starts just before Chromium's page POSTs its
@@ -185,7 +174,7 @@ def render(
         ),
         placement=placement.render(placement_rows) if placement_rows else "Not measured.",
         loss=loss_text,
-        fastpath=fastpath_text,
+        fastpath=fastpath.render_section(fastpath_text, date),
     )
 
 
