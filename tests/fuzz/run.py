@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 INSTRUMENTED = ["relay", "signaling", "aioice", "aiortc"]
+INSTRUMENTED_ALSO = {"token": ["jwt"]}  # PyJWT parses what the token target sends
 MAX_LEN = {"stun": 4096, "rtp": 8192, "rtcp": 4096}  # others: 16 KiB
 ARTIFACT = re.compile(r"^(crash|timeout|oom|leak|slow-unit)-[0-9a-f]+$")
 
@@ -51,7 +52,7 @@ def _atheris_child(target: str, seconds: int, workdir: Path) -> None:
     """Runs inside the child: libFuzzer takes over this process and exits it."""
     import atheris
 
-    with atheris.instrument_imports(include=INSTRUMENTED):
+    with atheris.instrument_imports(include=INSTRUMENTED + INSTRUMENTED_ALSO.get(target, [])):
         from tests.fuzz.targets import REGRESSIONS, SEED_DIRS, SEEDS, open_target
 
     corpus = workdir / target / "corpus"
