@@ -461,9 +461,9 @@ def describe(results: list[RoomsResult]) -> str:
         f"{best.cpu_us_per_relayed_packet:.1f} µs per relayed packet, "
         f"{best.ratio_to_floor:.2f}x the floor ({best.floor_us_per_relayed_packet:.1f} µs)"
     )
-    last = results[-1]
-    if last.limit:
-        text += f"; next step ({last.rooms}): {last.limit}"
+    after = [r for r in results if r.rooms > best.rooms]
+    if after and after[0].limit:
+        text += f"; next step ({after[0].rooms}): {after[0].limit}"
     return text
 
 
