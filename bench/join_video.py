@@ -35,7 +35,7 @@ def render(rows: list[tuple[str, Result]], date: str) -> str:
         f"{HEADING} ({date})",
         "",
         "`python -m bench.join_video` (part of `make bench`): "
-        + __doc__.split("\n\n", 1)[1].replace("\n", " ").strip(),
+        + " ".join(__doc__.split("\n\n", 1)[1].split()).replace("``", "`"),
         "Both modes share one run, alternating, on this noisy machine; the join itself",
         "(signaling, ICE, DTLS with ten handshakes at once) varies most between rounds.",
         "",

@@ -414,7 +414,8 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         help="instead: this many rooms that all carry media, each a step on one server "
         "(rooms are added between steps; it stops at the first step not held: loss >= 0.5 "
-        "%% or relay p99 over 5 ms); every member publishes and receives the others",
+        "%%, relay p99 over 5 ms or one-way p99 of 200 ms or more); every member publishes "
+        "and receives the others",
     )
     b.add_argument("--room-size", type=int, default=2, help="members per room (2: 1:1 calls)")
     b.add_argument("--speakers", type=int, help="members per room that publish (default: all)")
