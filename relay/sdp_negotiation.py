@@ -89,6 +89,16 @@ def _codec_from(params: object) -> Codec:
     )
 
 
+def _usable_codecs(media: aiortc_sdp.MediaDescription) -> list[Codec]:
+    """The codecs of an m-section the relay may choose: those its m= line lists (aiortc
+    keeps every a=rtpmap), under a payload type RTP can carry on a port it shares with RTCP
+    (below 128, and not 64-95: RFC 5761 section 4). An ``a=rtpmap:72`` missing from the m=
+    line was chosen and answered, which aiortc refuses, and its packets with the marker bit
+    set read as RTCP (found by fuzzing)."""
+    listed = {pt for pt in media.fmt if isinstance(pt, int) and pt < 128 and not 64 <= pt < 96}
+    return [_codec_from(c) for c in media.rtp.codecs if c.payloadType in listed]
+
+
 def _primary_ssrc(media: object) -> int | None:
     ssrcs = [s.ssrc for s in getattr(media, "ssrc", [])]
     for group in getattr(media, "ssrc_group", []):
@@ -189,7 +199,7 @@ def parse_description(text: str) -> RemoteDescription:
                 kind=media.kind,
                 port=media.port,
                 direction=media.direction or "sendrecv",
-                codecs=[_codec_from(c) for c in media.rtp.codecs],
+                codecs=_usable_codecs(media),
                 ssrc=_primary_ssrc(media),
                 track_id=_track_id(session, media),
                 sctp_port=media.sctp_port,

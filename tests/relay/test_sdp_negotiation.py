@@ -333,3 +333,21 @@ def test_an_fmtp_parameter_without_a_value_is_not_written_back() -> None:
     answer = publisher_answer(offer, LOCAL, {"0": codec})
     assert "None" not in answer
     aiortc_sdp.SessionDescription.parse(answer)
+
+
+@pytest.mark.parametrize("payload_type", ["72", "300", "77"])
+def test_only_codecs_on_the_m_line_with_a_muxable_payload_type_are_chosen(
+    payload_type: str,
+) -> None:
+    # aiortc keeps every a=rtpmap, listed on the m= line or not: VP8 under 72 was chosen
+    # and answered ("m=video 9 ... 72", which aiortc refuses, and which RTCP-muxed reads as
+    # RTCP once the marker bit is set) (tests/fuzz). 77 is listed on the m= line but in the
+    # range RFC 5761 reserves when RTP and RTCP share a port.
+    from relay.sdp_negotiation import choose_codec
+
+    text = OFFER.replace("a=rtpmap:96 VP8/90000", f"a=rtpmap:{payload_type} VP8/90000")
+    if payload_type == "77":
+        text = text.replace("SAVPF 97 96 98", "SAVPF 97 77 98")
+    offer = parse_description(text)
+    chosen = choose_codec(offer.media[0])
+    assert chosen is not None and (chosen.mime, chosen.payload_type) == ("video/H264", 98)
