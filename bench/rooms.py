@@ -54,6 +54,7 @@ MAX_RELAY_P99_US = 5000.0
 MAX_ONE_WAY_P99_MS = 200.0
 CLIENT_BOUND_PERCENT = 90.0  # the load client at this much of its core limits the step
 JOIN_CONCURRENCY = 10
+JOIN_TIMEOUT = 30.0  # seconds for each of a member's steps (offer, handshake)
 VIDEO_FPS = 30
 AUDIO_PPS = 50
 VIDEO_BITRATE = 1_000_000
@@ -198,8 +199,9 @@ class Member:
         await self.ws.send_json({"type": "join", "token": token})
         self._reader = asyncio.create_task(self._read())
         await self.subscriber.open()
-        offer = await asyncio.wait_for(self._first_offer, 30)
-        await self.subscriber.connect(offer)
+        offer = await asyncio.wait_for(self._first_offer, JOIN_TIMEOUT)
+        # a handshake that never ends must end the step, not hang the run
+        await asyncio.wait_for(self.subscriber.connect(offer), JOIN_TIMEOUT)
         if not speaker:
             return
         self.publisher = peer = RawPeer()
@@ -208,7 +210,8 @@ class Member:
         audio_ssrc = secrets.randbits(32)
         sdp = peer.publisher_offer(video_ssrc, audio_ssrc)
         await self.ws.send_json({"type": "publish_offer", "sdp": sdp})
-        await peer.connect(await asyncio.wait_for(self._publish_answer, 30))
+        answer = await asyncio.wait_for(self._publish_answer, JOIN_TIMEOUT)
+        await asyncio.wait_for(peer.connect(answer), JOIN_TIMEOUT)
         assert peer.dtls is not None
         protect = FastSrtp(peer.dtls.tx_srtp).protect
         if video_ssrc is not None:
@@ -271,13 +274,13 @@ async def _add_rooms(
         async with gate:
             await member.join(speaker, audio_only, pacer)
 
-    joining = []
-    for r in range(first, first + count):
-        for m in range(room_size):
-            member = Member(http, url, f"room-{r}", f"m{r}-{m}")
-            members.append(member)
-            joining.append(join(member, m < speakers))
-    await asyncio.gather(*joining)
+    # a task group: one member that cannot join stops the others (they close with the run)
+    async with asyncio.TaskGroup() as group:
+        for r in range(first, first + count):
+            for m in range(room_size):
+                member = Member(http, url, f"room-{r}", f"m{r}-{m}")
+                members.append(member)
+                group.create_task(join(member, m < speakers))
 
 
 def _expected_streams(member_index: int, speakers: int, audio_only: bool) -> int:
@@ -507,9 +510,9 @@ HEADING = "## Many rooms that all carry media"
 # (room size, speakers or None for all, audio only, steps in rooms): 1:1 calls, 6-party
 # group calls, voice rooms of 10 speakers and 50 listeners
 SCENARIOS: list[tuple[int, int | None, bool, list[int]]] = [
-    (2, None, False, [10, 25, 50, 75, 100, 150]),
-    (6, None, False, [2, 5, 10, 15, 20]),
-    (60, 10, True, [1, 2, 3, 4]),
+    (2, None, False, [10, 25, 50, 100, 150]),
+    (6, None, False, [2, 5, 10, 20]),
+    (60, 10, True, [1, 2, 3]),
 ]
 
 
