@@ -64,6 +64,17 @@ class TrackInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class Receiving:
+    """How the media a participant receives here fared: repair summed over its copies."""
+
+    packets_sent: int = 0
+    nacks_received: int = 0  # NACK packets it sent
+    resends: int = 0  # packets resent for its NACKs
+    resends_again: int = 0  # copies of those sent a round trip later without a new NACK
+    keyframe_requests: int = 0  # PLI/FIR it sent
+
+
+@dataclass(frozen=True, slots=True)
 class ParticipantInfo:
     sid: str
     identity: str
@@ -74,6 +85,7 @@ class ParticipantInfo:
     joined_at: float = 0.0  # unix seconds
     subscribes: bool = False  # takes the room's media here (a subscriber or a viewer)
     permissions: Permissions = field(default_factory=Permissions)
+    receiving: Receiving = field(default_factory=Receiving)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +159,23 @@ def participant_info(participant: Participant) -> ParticipantInfo:
         joined_at=participant.joined_at,
         subscribes=subscribes(participant),
         permissions=participant.permissions,
+        receiving=receiving(participant),
+    )
+
+
+def receiving(participant: Participant) -> Receiving:
+    downs = [
+        down
+        for leg in (participant.subscriber_leg, participant.viewer_leg)
+        if leg is not None
+        for down in leg.by_ssrc.values()
+    ]
+    return Receiving(
+        packets_sent=sum(d.packets_sent for d in downs),
+        nacks_received=sum(d.nacks_received for d in downs),
+        resends=sum(d.resends for d in downs),
+        resends_again=sum(d.resends_again for d in downs),
+        keyframe_requests=sum(d.keyframe_requests for d in downs),
     )
 
 

@@ -98,6 +98,7 @@ class DownLeg(Leg):
                     continue
                 down = self.by_ssrc.get(packet.media_ssrc)  # type: ignore[attr-defined]
                 if down is not None:
+                    down.keyframe_requests += 1
                     self.repair.request_keyframe(down.up)
             elif name == "RtcpRtpfbPacket" and packet.fmt == rtcp.RTPFB_NACK:  # type: ignore[attr-defined]
                 stats.nack_received += 1
@@ -108,6 +109,7 @@ class DownLeg(Leg):
                     # unwrapped they made the filler's header fail to pack (found by fuzzing).
                     lost = packet.lost[:MAX_NACKED]  # type: ignore[attr-defined]
                     down.nacked = [seq & 0xFFFF for seq in lost]
+                    down.nacks_received += 1
                     self.repair.retransmit(down, down.nacked)
             elif name in ("RtcpRrPacket", "RtcpSrPacket"):
                 self._on_receiver_report(packet)

@@ -7,8 +7,10 @@ that ``upstream`` finds, what goes down through the down track's own sink.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
+from typing import Any
 
 from . import rtcp
 from .forwarder import fill_hole, read_seq_ts_ssrc, resend
@@ -19,6 +21,15 @@ from .track import DownTrack, UpTrack
 
 RESEND_MIN_INTERVAL = 0.1  # seconds between two retransmissions of one packet to one leg
 MAX_AWAITED = 64  # NACKed numbers per subscriber kept while the publisher is asked for them
+# A NACKed packet is sent this many times in all, about one round trip apart, unless the
+# receiver says meanwhile that it has everything: aiortc asks for a missing packet once,
+# when the gap appears, so a lost retransmission used to wait for its next new gap.
+COPIES_PER_NACK = 3
+RESEND_AGAIN_MIN = 0.04  # seconds: above a local network's round trip plus scheduling
+RESEND_AGAIN_MAX = 0.5
+RESEND_AGAIN_UNKNOWN_RTT = 0.12
+
+CallLater = Callable[..., Any]  # loop.call_later's shape: (delay, callback, *args)
 
 
 class Repair:
@@ -28,12 +39,14 @@ class Repair:
         upstream: Callable[[UpTrack], PublisherLeg | None],
         nack_repair: bool = True,
         keyframe_replay_age: float = 0.0,
+        call_later: CallLater | None = None,
     ) -> None:
         self.wire = wire
         self.stats = wire.stats
         self._upstream = upstream
         self.nack_repair = nack_repair  # off only to measure what repair is worth
         self.keyframe_replay_age = keyframe_replay_age  # 0: joiners wait for a new keyframe
+        self._call_later = call_later  # None: the running loop's (tests give their own)
 
     def start(self, down: DownTrack) -> None:
         """A subscriber's copy just became sendable: it starts at the track's latest
@@ -72,6 +85,12 @@ class Repair:
         # already dropping packets.
         interval = max(RESEND_MIN_INTERVAL, 1.5 * (sink.rtt_ms or 0.0) / 1000.0)
         filled = False
+        if down.resending:
+            # What the receiver no longer asks for, it has: aiortc lists every missing
+            # packet in each NACK; Chromium those due for a retry, and asks again itself.
+            for seq in down.resending.difference(lost):
+                down.resending.discard(seq)
+                down.resent_at.pop(seq, None)
         for out_seq in lost:
             if not down.may_resend(out_seq, now, interval):
                 continue
@@ -86,7 +105,9 @@ class Repair:
             cache = source.cache
             rtp = cache.get(in_seq, now) if cache is not None else None
             if rtp is not None:
-                resend(down, rtp, seq_offset, ts_offset, sendto, self.stats)
+                if resend(down, rtp, seq_offset, ts_offset, sendto, self.stats):
+                    down.resends += 1
+                    self._resend_later(down, out_seq, now, 1)
                 continue
             if _awaited_upstream(source, in_seq):
                 down.resent_at.pop(out_seq, None)  # not answered yet: may be, as soon as it can
@@ -106,6 +127,48 @@ class Repair:
         if filled:
             self.stats.nack_unanswerable += 1
             self.request_keyframe(down.up)
+
+    def _resend_later(self, down: DownTrack, out_seq: int, sent: float, copies: int) -> None:
+        """Send ``out_seq`` again about one round trip after ``sent`` unless the receiver
+        asked for it again (a newer send owns it) or sent a NACK without it (it has it).
+
+        Receiver reports cannot tell: a receiver counts duplicates as received, so the
+        copies themselves hide a packet still missing from the cumulative loss."""
+        if copies >= COPIES_PER_NACK:
+            down.resending.discard(out_seq)
+            return
+        down.resending.add(out_seq)
+        rtt = down.sink.rtt_ms
+        delay = RESEND_AGAIN_UNKNOWN_RTT if rtt is None else rtt / 1000.0 + 0.02
+        delay = min(max(delay, RESEND_AGAIN_MIN), RESEND_AGAIN_MAX)
+        if self._call_later is None:
+            self._call_later = asyncio.get_running_loop().call_later
+        # One timer per resent packet: retransmissions are a few percent of the packets at
+        # most and bounded per leg by its retransmit budget; the per-packet path has none.
+        self._call_later(delay, self._resend_again, down, out_seq, sent, copies)
+
+    def _resend_again(self, down: DownTrack, out_seq: int, sent: float, copies: int) -> None:
+        if down.resent_at.get(out_seq) != sent:
+            return  # asked for again (that send carries on) or received
+        down.resending.discard(out_seq)
+        now = time.perf_counter()
+        sink = down.sink
+        if not sink.retransmit_budget.allow(now):
+            return
+        origin = down.source_of(out_seq)
+        if origin is None:
+            return
+        source, seq_offset, ts_offset = origin
+        cache = source.cache
+        rtp = cache.get((out_seq - seq_offset) & 0xFFFF, now) if cache is not None else None
+        if rtp is None or not resend(
+            down, rtp, seq_offset, ts_offset, self.wire.sendto, self.stats
+        ):
+            return
+        down.resent_at[out_seq] = now
+        down.resends_again += 1
+        self.stats.resends_again += 1
+        self._resend_later(down, out_seq, now, copies + 1)
 
     def upstream_gave_up(self, up: UpTrack) -> None:
         """The publisher did not resend some packets in time. Subscribers that asked for

@@ -68,6 +68,8 @@ class RelayStats:
     nack_sent: int = 0  # NACK packets sent to publishers
     twcc_feedback_sent: int = 0  # transport-wide congestion control feedback packets
     retransmitted_packets: int = 0  # answered from the packet cache
+    # retransmissions sent again a round trip later, no new NACK (aiortc asks only once)
+    resends_again: int = 0
     holes_filled: int = 0  # NACKed numbers answered with a filler: the packet was gone
     layer_switches: int = 0  # simulcast layer changes completed at a keyframe
     keyframe_replays: int = 0  # subscribers started at a cached keyframe (no request needed)

@@ -183,6 +183,12 @@ class DownTrack:
     # filled if it does not (aiortc NACKs a hole once, when it appears, and then waits).
     awaited: list[int] = field(default_factory=list)
     resent_at: dict[int, float] = field(default_factory=dict)  # out seq -> last resend
+    resending: set[int] = field(default_factory=set)  # out seqs with a copy still to come
+    # Repair as this subscriber saw it (the admin API lists them per subscription).
+    nacks_received: int = 0
+    resends: int = 0
+    resends_again: int = 0  # copies sent one round trip after a resend, without a new NACK
+    keyframe_requests: int = 0  # PLI/FIR from this subscriber
     # The current span of the numbering: out = in + seq_offset from ``first_out_seq`` on.
     # A span ends at a dropped padding packet (the offset steps down by one), a layer or
     # publisher switch, or a restart at a keyframe; a run is the spans since that keyframe,

@@ -98,7 +98,11 @@ async def list_participants(request: web.Request) -> web.Response:
     node = request.app[NODE]
     here = node.settings.node_id
     people = [
-        {**describe_participant(p).model_dump(), "node": here}
+        {
+            **describe_participant(p).model_dump(),
+            "node": here,
+            "receiving": dataclasses.asdict(p.receiving),
+        }
         for p in node.relay.participants(room.name)
         if p.kind is not ParticipantKind.REMOTE  # a stand-in: listed below, on its node
     ]

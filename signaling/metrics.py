@@ -59,6 +59,11 @@ COUNTERS = (
         "retransmitted_packets",
     ),
     (
+        "eurelay_relay_resends_again",
+        "Resent packets sent once more a round trip later, without a new NACK.",
+        "resends_again",
+    ),
+    (
         "eurelay_relay_nack_unanswerable",
         "NACKs asking for packets that were gone (answered with fillers).",
         "nack_unanswerable",

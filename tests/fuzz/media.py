@@ -43,6 +43,7 @@ from relay.ticker import Ticker
 from relay.track import HISTORY_SPANS, DownTrack, UpTrack
 from relay.twcc import MAX_PENDING
 from relay.udp_mux import UdpMux
+from tests.relay.fakes import FakeTimers
 
 PUBLISHER_ADDR = ("192.0.2.10", 40000)
 SUBSCRIBER_ADDR = ("192.0.2.20", 40001)
@@ -159,7 +160,8 @@ class MediaHarness:
         self.mux = UdpMux(self.stats)
         self.transport = _Transport()
         self.mux.connection_made(self.transport)  # type: ignore[arg-type]
-        self.repair = Repair(self.mux, lambda up: self.publisher)
+        self.timers = FakeTimers()  # copies a resend schedules: run after each datagram
+        self.repair = Repair(self.mux, lambda up: self.publisher, call_later=self.timers.call_later)
         env = LegEnv(self.mux, self.mux, self.repair, certificate())
         now = time.perf_counter()
         self.publisher = PublisherLeg(env, _participant("pub"), "server", now)
@@ -224,6 +226,8 @@ class MediaHarness:
         before = len(watch.records)
         self.mux.datagram_received(data, addr)
         self.datagrams_in += 1
+        for _ in range(4):  # each copy may schedule the next; a bounded number of them
+            self.timers.run_due()
         if len(watch.records) > before:
             record = watch.records[-1]
             assert record.exc_info is not None

@@ -3,6 +3,8 @@ logic without the network."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from relay.rate_limiter import TokenBucket
 from relay.stats import RelayStats
 
@@ -32,3 +34,20 @@ class FakeWire:
 
     def sendto(self, data: bytes, addr: tuple[str, int]) -> None:
         self.sent.append(data)
+
+
+class FakeTimers:
+    """``loop.call_later`` for code that schedules callbacks: they run when the test says."""
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[float, Callable[..., object], tuple[object, ...]]] = []
+
+    def call_later(self, delay: float, callback: Callable[..., object], *args: object) -> None:
+        self.pending.append((delay, callback, args))
+
+    def run_due(self) -> int:
+        """Run what is pending now (not what those callbacks schedule); how many ran."""
+        due, self.pending = self.pending, []
+        for _, callback, args in due:
+            callback(*args)
+        return len(due)

@@ -15,7 +15,7 @@ from relay.packet_cache import PacketCache
 from relay.repair import Repair
 from relay.track import DownTrack, UpTrack
 
-from .fakes import FakeSink, FakeWire
+from .fakes import FakeSink, FakeTimers, FakeWire
 
 SSRC = 0x1234
 
@@ -52,6 +52,7 @@ class _Relay:
             self.wire,
             lambda up: self.publisher,  # type: ignore[arg-type, return-value]
             keyframe_replay_age=max_age,
+            call_later=FakeTimers().call_later,
         )
 
     def arrive(self, rtp: bytes, at: float | None = None) -> None:

@@ -13,7 +13,7 @@ from relay.rate_limiter import TokenBucket
 from relay.repair import Repair
 from relay.track import DownTrack, UpTrack
 
-from .fakes import FakeSink, FakeWire
+from .fakes import FakeSink, FakeTimers, FakeWire
 
 
 def test_cache_is_bounded_by_count_and_age() -> None:
@@ -49,7 +49,10 @@ class _Host:
         self.stats = self.wire.stats
         self.sent = self.wire.sent
         self.keyframes = 0
-        self.repair = Repair(self.wire, lambda up: None, nack_repair)
+        self.timers = FakeTimers()
+        self.repair = Repair(
+            self.wire, lambda up: None, nack_repair, call_later=self.timers.call_later
+        )
         self.repair.request_keyframe = self._count  # type: ignore[method-assign]
         self.retransmit = self.repair.retransmit
 
@@ -78,6 +81,50 @@ def test_nacks_are_answered_in_the_subscribers_numbering() -> None:
     assert struct.unpack_from("!H", host.sent[0], 2)[0] == out_seq
     assert struct.unpack_from("!I", host.sent[0], 8)[0] == down.ssrc
     assert host.stats.retransmitted_packets == 1
+
+
+def _seqs(sent: list[bytes]) -> list[int]:
+    return [struct.unpack_from("!H", packet, 2)[0] for packet in sent]
+
+
+def test_a_resend_goes_again_each_round_trip_until_three_copies() -> None:
+    # aiortc NACKs a hole once: a lost retransmission used to wait for its next new gap
+    host, down = _Host(), _down()
+    out_seq = (1010 + down.seq_offset) & 0xFFFF
+    host.retransmit(down, [out_seq])
+    assert [delay for delay, _, _ in host.timers.pending] == [0.12]  # no round trip yet
+    assert host.timers.run_due() == 1 and host.timers.run_due() == 1
+    assert host.timers.run_due() == 0  # bounded: three copies in all
+    assert _seqs(host.sent) == [out_seq] * 3
+    assert down.resends == 1 and down.resends_again == 2 == host.stats.resends_again
+    assert host.stats.retransmitted_packets == 3 and not down.resending
+
+
+def test_copies_follow_the_round_trip() -> None:
+    host, down = _Host(), _down()
+    down.sink.rtt_ms = 200.0  # type: ignore[misc]
+    host.retransmit(down, [(1010 + down.seq_offset) & 0xFFFF])
+    assert [round(delay, 3) for delay, _, _ in host.timers.pending] == [0.22]
+
+
+def test_a_nack_without_the_packet_stops_its_copies() -> None:
+    host, down = _Host(), _down()
+    first, second = ((n + down.seq_offset) & 0xFFFF for n in (1010, 1020))
+    host.retransmit(down, [first])
+    host.retransmit(down, [second])  # a NACK that no longer lists the first: it arrived
+    host.timers.run_due()
+    assert _seqs(host.sent) == [first, second, second]
+
+
+def test_a_new_nack_for_the_packet_takes_its_copies_over() -> None:
+    host, down = _Host(), _down()
+    out_seq = (1010 + down.seq_offset) & 0xFFFF
+    host.retransmit(down, [out_seq])
+    down.resent_at[out_seq] -= 1.0  # long enough ago for the receiver to ask again
+    host.retransmit(down, [out_seq])
+    assert len(host.timers.pending) == 2
+    host.timers.run_due()
+    assert _seqs(host.sent) == [out_seq] * 3  # the older schedule gave way: one copy
 
 
 def test_nack_repair_off_answers_nothing() -> None:

@@ -18,7 +18,7 @@ from relay.packet_cache import PacketCache
 from relay.repair import Repair
 from relay.track import DownTrack, UpTrack
 
-from .fakes import FakeSink, FakeWire
+from .fakes import FakeSink, FakeTimers, FakeWire
 
 SSRC = 0x1234
 
@@ -47,7 +47,8 @@ class _Relay:
         self.wire = FakeWire()
         self.stats = self.wire.stats
         self.keyframes = 0
-        self.repair = Repair(self.wire, lambda up: None)
+        self.timers = FakeTimers()
+        self.repair = Repair(self.wire, lambda up: None, call_later=self.timers.call_later)
         self.repair.request_keyframe = self._count_keyframe  # type: ignore[method-assign]
 
     def _count_keyframe(self, up: UpTrack) -> None:
