@@ -19,6 +19,23 @@ from .loopback_node import RunningNode, token
 @dataclass
 class Decoded:
     times: list[float] = field(default_factory=list)
+    pts: list[int] = field(default_factory=list)  # each frame's RTP timestamp as received
+
+    def frames_in_media_span(self, start: float, ticks: int) -> int | None:
+        """Frames decoded of the ``ticks`` of media (RTP clock) that begin with the first
+        frame shown at or after ``start``; None until a frame past that span was shown.
+
+        Counted in media time, not by arrival: a receiver that is behind (aiortc releases
+        one frame per packet that arrives, so frames held behind a repaired hole drain
+        slowly) shows late what it did not lose."""
+        first = next((i for i, t in enumerate(self.times) if t >= start), None)
+        if first is None:
+            return None
+        origin = self.pts[first]
+        offsets = [(pts - origin) & 0xFFFFFFFF for pts in self.pts[first:]]
+        if not any(ticks <= offset < 0x80000000 for offset in offsets):
+            return None
+        return len({offset for offset in offsets if offset < ticks})
 
     def count_between(self, start: float, end: float) -> int:
         return sum(1 for t in self.times if start <= t < end)
@@ -28,10 +45,11 @@ class Decoded:
         return max(b - a for a, b in itertools.pairwise(inside))
 
 
-async def _decode_forever(track: object, decoded: Decoded) -> None:
+async def decode_forever(track: object, decoded: Decoded) -> None:
     while True:
-        await track.recv()  # type: ignore[attr-defined]
+        frame = await track.recv()  # type: ignore[attr-defined]
         decoded.times.append(time.monotonic())
+        decoded.pts.append(frame.pts or 0)
 
 
 async def start_call(
@@ -49,7 +67,7 @@ async def start_call(
     await viewer.connect()
     _, track = await viewer.next_track(15)
     decoded = Decoded()
-    task = asyncio.create_task(_decode_forever(track, decoded))
+    task = asyncio.create_task(decode_forever(track, decoded))
     await asyncio.sleep(2.0)  # settle: connected and decoding
     if not decoded.times:
         task.cancel()

@@ -114,6 +114,18 @@ def restrict_ice_host_addresses(addresses: Sequence[str]) -> None:
     aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: list(chosen)
 
 
+def candidates_via(sdp: str, via: tuple[str, int]) -> str:
+    """The relay's host candidates in ``sdp`` pointed at ``via`` (a proxy in front of it)."""
+    lines = []
+    for line in sdp.split("\r\n"):
+        if line.startswith("a=candidate:") and " typ host" in line:
+            bits = line.split(" ")
+            bits[4], bits[5] = via[0], str(via[1])
+            line = " ".join(bits)
+        lines.append(line)
+    return "\r\n".join(lines)
+
+
 class EurelayClient:
     def __init__(
         self,
@@ -515,17 +527,7 @@ class EurelayClient:
     def _via(self, sdp: str) -> str:
         """Point the relay's candidates at ``media_via`` (the relay is ICE-lite: it learns
         our address from the checks, so only our side needs to know)."""
-        if self.media_via is None:
-            return sdp
-        host, port = self.media_via
-        lines = []
-        for line in sdp.split("\r\n"):
-            if line.startswith("a=candidate:") and " typ host" in line:
-                bits = line.split(" ")
-                bits[4], bits[5] = host, str(port)
-                line = " ".join(bits)
-            lines.append(line)
-        return "\r\n".join(lines)
+        return sdp if self.media_via is None else candidates_via(sdp, self.media_via)
 
     def _on_track(self, pc: RTCPeerConnection, track: MediaStreamTrack) -> None:
         transceiver = next((t for t in pc.getTransceivers() if t.receiver.track is track), None)

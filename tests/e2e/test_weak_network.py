@@ -55,13 +55,15 @@ async def test_decoding_resumes_quickly_after_heavy_loss(relay_node: RunningNode
             relay_node, "storm", None, ("127.0.0.1", proxy.port)
         )
         proxy.set(down=Impairment(loss=0.20))
-        await asyncio.sleep(5.0)
+        await asyncio.sleep(3.0)  # the storm, then a window to watch: not a condition
         proxy.set(down=Impairment())
         calm = time.monotonic()
         await asyncio.sleep(3.0)
         task.cancel()
         after = [t for t in decoded.times if t >= calm]
-        assert after and after[0] - calm < 2.0, "no frame decoded within 2 s after the loss"
+        # issue 14: within 1 s of the loss ending (a lost retransmission is sent again
+        # a round trip later; it used to wait for the receiver's next new gap)
+        assert after and after[0] - calm < 1.0, "no frame decoded within 1 s after the loss"
         steady = decoded.count_between(calm + 2.0, calm + 3.0)
         assert steady >= 20, f"only {steady} frames/s once recovered"  # resumed, not a blip
     finally:

@@ -9,6 +9,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 
 from bench.loopback_node import RunningNode
+from signaling.client import candidates_via
 
 
 def url_of(node: RunningNode | str, path: str) -> str:
@@ -53,7 +54,10 @@ async def whip_publish(
 
 
 async def whep_view(
-    relay_node: RunningNode | str, path: str, tok: str | None
+    relay_node: RunningNode | str,
+    path: str,
+    tok: str | None,
+    media_via: tuple[str, int] | None = None,
 ) -> tuple[RTCPeerConnection, dict[str, MediaStreamTrack], str]:
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     tracks: dict[str, MediaStreamTrack] = {}
@@ -70,7 +74,10 @@ async def whep_view(
     ):
         assert resp.status == 201, await resp.text()
         location = resp.headers["Location"]
-        await pc.setRemoteDescription(RTCSessionDescription(await resp.text(), "answer"))
+        answer = await resp.text()
+        if media_via is not None:
+            answer = candidates_via(answer, media_via)
+        await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
     return pc, tracks, location
 
 
