@@ -33,6 +33,8 @@ H264 = Codec(
 )
 
 SUPPORTED = {c.mime.lower(): c for c in (OPUS, VP8, H264)}
+# RTX (RFC 4588) payload types the relay offers subscribers, by the video payload type above
+RTX_PAYLOAD_TYPES = {VP8.payload_type: 97, H264.payload_type: 103}
 VIDEO_FEEDBACK = (("nack", None), ("nack", "pli"), ("ccm", "fir"), ("goog-remb", None))
 
 

@@ -13,12 +13,15 @@ since padding dropped meanwhile has moved the current offset on.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 
 from .audio_level import BRIDGE_LEVEL_BLOCKS, VOICED_DBOV, read_audio_level
 from .rtp_header import HEADER, SEQ_TS_SSRC, is_keyframe_start, payload_offset
 from .stats import RelayStats
 from .track import DownTrack, Sink, UpTrack
+
+OSN = struct.Struct("!H")  # an RTX payload's original sequence number (RFC 4588 section 4)
 
 SendTo = Callable[[bytes, tuple[str, int]], None]
 
@@ -200,14 +203,26 @@ def resend(
     seq, timestamp, _ = SEQ_TS_SSRC.unpack_from(rtp, 2)
     b0 = rtp[0]
     csrc_end = 12 + 4 * (b0 & 0x0F)
-    header = HEADER.pack(
-        0x80 | (b0 & 0x2F),
-        (rtp[1] & 0x80) | down.payload_type,
-        (seq + seq_offset) & 0xFFFF,
-        (timestamp + ts_offset) & 0xFFFFFFFF,
-        down.ssrc,
-    )
-    if not _protect_and_send(sink, header + rtp[12:csrc_end] + rtp[offset:], sendto, stats):
+    out_seq = (seq + seq_offset) & 0xFFFF
+    out_ts = (timestamp + ts_offset) & 0xFFFFFFFF
+    marker = rtp[1] & 0x80
+    if down.rtx_payload_type:
+        # RFC 4588: the RTX stream's own number; the original one leads the payload
+        down.rtx_seq = (down.rtx_seq + 1) & 0xFFFF
+        header = HEADER.pack(
+            0x80 | (b0 & 0x2F),
+            marker | down.rtx_payload_type,
+            down.rtx_seq,
+            out_ts,
+            down.rtx_ssrc,
+        )
+        body = rtp[12:csrc_end] + OSN.pack(out_seq) + rtp[offset:]
+    else:
+        header = HEADER.pack(
+            0x80 | (b0 & 0x2F), marker | down.payload_type, out_seq, out_ts, down.ssrc
+        )
+        body = rtp[12:csrc_end] + rtp[offset:]
+    if not _protect_and_send(sink, header + body, sendto, stats):
         return False
     stats.retransmitted_packets += 1
     return True

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from .sdp_negotiation import RemoteDescription, SubscriberSlot
+from .sdp_negotiation import RemoteDescription, SubscriberSlot, rtx_payload_types
 from .track import random_ssrc
 
 
@@ -31,6 +31,7 @@ class SubscriberNegotiation:
         self.needs_offer = True  # state changed since the last offer
         self.offered_ssrcs: set[int] = set()
         self.accepted_ssrcs: set[int] = set()
+        self.rtx_payload_types: dict[int, int] = {}  # by SSRC: 0 where the answer took no RTX
         self.remote_sctp_port = 5000
 
     def next_mid(self) -> str:
@@ -82,4 +83,7 @@ class SubscriberNegotiation:
                 and media.direction in ("recvonly", "sendrecv")
             ):
                 accepted.add(slot.ssrc)
+                if slot.codec is not None and slot.rtx_ssrc:
+                    rtx = rtx_payload_types(media).get(slot.codec.payload_type, 0)
+                    self.rtx_payload_types[slot.ssrc] = rtx
         self.accepted_ssrcs = accepted & self.offered_ssrcs

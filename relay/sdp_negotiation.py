@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from aiortc import sdp as aiortc_sdp
 
 from .audio_level import AUDIO_LEVEL_URI
-from .codecs import SUPPORTED, VIDEO_FEEDBACK, Codec, accepts
+from .codecs import RTX_PAYLOAD_TYPES, SUPPORTED, VIDEO_FEEDBACK, Codec, accepts
 from .dtls_adapter import DtlsRole
 from .errors import SdpError
 from .ice_lite import IceCredentials
@@ -337,6 +337,29 @@ def _codec_lines(codec: Codec, payload_type: int, twcc: bool = False) -> list[st
     return lines
 
 
+def _rtx_lines(payload_type: int, apt: int) -> list[str]:
+    return [f"a=rtpmap:{payload_type} rtx/90000", f"a=fmtp:{payload_type} apt={apt}"]
+
+
+def _ssrc_lines(ssrc: int, rtx_ssrc: int, stream_id: str, track_id: str) -> list[str]:
+    """The sender's SSRC, and its RTX SSRC grouped with it (FID) when there is one."""
+    lines = [f"a=ssrc-group:FID {ssrc} {rtx_ssrc}"] if rtx_ssrc else []
+    for one in (ssrc, rtx_ssrc) if rtx_ssrc else (ssrc,):
+        lines += [f"a=ssrc:{one} cname:{stream_id}", f"a=ssrc:{one} msid:{stream_id} {track_id}"]
+    return lines
+
+
+def rtx_payload_types(media: OfferedMedia) -> dict[int, int]:
+    """The RTX payload type a description pairs with each payload type (``apt``)."""
+    pairs: dict[int, int] = {}
+    for codec in media.codecs:
+        if codec.mime.lower() == "video/rtx" and codec.clock_rate == 90000:
+            apt = codec.fmtp.get("apt")
+            if isinstance(apt, int) or (isinstance(apt, str) and apt.isdigit()):
+                pairs.setdefault(int(apt), codec.payload_type)
+    return pairs
+
+
 def _m_line(kind: str, port: int, formats: list[int]) -> str:
     return f"m={kind} {port} UDP/TLS/RTP/SAVPF {' '.join(map(str, formats))}"
 
@@ -409,6 +432,7 @@ class SubscriberSlot:
     ssrc: int = 0
     stream_id: str = ""
     track_sid: str = ""
+    rtx_ssrc: int = 0  # video: retransmissions offered on this SSRC (RFC 4588)
 
     @property
     def live(self) -> bool:
@@ -431,18 +455,20 @@ def subscriber_offer(
     lines += _transport_lines(local, "actpass")
     for slot in slots:
         codec = slot.codec or SUPPORTED["audio/opus" if slot.kind == "audio" else "video/vp8"]
-        lines += [_m_line(slot.kind, 9, [codec.payload_type]), "c=IN IP4 0.0.0.0"]
+        rtx = RTX_PAYLOAD_TYPES.get(codec.payload_type) if slot.live and slot.rtx_ssrc else None
+        formats = [codec.payload_type] if rtx is None else [codec.payload_type, rtx]
+        lines += [_m_line(slot.kind, 9, formats), "c=IN IP4 0.0.0.0"]
         lines += [f"a=mid:{slot.mid}", "a=sendonly" if slot.live else "a=inactive"]
         if slot.live:
             lines.append(f"a=msid:{slot.stream_id} {slot.track_sid}")
         lines += ["a=rtcp-mux", "a=rtcp-rsize"]
         lines += _transport_lines(local, "actpass")
         lines += _codec_lines(codec, codec.payload_type)
+        if rtx is not None:
+            lines += _rtx_lines(rtx, codec.payload_type)
         if slot.live:
-            lines += [
-                f"a=ssrc:{slot.ssrc} cname:{slot.stream_id}",
-                f"a=ssrc:{slot.ssrc} msid:{slot.stream_id} {slot.track_sid}",
-            ]
+            rtx_ssrc = slot.rtx_ssrc if rtx is not None else 0
+            lines += _ssrc_lines(slot.ssrc, rtx_ssrc, slot.stream_id, slot.track_sid)
     return "\r\n".join(lines) + "\r\n"
 
 
@@ -456,6 +482,8 @@ class ViewerSlot:
     ssrc: int = 0
     stream_id: str = "eurelay"
     track_id: str = ""
+    rtx: dict[int, int] = field(default_factory=dict)  # the viewer's RTX type per codec type
+    rtx_ssrc: int = 0
 
     def payload_type_for(self, mime: str) -> int | None:
         for codec in self.codecs:
@@ -477,7 +505,13 @@ def viewer_slots(offer: RemoteDescription) -> list[ViewerSlot]:
             if accepts(codec.mime, dict(codec.fmtp)) and all(c.mime != codec.mime for c in codecs):
                 codecs.append(codec)
         if codecs:
-            slots.append(ViewerSlot(mid=media.mid, kind=media.kind, codecs=codecs))
+            offered_rtx = rtx_payload_types(media) if media.kind == "video" else {}
+            rtx = {
+                c.payload_type: offered_rtx[c.payload_type]
+                for c in codecs
+                if c.payload_type in offered_rtx
+            }
+            slots.append(ViewerSlot(mid=media.mid, kind=media.kind, codecs=codecs, rtx=rtx))
     return slots
 
 
@@ -491,14 +525,19 @@ def viewer_answer(offer: RemoteDescription, local: LocalTransport, slots: list[V
         if slot is None:
             lines += _unused_section(media, local, setup)
             continue
-        lines += [_m_line(slot.kind, 9, [c.payload_type for c in slot.codecs]), "c=IN IP4 0.0.0.0"]
+        formats = []
+        for codec in slot.codecs:
+            formats.append(codec.payload_type)
+            if codec.payload_type in slot.rtx:
+                formats.append(slot.rtx[codec.payload_type])
+        lines += [_m_line(slot.kind, 9, formats), "c=IN IP4 0.0.0.0"]
         lines += [f"a=mid:{slot.mid}", "a=sendonly", f"a=msid:{slot.stream_id} {slot.track_id}"]
         lines += ["a=rtcp-mux", "a=rtcp-rsize"]
         lines += _transport_lines(local, setup)
         for codec in slot.codecs:
             lines += _codec_lines(codec, codec.payload_type)
-        lines += [
-            f"a=ssrc:{slot.ssrc} cname:{slot.stream_id}",
-            f"a=ssrc:{slot.ssrc} msid:{slot.stream_id} {slot.track_id}",
-        ]
+            if codec.payload_type in slot.rtx:
+                lines += _rtx_lines(slot.rtx[codec.payload_type], codec.payload_type)
+        rtx_ssrc = slot.rtx_ssrc if slot.rtx else 0
+        lines += _ssrc_lines(slot.ssrc, rtx_ssrc, slot.stream_id, slot.track_id)
     return "\r\n".join(lines) + "\r\n"

@@ -67,6 +67,8 @@ class Subscriptions:
             sink=leg,
         )
         slot.ssrc = down.ssrc
+        if track.kind == "video":
+            slot.rtx_ssrc = down.rtx_ssrc
         leg.negotiation.add(slot)
         room = self.rooms.by_name.get(participant.room)
         down.paused = room is not None and starts_paused(room, down)
@@ -121,6 +123,10 @@ class Subscriptions:
             leg.remote_fingerprints = answer.fingerprints
             leg.dtls.set_role("client" if answer.setup == "passive" else "server")
         leg.negotiation.apply_answer(answer)
+        for ssrc, rtx in leg.negotiation.rtx_payload_types.items():
+            down = leg.by_ssrc.get(ssrc)
+            if down is not None:
+                down.rtx_payload_type = rtx
         self.transports.maybe_start(leg)
         self.activate(leg)
         if leg.negotiation.needs_offer:

@@ -184,6 +184,12 @@ class DownTrack:
     awaited: list[int] = field(default_factory=list)
     resent_at: dict[int, float] = field(default_factory=dict)  # out seq -> last resend
     resending: set[int] = field(default_factory=set)  # out seqs with a copy still to come
+    # RTX (RFC 4588), when the subscriber negotiated it: retransmissions go on a stream of
+    # their own (payload type, SSRC, numbering), the original number in front of the
+    # payload, so the receiver can tell a resend from new media. 0: resent as they were.
+    rtx_payload_type: int = 0
+    rtx_ssrc: int = field(default_factory=random_ssrc)
+    rtx_seq: int = field(default_factory=lambda: secrets.randbits(16))
     # Repair as this subscriber saw it (the admin API lists them per subscription).
     nacks_received: int = 0
     resends: int = 0
@@ -358,6 +364,8 @@ class DownTrack:
         self.started = previous.started
         self.packets_sent = previous.packets_sent
         self.octets_sent = previous.octets_sent
+        self.rtx_ssrc = previous.rtx_ssrc
+        self.rtx_seq = previous.rtx_seq
 
     def start_at(self, seq: int, timestamp: int) -> None:
         """Continue this leg's numbering from the incoming packet (seq, timestamp)."""

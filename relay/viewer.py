@@ -61,11 +61,13 @@ def rewire_viewer(room: Room, viewer: Participant, leg: ViewerLeg, now: float) -
             mid=slot.mid,
             payload_type=payload_type,
             sink=leg,
+            rtx_payload_type=slot.rtx.get(payload_type, 0),
         )
         if previous is not None:
             down.continue_from(previous)
         else:
             down.ssrc = slot.ssrc
+            down.rtx_ssrc = slot.rtx_ssrc
         leg.by_ssrc[slot.ssrc] = down
         viewer.subscriptions[wanted.sid] = down
         down.attach(wanted, now)

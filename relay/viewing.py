@@ -52,6 +52,7 @@ class Viewing:
         leg.follow = follow
         for slot in slots:
             slot.ssrc = random_ssrc()
+            slot.rtx_ssrc = random_ssrc()
             slot.stream_id = participant.sid
             slot.track_id = f"{participant.sid}-{slot.mid}"
         leg.slots = slots

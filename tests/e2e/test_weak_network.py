@@ -42,6 +42,10 @@ async def test_five_percent_loss_is_repaired(
         task.cancel()
         assert (proxy.up if on_publisher else proxy.down).dropped > 0
         assert getattr(relay_node.worker.stats, counter) > 0
+        if not on_publisher:  # the project's client answers the relay's RTX offer with RTX
+            room = relay_node.worker.membership.get(f"lossy-{leg}")
+            downs = [d for p in room.participants.values() for d in p.subscriptions.values()]
+            assert [d.rtx_payload_type for d in downs if d.up.kind == "video"] == [97]
         assert ratio >= 0.95, f"decoded {ratio:.1%} of the frames sent"
         assert gap < 1.0, f"froze for {gap:.2f} s"
     finally:

@@ -64,6 +64,8 @@ async def test_independent_viewers_do_not_freeze_at_five_percent_loss(
         for i, proxy in enumerate(proxies):
             peers.append(await _decoding(relay_node, room, f"v{i}", ("127.0.0.1", proxy.port)))
         await eventually(lambda: all(d.times for _, d, _ in peers), timeout=20)
+        # aiortc offers RTX: resends reach it on a stream of their own, which it unwraps
+        assert all("a=ssrc-group:FID" in pc.remoteDescription.sdp for pc, _, _ in peers)
         for proxy in proxies:
             proxy.set(down=Impairment(loss=0.05, delay_ms=50.0))
         start = time.monotonic()

@@ -127,6 +127,20 @@ def test_a_new_nack_for_the_packet_takes_its_copies_over() -> None:
     assert _seqs(host.sent) == [out_seq] * 3  # the older schedule gave way: one copy
 
 
+def test_with_rtx_a_resend_goes_on_its_own_stream_with_the_original_number_first() -> None:
+    host, down = _Host(), _down()
+    down.rtx_payload_type = 97
+    first, second = ((n + down.seq_offset) & 0xFFFF for n in (1010, 1011))
+    host.retransmit(down, [first, second])
+    packets = [struct.unpack_from("!BBHII", p) for p in host.sent]
+    assert [(pt & 0x7F, ssrc) for _, pt, _, _, ssrc in packets] == [(97, down.rtx_ssrc)] * 2
+    assert packets[1][2] == (packets[0][2] + 1) & 0xFFFF  # the RTX stream's own numbering
+    assert [struct.unpack_from("!H", p, 12)[0] for p in host.sent] == [first, second]
+    original = down.up.cache.get(1010, time.perf_counter())  # type: ignore[union-attr]
+    assert original is not None and host.sent[0][14:] == original[12:]
+    assert packets[0][3] == (1010 * 3000 + down.ts_offset) & 0xFFFFFFFF
+
+
 def test_nack_repair_off_answers_nothing() -> None:
     host, down = _Host(nack_repair=False), _down()  # what bench.loss compares against
     host.retransmit(down, [(1010 + down.seq_offset) & 0xFFFF, (down.seq_offset + 5) & 0xFFFF])

@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 from relay.codecs import OPUS, VP8
 from relay.errors import SdpError
@@ -351,3 +352,59 @@ def test_only_codecs_on_the_m_line_with_a_muxable_payload_type_are_chosen(
     offer = parse_description(text)
     chosen = choose_codec(offer.media[0])
     assert chosen is not None and (chosen.mime, chosen.payload_type) == ("video/H264", 98)
+
+
+async def test_rtx_is_offered_to_subscribers_and_used_when_the_answer_keeps_it() -> None:
+    negotiation = SubscriberNegotiation()
+    negotiation.add(
+        SubscriberSlot(
+            mid="0", kind="video", codec=VP8, ssrc=7, stream_id="P", track_sid="T", rtx_ssrc=77
+        )
+    )
+    negotiation.add(
+        SubscriberSlot(mid="1", kind="audio", codec=OPUS, ssrc=8, stream_id="P", track_sid="A")
+    )
+    version = negotiation.start_offer(connected=False)
+    assert version is not None
+    offer = subscriber_offer(LOCAL, negotiation.slots, version, negotiation.session_id)
+    assert "m=video 9 UDP/TLS/RTP/SAVPF 96 97\r\n" in offer
+    assert "a=fmtp:97 apt=96" in offer and "a=ssrc-group:FID 7 77" in offer
+    assert "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\n" in offer  # RTX is for video
+    # aiortc, a subscriber written by others, takes the offer and answers with RTX
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    try:
+        await pc.setRemoteDescription(RTCSessionDescription(offer, "offer"))
+        await pc.setLocalDescription(await pc.createAnswer())
+        answer = pc.localDescription.sdp
+    finally:
+        await pc.close()
+    negotiation.apply_answer(parse_description(answer))
+    assert negotiation.rtx_payload_types == {7: 97}
+    negotiation.changed()
+    negotiation.start_offer(connected=True)
+    without_rtx = "\r\n".join(
+        line.replace(" 96 97", " 96")
+        for line in answer.split("\r\n")
+        if not line.startswith(("a=rtpmap:97 ", "a=fmtp:97 "))
+    )
+    negotiation.apply_answer(parse_description(without_rtx))
+    assert negotiation.rtx_payload_types == {7: 0}  # resent on the media stream, as before
+
+
+def test_a_viewer_offering_rtx_gets_it_for_each_codec_it_pairs() -> None:
+    offer = OFFER.replace("a=sendonly", "a=recvonly").replace(
+        "m=video 9 UDP/TLS/RTP/SAVPF 97 96 98",
+        "m=video 9 UDP/TLS/RTP/SAVPF 97 96 98 99 100",
+    )
+    offer = offer.replace(
+        "a=ssrc:1111 cname:x",
+        "a=rtpmap:99 rtx/90000\r\na=fmtp:99 apt=96\r\na=rtpmap:100 rtx/90000\r\na=fmtp:100 apt=97",
+    )
+    slots = viewer_slots(parse_description(offer))
+    video = slots[0]
+    assert video.rtx == {96: 99}  # 97 (H.264 mode 0) is not forwarded: nor is its RTX
+    video.ssrc, video.rtx_ssrc = 5, 55
+    answer = viewer_answer(parse_description(offer), LOCAL, slots)
+    assert "m=video 9 UDP/TLS/RTP/SAVPF 96 99 98\r\n" in answer
+    assert "a=rtpmap:99 rtx/90000\r\na=fmtp:99 apt=96" in answer
+    assert "a=ssrc-group:FID 5 55" in answer and "a=ssrc:55 cname:" in answer
