@@ -139,7 +139,9 @@ class Repair:
             return
         down.resending.add(out_seq)
         rtt = down.sink.rtt_ms
-        delay = RESEND_AGAIN_UNKNOWN_RTT if rtt is None else rtt / 1000.0 + 0.02
+        # Three quarters of a round trip: a copy lost in turn still lands within ~300 ms at
+        # 100 ms RTT, and copies are spaced enough that one burst rarely takes them all.
+        delay = RESEND_AGAIN_UNKNOWN_RTT if rtt is None else 0.75 * rtt / 1000.0
         delay = min(max(delay, RESEND_AGAIN_MIN), RESEND_AGAIN_MAX)
         if self._call_later is None:
             self._call_later = asyncio.get_running_loop().call_later

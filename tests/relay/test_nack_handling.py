@@ -104,7 +104,7 @@ def test_copies_follow_the_round_trip() -> None:
     host, down = _Host(), _down()
     down.sink.rtt_ms = 200.0  # type: ignore[misc]
     host.retransmit(down, [(1010 + down.seq_offset) & 0xFFFF])
-    assert [round(delay, 3) for delay, _, _ in host.timers.pending] == [0.22]
+    assert [round(delay, 3) for delay, _, _ in host.timers.pending] == [0.15]
 
 
 def test_a_nack_without_the_packet_stops_its_copies() -> None:
