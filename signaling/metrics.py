@@ -47,6 +47,11 @@ COUNTERS = (
     ),
     ("eurelay_relay_nack_received", "NACK packets received from subscribers.", "nack_received"),
     ("eurelay_relay_stun_requests", "STUN binding requests handled.", "stun_requests"),
+    (
+        "eurelay_relay_address_changes",
+        "Sessions' media legs moved to a new client address (NAT rebinding, handover).",
+        "address_changes",
+    ),
     ("eurelay_relay_nack_sent", "NACK packets sent to publishers.", "nack_sent"),
     (
         "eurelay_relay_twcc_feedback_sent",

@@ -87,6 +87,7 @@ def worker_config(settings: Settings) -> WorkerConfig:
         keyframe_replay_age=settings.rtc.keyframe_replay_age,
         udp_buffer_bytes=settings.rtc.udp_buffer_bytes,
         stun_per_ip=settings.rtc.stun_per_ip,
+        moves_per_ip=settings.rtc.moves_per_ip,
         nack_repair=settings.rtc.nack_repair,
         bridge_grace=settings.cluster.bridge_grace,
     )

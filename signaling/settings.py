@@ -112,6 +112,15 @@ class RtcSettings(_Section):
         "costs an HMAC check; consent checks from a thousand clients behind one NAT are "
         "~200/s); more are dropped and counted; 0: no limit. Loopback is exempt.",
     )
+    moves_per_ip: int = Field(
+        default=200,
+        ge=0,
+        description="SRTP/SRTCP packets per second the relay checks from addresses of one IP "
+        "that no session is latched to, looking for a participant that moved there (a NAT "
+        "rebinding, a network handover; each costs up to 4 SRTP checks; the first that "
+        "authenticates moves the session); more are dropped and counted; 0: no limit. "
+        "Loopback is exempt.",
+    )
     keyframe_interval: float = Field(
         default=0.5, gt=0, description="Minimum seconds between keyframe requests per track."
     )
