@@ -99,6 +99,17 @@ CONTROL_COUNTERS = (
         "joins_rate_limited",
     ),
     (
+        "eurelay_signaling_sessions_resumed",
+        "/v1/rtc sessions taken over by a new WebSocket after theirs dropped (resume).",
+        "sessions_resumed",
+    ),
+    (
+        "eurelay_signaling_resumes_refused",
+        "Resumes refused (resume_failed): the session had ended, is on another node, or "
+        "the resume token did not match.",
+        "resumes_refused",
+    ),
+    (
         "eurelay_cluster_bridges_refused",
         "Bridges the rooms' residency policy kept closed.",
         "bridges_refused",

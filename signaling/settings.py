@@ -178,6 +178,14 @@ class SignalingSettings(_Section):
         default=50.0, gt=0, description="Client messages per second."
     )
     join_timeout: float = Field(default=10.0, gt=0, description="Seconds to send the join message.")
+    resume_timeout: float | None = Field(
+        default=None,
+        ge=0,
+        description="Seconds a session whose WebSocket dropped without leave is kept, its "
+        "media flowing, for the client to resume it on a new WebSocket (no leave or join "
+        "for the others); then it ends as a disconnect. None: rtc.consent_timeout; 0: a "
+        "drop ends the session at once.",
+    )
     joins_per_ip: int = Field(
         default=50,
         ge=0,
