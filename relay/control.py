@@ -415,6 +415,14 @@ class RelayControl:
         participant = self._find(room, sid)
         return self.worker.subscriptions.offer(participant) if participant is not None else None
 
+    def subscriber_offer_lost(self, room: str, sid: str) -> None:
+        """The participant's signaling channel was replaced: an offer sent on the old one
+        may be lost, so ``subscriber_offer`` makes a new one."""
+        participant = self._find(room, sid)
+        leg = participant.subscriber_leg if participant is not None else None
+        if leg is not None:
+            leg.negotiation.offer_lost()
+
     async def subscriber_answer(self, room: str, sid: str, answer_sdp: str) -> None:
         await self.worker.subscriptions.answer(self._get(room, sid), answer_sdp)
 

@@ -6,6 +6,7 @@ measured from its sender reports. It is the ``Sink`` its down tracks send into.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from . import rtcp
@@ -16,6 +17,7 @@ from .room import Participant
 from .track import DownTrack
 
 MAX_NACKED = 64  # sequence numbers honoured per NACK packet; the rest are ignored
+MAX_PEER_SSRCS = 8  # RTCP sender SSRCs remembered (aiortc sends one per transceiver)
 
 
 class DownLeg(Leg):
@@ -25,6 +27,9 @@ class DownLeg(Leg):
         self._sr_sent: dict[int, float] = {}  # LSR (NTP middle 32 bits) -> when we sent it
         self.retransmit_budget = TokenBucket(rate=400.0, burst=200.0)  # NACK floods stop here
         self.fraction_lost: float | None = None  # the peer's last receiver report, worst stream
+        # The sender SSRCs of the peer's RTCP, the one part of it SRTCP leaves readable:
+        # they recognise the peer at a new address (``relay.handover``).
+        self.rtcp_sources: set[int] = set()
 
     def accepted_ssrcs(self) -> set[int]:
         """The SSRCs the peer has agreed to receive."""
@@ -83,6 +88,8 @@ class DownLeg(Leg):
         packets = self.unprotect_rtcp(data)
         if packets is None:
             return
+        if len(self.rtcp_sources) < MAX_PEER_SSRCS:
+            self.rtcp_sources.add(int.from_bytes(data[4:8], "big"))
         stats = self.wire.stats
         for packet in packets:
             name = type(packet).__name__
@@ -113,6 +120,9 @@ class DownLeg(Leg):
                     self.repair.retransmit(down, down.nacked)
             elif name in ("RtcpRrPacket", "RtcpSrPacket"):
                 self._on_receiver_report(packet)
+
+    def peer_ssrcs(self) -> Iterable[int]:
+        return self.rtcp_sources
 
     def _on_remb(self, packet: Any) -> None:
         """A peer's receive estimate caps the simulcast layers it is sent."""

@@ -67,6 +67,9 @@ class IceLiteResponder(Generic[Owner]):
     def __len__(self) -> int:
         return len(self._by_ufrag)
 
+    def owners(self) -> list[Owner]:
+        return [entry.owner for entry in self._by_ufrag.values()]
+
     def handle(self, data: bytes, addr: tuple[str, int]) -> tuple[bytes | None, Owner | None]:
         """Return (response to send or None, owner of an authenticated request or None).
 

@@ -11,7 +11,7 @@ to. It never holds the worker.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -132,3 +132,9 @@ class Leg:
 
     def on_srtp(self, data: bytes, arrival: float) -> None:
         raise NotImplementedError
+
+    def peer_ssrcs(self) -> Iterable[int]:
+        """SSRCs in the clear header of what the peer sends, by which a packet from an
+        address the leg is not latched to may be recognised as its (``relay.handover``);
+        none: the leg is never moved that way."""
+        return ()

@@ -64,6 +64,13 @@ class SubscriberNegotiation:
         self.offered_ssrcs = {s.ssrc for s in self.slots if s.live}
         return self.version
 
+    def offer_lost(self) -> None:
+        """The offer out may never have reached the peer (its signaling channel was
+        replaced): the next one takes its place, whatever became of it."""
+        if self.offer_pending:
+            self.offer_pending = False
+            self.needs_offer = True
+
     def live_mids(self) -> dict[str, str]:
         return {s.mid: s.track_sid for s in self.slots if s.live}
 

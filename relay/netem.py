@@ -2,8 +2,9 @@
 reordering and a bandwidth cap, per direction, between WebRTC clients and the relay.
 
 Clients send to the proxy; each client address gets its own upstream socket towards the
-relay, so the relay sees (and latches) one address per client as usual. Used by the tests
-and by ``eurelay netem`` for reproducing field problems.
+relay, so the relay sees (and latches) one address per client as usual; ``rebind`` gives
+each a new one, as a NAT that rebinds does. Used by the tests and by ``eurelay netem`` for
+reproducing field problems.
 """
 
 from __future__ import annotations
@@ -93,6 +94,7 @@ class UdpImpairmentProxy(asyncio.DatagramProtocol):
         self.down = _Direction(down or Impairment(), random.Random(rng.random()))
         self.transport: asyncio.DatagramTransport | None = None
         self._upstreams: dict[tuple[str, int], _Upstream] = {}
+        self._rebinding: set[tuple[str, int]] = set()
         self._pending: dict[tuple[str, int], list[bytes]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self.port = 0
@@ -113,6 +115,12 @@ class UdpImpairmentProxy(asyncio.DatagramProtocol):
         if down is not None:
             self.down.impairment = down
 
+    def rebind(self) -> None:
+        """A NAT rebinding: each client's next datagram leaves from a new upstream socket
+        (a new source port toward the relay), and the old one closes then, so what the
+        relay still sends to the old port is lost."""
+        self._rebinding = set(self._upstreams)
+
     def close(self) -> None:
         self.closed = True
         for upstream in self._upstreams.values():
@@ -126,6 +134,11 @@ class UdpImpairmentProxy(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         upstream = self._upstreams.get(addr)
+        if upstream is not None and addr in self._rebinding:
+            self._rebinding.discard(addr)
+            if upstream.transport is not None:
+                upstream.transport.close()
+            upstream = None
         if upstream is None:
             self._open_upstream(addr, data)
             return

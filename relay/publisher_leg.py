@@ -8,6 +8,7 @@ main socket (``fanout``) even when the leg itself talks to its peer on a socket 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 import pylibsrtp
@@ -150,6 +151,9 @@ class PublisherLeg(Leg):
                     self.repair.upstream_gave_up(up)
                     self.repair.request_keyframe(up)
         forward_rtp(up, rtp, seq, timestamp, self.fanout.fast_sendto, stats, arrival)
+
+    def peer_ssrcs(self) -> Iterable[int]:
+        return self.by_ssrc.keys()  # its media's, which its sender reports carry too
 
     def _on_rtcp(self, data: bytes) -> None:
         packets = self.unprotect_rtcp(data)

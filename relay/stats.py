@@ -36,6 +36,8 @@ DROP_REASONS = (
     "send_error",
     "padding",  # padding-only packets (bandwidth probes) are not forwarded
     "stun_rate_limited",  # more STUN requests from one IP address than rtc.stun_per_ip allows
+    # more SRTP/SRTCP from unlatched addresses of one IP than rtc.moves_per_ip allows
+    "move_rate_limited",
 )
 
 
@@ -79,6 +81,7 @@ class RelayStats:
     data_messages_out: int = 0
     data_messages_rejected: int = 0
     stun_requests: int = 0
+    address_changes: int = 0  # legs moved to a new address (consent check or SRTP from it)
     dropped: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DROP_REASONS, 0))
     forward_seconds: Histogram = field(default_factory=lambda: Histogram(FORWARD_BUCKETS))
     dtls_handshake_seconds: Histogram = field(default_factory=lambda: Histogram(HANDSHAKE_BUCKETS))

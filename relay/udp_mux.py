@@ -12,7 +12,10 @@ error) answer its checks: from the one address it checks toward they go to its
 authenticated answer latches that address. Until then ``by_addr`` is empty, so no DTLS or
 SRTP reaches the leg. On the main socket, where nobody initiates, every response is dropped.
 
-Anything else, or anything from an unlatched address, is dropped.
+SRTP and SRTCP from an address no leg is latched to may be a leg's peer that moved (a NAT
+rebinding, a handover): ``relay.handover`` finds the leg whose keys authenticate it, and the
+leg is latched there at once, limited per source IP as STUN is. Anything else, or anything
+else from an unlatched address, is dropped.
 """
 
 from __future__ import annotations
@@ -24,8 +27,9 @@ from bisect import bisect_left
 from collections.abc import Callable
 from time import perf_counter
 
+from .handover import Handover, Unprotected
 from .ice_lite import IceLiteResponder
-from .leg import Leg
+from .leg import Address, Leg
 from .rate_limiter import PerKeyWindow
 from .stats import RelayStats
 
@@ -33,11 +37,14 @@ logger = logging.getLogger(__name__)
 
 
 class UdpMux(asyncio.DatagramProtocol):
-    def __init__(self, stats: RelayStats, stun_per_ip: int = 0) -> None:
+    def __init__(self, stats: RelayStats, stun_per_ip: int = 0, moves_per_ip: int = 0) -> None:
         self.stats = stats
-        # STUN requests cost an HMAC check each, and anyone can send them.
+        # STUN requests cost an HMAC check each, and anyone can send them; so do SRTP
+        # packets from an unlatched address (up to ``handover.MAX_TRIES`` checks each).
         self.stun_limit = PerKeyWindow(stun_per_ip)
+        self.move_limit = PerKeyWindow(moves_per_ip)
         self.responder: IceLiteResponder[Leg] = IceLiteResponder()
+        self.handover = Handover(self.responder.owners)
         self.by_addr: dict[tuple[str, int], Leg] = {}
         # The leg this socket was opened for, on an initiating leg's own socket: the only
         # one STUN responses are for.
@@ -76,7 +83,7 @@ class UdpMux(asyncio.DatagramProtocol):
             leg = self.by_addr.get(addr)
             if 127 < b0 < 192:
                 if leg is None:
-                    self.stats.dropped["unknown_source"] += 1
+                    self._on_moved_srtp(data, addr, started)
                     return
                 leg.last_seen = started
                 leg.on_srtp(data, started)
@@ -122,7 +129,27 @@ class UdpMux(asyncio.DatagramProtocol):
             if response is not None:
                 self.stats.dropped["unauthorized"] += 1
             return
-        self._latch(leg, addr, now)
+        self._latch(leg, addr, now, "stun")
+
+    def _on_moved_srtp(self, data: bytes, addr: Address, now: float) -> None:
+        """SRTP/SRTCP from an address no leg is latched to: a leg's peer that moved, if its
+        keys authenticate the packet; then the leg moves, and the packet is its."""
+        # Loopback is exempt, as for STUN: hundreds of test clients share 127.0.0.1.
+        if not addr[0].startswith("127.") and not self.move_limit.allow(addr[0], now):
+            self.stats.dropped["move_rate_limited"] += 1
+            return
+        found = self.handover.claim(data, now)
+        if found is None:
+            self.stats.dropped["unknown_source"] += 1
+            return
+        leg, plain = found
+        self._latch(leg, addr, now, "srtp")
+        srtp = leg.rx_srtp
+        leg.rx_srtp = Unprotected(plain)  # type: ignore[assignment]  # for this one call
+        try:
+            leg.on_srtp(data, now)
+        finally:
+            leg.rx_srtp = srtp
 
     def _on_stun_response(self, data: bytes, addr: tuple[str, int], now: float) -> None:
         leg = self.initiating
@@ -138,13 +165,26 @@ class UdpMux(asyncio.DatagramProtocol):
         if not answered:  # unknown transaction, bad integrity, an error answer
             self.stats.dropped["unauthorized"] += 1
             return
-        self._latch(leg, addr, now)
+        self._latch(leg, addr, now, "stun")
 
-    def _latch(self, leg: Leg, addr: tuple[str, int], now: float) -> None:
+    def _latch(self, leg: Leg, addr: tuple[str, int], now: float, by: str) -> None:
         leg.last_seen = now
         if leg.addr != addr:
-            if leg.addr is not None and self.by_addr.get(leg.addr) is leg:
-                del self.by_addr[leg.addr]
+            if leg.addr is not None:
+                self.stats.address_changes += 1
+                # Once per move, never per packet; the log handler truncates the addresses.
+                logger.info(
+                    "%s leg of %s moved from %s:%d to %s:%d (%s)",
+                    leg.direction,
+                    leg.participant.sid,
+                    leg.addr[0],
+                    leg.addr[1],
+                    addr[0],
+                    addr[1],
+                    by,
+                )
+                if self.by_addr.get(leg.addr) is leg:
+                    del self.by_addr[leg.addr]
             leg.addr = addr
             self.by_addr[addr] = leg
             self.on_latch(leg)

@@ -59,6 +59,7 @@ class WorkerConfig:
     keyframe_replay_age: float = 0.5  # seconds; 0: joiners always wait for a new keyframe
     udp_buffer_bytes: int = 0  # 0: the kernel's default
     stun_per_ip: int = 1000  # STUN requests per second from one IP address; 0: no limit
+    moves_per_ip: int = 200  # SRTP from unlatched addresses of one IP checked per second
     nack_repair: bool = True  # answer subscribers' NACKs from the cache (off: to measure it)
     bridge_grace: float = 2.0  # seconds a bridge with no viewer here stays open
     tick_interval: float = 0.1
@@ -84,7 +85,7 @@ class RelayWorker:
         self.config = config
         self.observer = observer
         self.stats = RelayStats()
-        self.mux = UdpMux(self.stats, config.stun_per_ip)
+        self.mux = UdpMux(self.stats, config.stun_per_ip, config.moves_per_ip)
         self.membership = Rooms(
             config.max_participants_per_room,
             config.max_participants,

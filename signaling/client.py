@@ -11,8 +11,12 @@ default): aiortc would otherwise use a public STUN server.
     await client.publish(VideoStreamTrack())
     track_sid, track = await client.next_track()
 
-When the WebSocket ends without the server saying why (the node died, the network broke) or
-the server shut down, the client joins again by itself through the URL it was first given
+When the WebSocket ends without the server saying why (the network broke, the node died),
+the client first resumes the session on a new WebSocket to the node that holds it
+(``resume``): same participant sid, peer connections untouched, nobody else told; the
+server's ``resumed`` on ``client.events`` says so and where the room stands. If the session
+cannot be resumed (the node is gone, or kept it less long than the client was away), or the
+server shut down, the client joins again by itself through the URL it was first given
 (placement may choose another node), with fresh peer connections, and publishes the same
 tracks again; ``Reconnecting`` and ``Reconnected`` on ``client.events`` say so.
 """
@@ -47,6 +51,8 @@ logger = logging.getLogger(__name__)
 HEARTBEAT = 10.0  # WebSocket ping interval: a silent network break ends the socket within 1.5x
 RECONNECT_REASONS = ("server_shutdown",)  # a ``closed`` with one of these is worth rejoining
 BACKOFF_FIRST, BACKOFF_MAX = 0.2, 2.0
+RESUME_WINDOW = 5.0  # seconds a resume is tried before joining again
+RESUME_ATTEMPT = 2.0  # seconds for one resume's connect and answer (a silent node: no wait)
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +189,7 @@ class EurelayClient:
         self.tracks: asyncio.Queue[tuple[str, MediaStreamTrack]] = asyncio.Queue()
         self.published: dict[str, str] = {}  # mid -> track sid
         self.closed_reason: str | None = None
+        self.resume_token = ""  # from joined, then each resumed: resumes the session
         self.probe = probe or probe_urls is not None
         self.probe_urls = probe_urls
         self.media_via = media_via  # send media through e.g. an impairment proxy
@@ -275,6 +282,7 @@ class EurelayClient:
             await self.close()
             raise
         self.joined = joined
+        self.resume_token = joined.resume_token
         self._learn_roster(joined)
         self._take_servers(joined)
         if self._session_servers:  # the first subscriber connection predates them
@@ -347,14 +355,16 @@ class EurelayClient:
         await self._ws.send_str(text)
 
     async def _run(self) -> None:
-        """Read the session; after a loss the server did not explain, join again."""
-        resumed = False
+        """Read the session; after a loss the server did not explain, resume it, or join
+        again."""
+        rejoined = False
         try:
             while True:
                 reading = asyncio.create_task(self._read())
                 try:
-                    if resumed:
-                        await self._resume()
+                    if rejoined:
+                        rejoined = False
+                        await self._republish()
                         assert self.joined is not None
                         await self.events.put(Reconnected(self.joined))
                     await reading
@@ -362,6 +372,8 @@ class EurelayClient:
                     reading.cancel()
                 if self._closing or not self.reconnect:
                     break
+                if self.closed_reason is None and await self._resume():
+                    continue
                 if self.closed_reason is not None and self.closed_reason not in RECONNECT_REASONS:
                     break
                 await self.events.put(Reconnecting(self.closed_reason or "connection_lost"))
@@ -371,10 +383,10 @@ class EurelayClient:
                 await self._close_peer_connections(detach=True)
                 self._rejoining = True
                 try:
-                    resumed = await self._rejoin()
+                    rejoined = await self._rejoin()
                 finally:
                     self._rejoining = False
-                if not resumed:
+                if not rejoined:
                     break
         finally:
             if self.closed_reason is None:
@@ -400,6 +412,60 @@ class EurelayClient:
         if self._answer is not None and not self._answer.done():
             self._answer.set_exception(ClientError("connection_closed", "the session ended"))
 
+    async def _resume(self) -> bool:
+        """Take the session over on a new WebSocket to its node, trying for up to
+        ``RESUME_WINDOW`` seconds; True once ``resumed``. False when it cannot be: the node
+        refuses connections (it is gone, and its sessions with it) or answers
+        ``resume_failed``, or the token is refused (``closed_reason`` says so)."""
+        if not self.resume_token or self.joined is None:
+            return False
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + min(RESUME_WINDOW, self.reconnect_timeout)
+        delay = BACKOFF_FIRST
+        self._rejoining = True  # close() stops the attempts at once
+        try:
+            while not self._closing:
+                try:
+                    first = await self._resume_once(RESUME_ATTEMPT)
+                except aiohttp.ClientConnectorError as exc:
+                    logger.info("resume: %s", exc)
+                    return False
+                except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
+                    logger.info("resume: %s", exc or type(exc).__name__)
+                else:
+                    if isinstance(first, p.Resumed):
+                        await self._handle(first)
+                        return True
+                    if isinstance(first, p.Error) and (
+                        first.code.startswith("token_") or first.code == "permission_denied"
+                    ):
+                        self.closed_reason = first.code  # joining again will never work
+                    logger.info("resume refused: %s", first)
+                    return False
+                if loop.time() + delay > deadline:
+                    return False
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, BACKOFF_MAX)
+            return False
+        finally:
+            self._rejoining = False
+
+    async def _resume_once(self, timeout: float) -> Any:
+        assert self._session is not None and self.joined is not None
+        if self._ws is not None and not self._ws.closed:
+            await self._ws.close()
+        connecting = self._session.ws_connect(self.url, heartbeat=HEARTBEAT)
+        self._ws = await asyncio.wait_for(connecting, timeout)
+        resume = p.Resume(
+            type="resume", sid=self.sid, resume_token=self.resume_token, token=self.token
+        )
+        await self._send(resume)
+        msg = await self._ws.receive(timeout=timeout)
+        if msg.type != aiohttp.WSMsgType.TEXT:
+            await self._ws.close()
+            raise ValueError(f"server closed the connection ({msg.type})")
+        return p.server_message.validate_json(msg.data)
+
     async def _rejoin(self) -> bool:
         """Join again through the entry URL until ``reconnect_timeout``; True once joined."""
         loop = asyncio.get_running_loop()
@@ -417,6 +483,7 @@ class EurelayClient:
                 logger.info("reconnect: %s", exc)
             else:
                 self.joined = joined
+                self.resume_token = joined.resume_token
                 self.closed_reason = None
                 self.active_speakers = []  # the new session says who speaks, if anyone
                 self._learn_roster(joined)
@@ -431,7 +498,7 @@ class EurelayClient:
             delay = min(delay * 2, BACKOFF_MAX)
         return False
 
-    async def _resume(self) -> None:
+    async def _republish(self) -> None:
         """After joining again: the asks about tracks still in the room hold again, and what
         was published (still live) is published again, muted if it was."""
         assert self.joined is not None
@@ -458,7 +525,10 @@ class EurelayClient:
         self.track_owners = {t.sid: o.sid for o in joined.others for t in o.tracks}
 
     def _follow_roster(self, message: p._Message) -> None:
-        if isinstance(message, p.ParticipantJoined):
+        if isinstance(message, p.Resumed):  # where the room stands now: events were missed
+            self.identities = {o.sid: o.identity for o in message.others}
+            self.track_owners.update({t.sid: o.sid for o in message.others for t in o.tracks})
+        elif isinstance(message, p.ParticipantJoined):
             self.identities[message.participant.sid] = message.participant.identity
             for track in message.participant.tracks:
                 self.track_owners[track.sid] = message.participant.sid
@@ -491,6 +561,9 @@ class EurelayClient:
         else:
             if isinstance(message, p.Closed):
                 self.closed_reason = message.reason
+            elif isinstance(message, p.Resumed):
+                self.resume_token = message.resume_token
+                self.permissions = message.permissions
             elif isinstance(message, p.PermissionsChanged):
                 self.permissions = message.permissions
                 if not message.permissions.can_publish:

@@ -47,6 +47,11 @@ COUNTERS = (
     ),
     ("eurelay_relay_nack_received", "NACK packets received from subscribers.", "nack_received"),
     ("eurelay_relay_stun_requests", "STUN binding requests handled.", "stun_requests"),
+    (
+        "eurelay_relay_address_changes",
+        "Sessions' media legs moved to a new client address (NAT rebinding, handover).",
+        "address_changes",
+    ),
     ("eurelay_relay_nack_sent", "NACK packets sent to publishers.", "nack_sent"),
     (
         "eurelay_relay_twcc_feedback_sent",
@@ -97,6 +102,17 @@ CONTROL_COUNTERS = (
         "eurelay_signaling_joins_rate_limited",
         "Session starts refused (429) for coming too often from one client address.",
         "joins_rate_limited",
+    ),
+    (
+        "eurelay_signaling_sessions_resumed",
+        "/v1/rtc sessions taken over by a new WebSocket after theirs dropped (resume).",
+        "sessions_resumed",
+    ),
+    (
+        "eurelay_signaling_resumes_refused",
+        "Resumes refused (resume_failed): the session had ended, is on another node, or "
+        "the resume token did not match.",
+        "resumes_refused",
     ),
     (
         "eurelay_cluster_bridges_refused",

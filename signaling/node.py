@@ -87,6 +87,7 @@ def worker_config(settings: Settings) -> WorkerConfig:
         keyframe_replay_age=settings.rtc.keyframe_replay_age,
         udp_buffer_bytes=settings.rtc.udp_buffer_bytes,
         stun_per_ip=settings.rtc.stun_per_ip,
+        moves_per_ip=settings.rtc.moves_per_ip,
         nack_repair=settings.rtc.nack_repair,
         bridge_grace=settings.cluster.bridge_grace,
     )
@@ -109,6 +110,8 @@ class Node:
         ]
         self.join_limit = PerKeyWindow(settings.signaling.joins_per_ip)
         self.joins_rate_limited = 0
+        self.resumed = 0  # sessions taken over by a new WebSocket after theirs dropped
+        self.resumes_refused = 0  # resume asked for a session not here (ended, elsewhere)
         self._tasks = TaskSet()
 
     def counters(self) -> dict[str, int]:
@@ -116,6 +119,8 @@ class Node:
         return {
             "slow_consumers": self.slow_consumers,
             "joins_rate_limited": self.joins_rate_limited,
+            "sessions_resumed": self.resumed,
+            "resumes_refused": self.resumes_refused,
             "bridges_refused": self.cascade.bridges_refused,
             "bridge_failures": self.cascade.bridge_failures,
             "registry_timeouts": self.cluster.registry_timeouts,
@@ -148,7 +153,8 @@ class Node:
         await self.cascade.stop()
         await self.cluster.stop()
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run ``coro`` in the background; ``stop`` waits for it (briefly)."""
         self._tasks.spawn(coro)
 
     # WebSocket sessions by participant ---------------------------------------------------
@@ -190,7 +196,7 @@ class Node:
         self, room: str, participant: ParticipantInfo, reason: str, room_closed: bool
     ) -> None:
         if room_closed:
-            self._spawn(self._room_closed(room))
+            self.spawn(self._room_closed(room))
         if participant.kind is ParticipantKind.REMOTE:
             return
         own = self.drop_session(room, participant.sid)

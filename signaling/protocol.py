@@ -38,6 +38,18 @@ class Join(_Message):
     )
 
 
+class Resume(_Message):
+    """First message on a new WebSocket after one dropped without ``leave``: take the session
+    over where it stands (peer connections untouched, nobody told). ``resume_token`` is the
+    one the last ``joined`` or ``resumed`` gave; the access token is checked as for join."""
+
+    type: Literal["resume"]
+    version: int = PROTOCOL_VERSION
+    sid: Sid
+    resume_token: str = Field(min_length=1, max_length=128)
+    token: str | None = None
+
+
 Source = Literal["camera", "microphone", "screen", "screen_audio"]
 
 
@@ -107,6 +119,7 @@ class Ping(_Message):
 
 ClientMessage = Annotated[
     Join
+    | Resume
     | PublishOffer
     | SubscriberAnswer
     | Trickle
@@ -151,6 +164,8 @@ class Joined(_Message):
     ice_servers: list[dict[str, object]]
     node_id: str
     region: str
+    # Resumes this session on a new WebSocket if this one drops (``resume``); secret.
+    resume_token: str = ""
 
 
 class PublishAnswer(_Message):
@@ -201,6 +216,18 @@ class PermissionGrants(_Message):
     can_subscribe: bool
     can_publish_data: bool
     sources: list[Source] | None = None  # what may be published; None: any
+
+
+class Resumed(_Message):
+    """The session goes on on this WebSocket. Events sent while it was away are not replayed:
+    this is where things stand now (the others and their tracks, your own grants). A
+    ``subscriber_offer`` follows if one was due or may have been lost."""
+
+    type: Literal["resumed"] = "resumed"
+    participant: ParticipantDescription
+    others: list[ParticipantDescription]
+    permissions: PermissionGrants
+    resume_token: str  # for the next resume: each one is used once
 
 
 class PermissionsChanged(_Message):
@@ -256,6 +283,7 @@ class Error(_Message):
 
 ServerMessage = Annotated[
     Joined
+    | Resumed
     | PublishAnswer
     | SubscriberOffer
     | ParticipantJoined
@@ -289,6 +317,7 @@ ERROR_CODES = {
     "rate_limited": "too many messages",
     "not_joined": "join first",
     "already_joined": "join sent twice",
+    "resume_failed": "no session to resume here (ended, unknown, or another resume token)",
     "invalid_sdp": "SDP could not be parsed or lacks ICE/DTLS attributes",
     "invalid_state": "message not valid now (e.g. answer without offer)",
     "not_found": "unknown track or participant",

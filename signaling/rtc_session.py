@@ -3,13 +3,23 @@
 The token is checked before anything else; a refused token creates no room state. Outgoing
 messages go through a bounded queue and one writer task, so room events (which arrive
 synchronously from the relay) never wait on a slow socket.
+
+A session outlives its WebSocket: when the socket drops without ``leave``, the participant
+stays in its room, media flowing, for ``signaling.resume_timeout``; a new WebSocket whose
+first message is ``resume`` (the session's sid and resume token, and an access token that
+covers the session) takes it over, and nobody else hears of it. What happened meanwhile is
+not replayed: ``resumed`` says where things stand. Past the timeout the session ends as a
+disconnect. The session lives on the node that holds it: a ``resume`` reaching another node
+fails (``resume_failed``) and the client joins afresh.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
+import secrets
 import time
 
 import pydantic
@@ -20,11 +30,12 @@ from relay.errors import RelayError
 from relay.rate_limiter import TokenBucket
 
 from . import protocol as p
-from .authz import AccessDenied, OnRoom, authorize
+from .authz import AccessDenied, OnRoom, OnSession, authorize
 from .cascade import ANNOUNCED_KINDS, describe_member
 from .client_address import client_ip
 from .cluster import PlacementUnavailable
-from .node import Node, describe_participant
+from .node import Node, describe_grants, describe_participant
+from .settings import Settings
 from .tokens import Claims, TokenError, verify
 from .turn import ice_servers
 
@@ -44,6 +55,12 @@ CLOSE_AUTH = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_UNAVAILABLE = 4503
 CLOSE_REDIRECT = 4307
+CLOSE_NOT_HERE = 4404  # resume_failed: no such session on this node
+
+
+def resume_timeout(settings: Settings) -> float:
+    timeout = settings.signaling.resume_timeout
+    return settings.rtc.consent_timeout if timeout is None else timeout
 
 
 def close_code_for(code: str) -> int:
@@ -64,6 +81,8 @@ def close_code_for(code: str) -> int:
         return CLOSE_TOO_BIG
     if code == "internal_error":
         return CLOSE_INTERNAL
+    if code == "resume_failed":
+        return CLOSE_NOT_HERE
     return CLOSE_PROTOCOL
 
 
@@ -75,6 +94,11 @@ class RtcSession:
         self._outbox: asyncio.Queue[object] = asyncio.Queue(maxsize=OUTBOX_LIMIT)
         self._closing: str | None = None
         self._transport: asyncio.Transport | None = None
+        self._writer_task: asyncio.Task[None] | None = None
+        self.resume_token = ""
+        # Set while the session waits for a resume: its WebSocket dropped without leave.
+        self._away: asyncio.TimerHandle | None = None
+        self._ended = False
         cfg = node.settings.signaling
         self._limiter = TokenBucket(cfg.messages_per_second, cfg.messages_per_second * 2)
 
@@ -86,8 +110,8 @@ class RtcSession:
         A client whose outbox is full has stopped reading: it is cut off at once (its
         socket aborted; a close frame would wait behind what it does not read), logged
         once, and nothing more is queued for it."""
-        if self._closing == SLOW_CONSUMER:
-            return
+        if self._closing == SLOW_CONSUMER or self._away is not None:
+            return  # away: ``resumed`` will say where things stand instead
         try:
             self._outbox.put_nowait(message)
         except asyncio.QueueFull:
@@ -103,26 +127,33 @@ class RtcSession:
             self.send_marker(_OFFER)
 
     def send_marker(self, marker: object) -> None:
+        if self._away is not None:
+            return  # an offer due is asked for again on resume
         with contextlib.suppress(asyncio.QueueFull):
             self._outbox.put_nowait(marker)
 
     def close(self, reason: str) -> None:
         if self._closing is None:
             self._closing = reason
-            self.send_marker(_CLOSE)
+            if self._away is not None:  # no socket to say it on: it just ends
+                self._away.cancel()
+                self._away = None
+                self.node.spawn(self._end(reason))
+            else:
+                self.send_marker(_CLOSE)
 
     @property
     def _sid(self) -> str:
         return self.participant.sid if self.participant else "-"
 
-    async def _writer(self) -> None:
+    async def _writer(self, ws: web.WebSocketResponse) -> None:
         while True:
             item = await self._outbox.get()
             if item is _CLOSE:
                 reason = self._closing or "closed"
                 with contextlib.suppress(Exception):
-                    await self.ws.send_str(p.Closed(reason=reason).model_dump_json())
-                await self.ws.close(code=CLOSE_NORMAL, message=reason.encode()[:120])
+                    await ws.send_str(p.Closed(reason=reason).model_dump_json())
+                await ws.close(code=CLOSE_NORMAL, message=reason.encode()[:120])
                 return
             if item is _OFFER:
                 if self.participant is None:
@@ -137,7 +168,7 @@ class RtcSession:
                 item = item.model_dump_json()
             assert isinstance(item, str)
             try:
-                await self.ws.send_str(item)
+                await ws.send_str(item)
             except ConnectionResetError:  # the client went away; the reader ends the session
                 return
 
@@ -161,6 +192,9 @@ class RtcSession:
             join = await self._await_join()
             if join is None:
                 return
+            if isinstance(join, p.Resume):
+                await self._resume(join, query_token, request)
+                return
             claims = self._authorize(join, query_token)
             redirected = "redirected" in request.query
             room_config = await self._placed_here(join, client_ip(request), redirected)
@@ -176,23 +210,116 @@ class RtcSession:
         except RelayError as exc:
             await self._fail(exc.code, str(exc))
             return
-        writer = asyncio.create_task(self._writer())
-        try:
-            await self._serve()
-        finally:
-            participant = self.participant
-            if participant is not None:
-                self.node.drop_session(participant.room, participant.sid)
-                await self.node.relay.leave(
-                    participant.room, participant.sid, self._closing or "disconnected"
-                )
-            if not writer.done():
-                self.close(self._closing or "disconnected")
-                with contextlib.suppress(asyncio.TimeoutError, Exception):
-                    await asyncio.wait_for(writer, 2.0)
-                writer.cancel()
+        await self._connection(self.ws, request.transport)
 
-    async def _await_join(self) -> p.Join | None:
+    async def _connection(
+        self, ws: web.WebSocketResponse, transport: asyncio.BaseTransport | None
+    ) -> None:
+        """Serve the session on ``ws`` until it ends; then the session ends too, waits for a
+        resume (dropped without leave), or goes on on another socket (resumed)."""
+        self.ws = ws
+        self._transport = transport  # type: ignore[assignment]
+        writer = asyncio.create_task(self._writer(ws))
+        self._writer_task = writer
+        try:
+            await self._serve(ws)
+        finally:
+            if self.ws is not ws:  # taken over by a resume, which stopped the writer
+                pass
+            elif self._closing is None and resume_timeout(self.node.settings) > 0:
+                writer.cancel()
+                self._wait_for_resume()
+            else:
+                await self._end(self._closing or "disconnected")
+                if not writer.done():
+                    self.close(self._closing or "disconnected")
+                    with contextlib.suppress(asyncio.TimeoutError, Exception):
+                        await asyncio.wait_for(writer, 2.0)
+                    writer.cancel()
+
+    async def _end(self, reason: str) -> None:
+        participant = self.participant
+        if participant is None or self._ended:
+            return
+        self._ended = True
+        self.node.drop_session(participant.room, participant.sid)
+        await self.node.relay.leave(participant.room, participant.sid, reason)
+
+    # resume -----------------------------------------------------------------------------
+
+    def _wait_for_resume(self) -> None:
+        timeout = resume_timeout(self.node.settings)
+        logger.info("session %s: WebSocket dropped; kept %.1f s for a resume", self._sid, timeout)
+        self._away = asyncio.get_running_loop().call_later(timeout, self._expired)
+
+    def _expired(self) -> None:
+        self._away = None
+        self._closing = "disconnected"
+        logger.info("session %s: not resumed in time; ends", self._sid)
+        self.node.spawn(self._end("disconnected"))
+
+    def may_resume(self, resume_token: str) -> bool:
+        return (
+            not self._ended
+            and self._closing is None
+            and bool(self.resume_token)
+            and hmac.compare_digest(self.resume_token.encode(), resume_token.encode())
+        )
+
+    async def _resume(
+        self, resume: p.Resume, query_token: str | None, request: web.Request
+    ) -> None:
+        """This WebSocket takes over the session ``resume`` names, here or nowhere."""
+        session = self.node.sessions.get(resume.sid)
+        if session is None or not session.may_resume(resume.resume_token):
+            self.node.resumes_refused += 1
+            await self._fail("resume_failed", "no session to resume here: join again")
+            return
+        participant = session.participant
+        assert participant is not None
+        claims = verify(resume.token or query_token, self.node.settings.keys)
+        authorize(claims, OnSession(participant.room, participant.identity))
+        await session.resumed_on(self.ws, request.transport)
+
+    async def resumed_on(
+        self, ws: web.WebSocketResponse, transport: asyncio.BaseTransport | None
+    ) -> None:
+        """Go on on ``ws``: the old socket, if the server has not noticed it is gone yet,
+        is cut off; what was queued for it is dropped for a snapshot."""
+        participant = self.participant
+        assert participant is not None
+        self.ws = ws  # the old socket's loop sees it replaced and ends without ending this
+        if self._away is not None:
+            self._away.cancel()
+            self._away = None
+        if self._writer_task is not None:
+            self._writer_task.cancel()
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.abort()  # the old socket, if the server had not noticed yet
+        while not self._outbox.empty():
+            self._outbox.get_nowait()
+        self.node.resumed += 1
+        logger.info("session %s resumed on a new WebSocket", participant.sid)
+        relay = self.node.relay
+        current = relay.participant(participant.room, participant.sid)
+        assert current is not None  # it ends the session when it leaves the room
+        self.resume_token = secrets.token_urlsafe(24)
+        self.send(
+            p.Resumed(
+                participant=describe_participant(current),
+                others=self._others(participant.room, participant.sid),
+                permissions=describe_grants(current.permissions),
+                resume_token=self.resume_token,
+            )
+        )
+        speaking = self.node.speakers.get(participant.room)
+        if speaking is not None:
+            self.send(speaking)
+        relay.subscriber_offer_lost(participant.room, participant.sid)
+        self.offer_needed()
+        await self._connection(ws, transport)
+
+    async def _await_join(self) -> p.Join | p.Resume | None:
         timeout = self.node.settings.signaling.join_timeout
         try:
             msg = await self.ws.receive(timeout=timeout)
@@ -207,8 +334,8 @@ class RtcSession:
         if isinstance(message, p.Error):
             await self._fail(message.code, message.message)
             return None
-        if not isinstance(message, p.Join):
-            await self._fail("not_joined", "the first message must be join")
+        if not isinstance(message, p.Join | p.Resume):
+            await self._fail("not_joined", "the first message must be join (or resume)")
             return None
         if message.version != p.PROTOCOL_VERSION:
             await self._fail("unsupported_version", f"server speaks version {p.PROTOCOL_VERSION}")
@@ -265,29 +392,34 @@ class RtcSession:
         self.node.add_session(participant.room, participant.sid, self)
         room = relay.room(join.room)
         assert room is not None  # it holds this participant
-        others = [
-            describe_participant(o)
-            for o in relay.participants(room.name)
-            if o.sid != participant.sid and o.kind.announced
-        ]
-        remote = self.node.cascade.remote_members(room.name)
-        others += [describe_member(m) for m in remote if m.kind in ANNOUNCED_KINDS]
         settings = self.node.settings
+        self.resume_token = secrets.token_urlsafe(24)
         self.send(
             p.Joined(
                 room=room.name,
                 room_sid=room.sid,
                 participant=describe_participant(participant),
-                others=others,
+                others=self._others(room.name, participant.sid),
                 ice_servers=ice_servers(settings.rtc),
                 node_id=settings.node_id,
                 region=settings.region,
+                resume_token=self.resume_token,
             )
         )
         speaking = self.node.speakers.get(room.name)
         if speaking is not None:  # the next change may be long: say who speaks now
             self.send(speaking)
         self.offer_needed()
+
+    def _others(self, room: str, sid: str) -> list[p.ParticipantDescription]:
+        """The room as a joiner sees it: announced participants here and on other nodes."""
+        others = [
+            describe_participant(o)
+            for o in self.node.relay.participants(room)
+            if o.sid != sid and o.kind.announced
+        ]
+        remote = self.node.cascade.remote_members(room)
+        return others + [describe_member(m) for m in remote if m.kind in ANNOUNCED_KINDS]
 
     def _parse(self, data: str) -> p._Message | p.Error:
         if len(data) > self.node.settings.signaling.max_message_bytes:
@@ -301,8 +433,8 @@ class RtcSession:
             where = ".".join(str(x) for x in first["loc"])
             return p.Error(code="invalid_message", message=f"{where}: {first['msg']}")
 
-    async def _serve(self) -> None:
-        async for msg in self.ws:
+    async def _serve(self, ws: web.WebSocketResponse) -> None:
+        async for msg in ws:
             if msg.type == WSMsgType.ERROR:
                 return
             if msg.type != WSMsgType.TEXT:
@@ -355,5 +487,5 @@ class RtcSession:
                 self.send(p.Pong(timestamp=ts))
             case p.Trickle():
                 pass  # ICE-lite: addresses are learnt from authenticated checks
-            case p.Join():
+            case p.Join() | p.Resume():
                 self.send(p.Error(code="already_joined", message="this session already joined"))

@@ -112,6 +112,15 @@ class RtcSettings(_Section):
         "costs an HMAC check; consent checks from a thousand clients behind one NAT are "
         "~200/s); more are dropped and counted; 0: no limit. Loopback is exempt.",
     )
+    moves_per_ip: int = Field(
+        default=200,
+        ge=0,
+        description="SRTP/SRTCP packets per second the relay checks from addresses of one IP "
+        "that no session is latched to, looking for a participant that moved there (a NAT "
+        "rebinding, a network handover; each costs up to 4 SRTP checks; the first that "
+        "authenticates moves the session); more are dropped and counted; 0: no limit. "
+        "Loopback is exempt.",
+    )
     keyframe_interval: float = Field(
         default=0.5, gt=0, description="Minimum seconds between keyframe requests per track."
     )
@@ -169,6 +178,14 @@ class SignalingSettings(_Section):
         default=50.0, gt=0, description="Client messages per second."
     )
     join_timeout: float = Field(default=10.0, gt=0, description="Seconds to send the join message.")
+    resume_timeout: float | None = Field(
+        default=None,
+        ge=0,
+        description="Seconds a session whose WebSocket dropped without leave is kept, its "
+        "media flowing, for the client to resume it on a new WebSocket (no leave or join "
+        "for the others); then it ends as a disconnect. None: rtc.consent_timeout; 0: a "
+        "drop ends the session at once.",
+    )
     joins_per_ip: int = Field(
         default=50,
         ge=0,

@@ -13,6 +13,8 @@ const RECONNECT_REASONS = ["server_shutdown"]; // a `closed` with one of these i
 const SILENCE_PING_MS = 10000; // a quiet socket is pinged...
 const PING_LOST_MS = 15000; // ...and given up on when that ping goes unanswered this long
 const JOIN_TIMEOUT_MS = 10000; // for each socket's answer to its join
+const RESUME_WINDOW_MS = 5000; // a dropped session is resumed for this long before joining again
+const RESUME_ATTEMPT_MS = 2000; // for one resume's connect and answer
 
 export class EurelayError extends Error {
   constructor(code, message) {
@@ -27,11 +29,16 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 // "participant_left", "track_published", "track_unpublished", "track_muted",
 // "permissions_changed", "active_speakers" ({speakers: [{sid, identity, level}]}, loudest
 // first; also kept as `client.activeSpeakers`), "track" ({track, streams, trackSid}), "data"
-// ({from_identity, topic, payload}), "error" (protocol errors), "reconnecting" ({reason}),
-// "reconnected" ({joined}), "closed" ({reason}, once, last).
+// ({from_identity, topic, payload}), "error" (protocol errors), "resumed" (the server's
+// `resumed`: {participant, others, permissions}), "reconnecting" ({reason}), "reconnected"
+// ({joined}), "closed" ({reason}, once, last).
 //
-// Reconnecting: when the socket ends without a `closed` message (the node died, the network
-// broke) or with `closed` reason "server_shutdown", the client joins again through the URL
+// Resuming: when the socket ends without a `closed` message (the network broke), the client
+// first takes the session over on a new socket to its node (`resume`, for up to 5 s): same
+// participant, peer connections untouched, nobody else told; "resumed" says where the room
+// stands (events sent meanwhile are not replayed).
+// Reconnecting: when the session cannot be resumed (the node died, or kept it less long than
+// the client was away) or the server shut down, the client joins again through the URL
 // it was given (placement decides again), backing off from 0.2 s to 2 s for up to
 // `reconnectTimeout` seconds, with fresh peer connections, and publishes the same tracks
 // again. The new session's tracks arrive as new "track" events with new MediaStreams.
@@ -52,6 +59,7 @@ export class EurelayClient extends EventTarget {
     this.reconnect = reconnect;
     this.reconnectTimeout = reconnectTimeout;
     this.joined = null;
+    this.resumeToken = ""; // from `joined`, then each `resumed`
     this.activeSpeakers = []; // [{sid, identity, level}], loudest first: the last active_speakers
     this.trackSids = {}; // subscriber m-line mid -> track sid
     this.published = {}; // publisher mid -> track sid
@@ -201,6 +209,7 @@ export class EurelayClient extends EventTarget {
   // A session began (the first or a reconnect): from here on the socket is watched.
   _started(joined) {
     this.joined = joined;
+    this.resumeToken = joined.resume_token || "";
     // The subscriber connection was made before the session's servers were known; it has
     // not gathered yet (the relay's offer comes after `joined`), so it can still take them.
     try {
@@ -208,9 +217,13 @@ export class EurelayClient extends EventTarget {
     } catch (e) { /* keeps the client's own servers */ }
     this._closedReason = null;
     this._heardAt = performance.now();
+    this._watch();
+    this._emit("joined", joined);
+  }
+
+  _watch() {
     clearInterval(this._watchdog);
     this._watchdog = setInterval(() => this._checkSilence(), SILENCE_PING_MS / 2);
-    this._emit("joined", joined);
   }
 
   // A network that broke silently leaves the socket open: ping it when quiet, and count it
@@ -238,12 +251,79 @@ export class EurelayClient extends EventTarget {
       this._pendingAnswer = null;
     }
     const reason = this._closedReason;
-    if (!this._closing && this.reconnect && (reason === null || RECONNECT_REASONS.includes(reason))) {
+    if (!this._closing && this.reconnect && reason === null && this.resumeToken) {
+      this._resumeOrRejoin();
+    } else if (!this._closing && this.reconnect && (reason === null || RECONNECT_REASONS.includes(reason))) {
       this._rejoin(reason || "connection_lost");
     } else {
       this.close(); // the peer connections end with the session, or the relay keeps hearing them
       this._emit("closed", {reason: reason || socketReason || "connection_closed"});
     }
+  }
+
+  async _resumeOrRejoin() {
+    const epoch = ++this._epoch;
+    const deadline = performance.now() + Math.min(RESUME_WINDOW_MS, this.reconnectTimeout * 1000);
+    let delay = 200;
+    while (!this._closing && epoch === this._epoch) {
+      try {
+        await this._resumeOnce();
+        return; // `resumed` is handled (and emitted) as any message
+      } catch (e) {
+        if (epoch !== this._epoch) return;
+        if (e.code && (e.code.startsWith("token_") || e.code === "permission_denied")) {
+          this.close(); // resuming or joining again will never work
+          this._emit("closed", {reason: e.code});
+          return;
+        }
+        if (e.code === "resume_failed") break; // the node does not hold it: join again
+      }
+      if (performance.now() + delay > deadline) break;
+      await sleep(delay);
+      delay = Math.min(delay * 2, 2000);
+    }
+    if (!this._closing && epoch === this._epoch) this._rejoin("connection_lost");
+  }
+
+  // One attempt: a new socket to the session's node, `resume` first; resolves once resumed.
+  _resumeOnce() {
+    return new Promise((resolve, reject) => {
+      const ws = new WebSocket(this.url);
+      let settled = false;
+      this._ws = ws;
+      const fail = (error) => {
+        if (settled) return;
+        settled = true;
+        ws.onclose = null;
+        ws.close();
+        reject(error);
+      };
+      setTimeout(() => fail(new EurelayError("connection_closed", "no answer to the resume")),
+        RESUME_ATTEMPT_MS);
+      ws.onopen = () => this._send({
+        type: "resume", version: PROTOCOL_VERSION, sid: this.joined.participant.sid,
+        resume_token: this.resumeToken, token: this.token,
+      });
+      ws.onmessage = (event) => {
+        this._heardAt = performance.now();
+        const message = JSON.parse(event.data);
+        if (!settled) {
+          if (message.type === "error") fail(new EurelayError(message.code, message.message));
+          if (message.type !== "resumed") return;
+          settled = true;
+          this._watch();
+          resolve(message);
+        }
+        this._handle(message);
+      };
+      ws.onclose = (event) => {
+        if (!settled) {
+          fail(new EurelayError("connection_closed", `closed (${event.code})`));
+          return;
+        }
+        if (ws === this._ws) this._lost(event.reason);
+      };
+    });
   }
 
   async _rejoin(reason) {
@@ -264,7 +344,7 @@ export class EurelayClient extends EventTarget {
         const joined = await this._place();
         if (this._closing || epoch !== this._epoch) return;
         this._started(joined);
-        await this._resume();
+        await this._republish();
         if (epoch === this._epoch && !this._closing) this._emit("reconnected", {joined});
         return;
       } catch (e) {
@@ -286,7 +366,7 @@ export class EurelayClient extends EventTarget {
 
   // After joining again: choices about tracks still in the room hold again, and what was
   // published (and is still live) is published again, muted if it was.
-  async _resume() {
+  async _republish() {
     const present = new Set(this.joined.others.flatMap((o) => o.tracks.map((t) => t.sid)));
     for (const [key, ask] of this._choices) {
       if (present.has(ask.track_sid)) this._send(ask);
@@ -318,6 +398,11 @@ export class EurelayClient extends EventTarget {
         break;
       case "closed":
         this._closedReason = message.reason; // said once the socket closes
+        break;
+      case "resumed":
+        this.resumeToken = message.resume_token;
+        this.joined = {...this.joined, participant: message.participant, others: message.others};
+        this._emit(message.type, message);
         break;
       case "pong":
         break;

@@ -37,7 +37,7 @@ TILES_JS = """() => [...document.querySelectorAll("video.remote")].map((v) => ({
 LOG_JS = """() => {
     window.reconnectLog = [];
     const client = window.eurelayDemo.client;
-    for (const type of ["reconnecting", "reconnected", "closed"]) {
+    for (const type of ["resumed", "reconnecting", "reconnected", "closed"]) {
         client.addEventListener(type, (e) => window.reconnectLog.push(
             {type, reason: e.detail.reason || null,
              node: e.detail.joined ? e.detail.joined.node_id : null}));
@@ -79,18 +79,18 @@ async def playing(page: Any, sid: str, not_stream: int = 0, timeout: float = 30)
 
 
 async def reconnect_log(page: Any, timeout: float = 30) -> list[dict[str, Any]]:
-    """The page's reconnect events once it has reconnected (or given up)."""
+    """The page's reconnect events once it has resumed, reconnected (or given up)."""
 
     async def done() -> bool:
         log = await page.evaluate("window.reconnectLog")
-        return any(e["type"] in ("reconnected", "closed") for e in log)
+        return any(e["type"] in ("resumed", "reconnected", "closed") for e in log)
 
     await eventually_async(done, timeout, 0.1)
     log: list[dict[str, Any]] = await page.evaluate("window.reconnectLog")
     return log
 
 
-async def test_the_demo_page_rejoins_when_the_server_drops_its_socket(
+async def test_the_demo_page_resumes_or_rejoins_when_the_server_drops_its_socket(
     relay_node: RunningNode, browser: object
 ) -> None:
     host = await relay_node.join("duo", "host")
@@ -101,8 +101,24 @@ async def test_the_demo_page_rejoins_when_the_server_drops_its_socket(
         before = await playing(page, host.sid)
         ann = relay_node.worker.rooms["duo"].by_identity("ann")
         assert ann is not None
+        while not host.events.empty():
+            host.events.get_nowait()
 
+        # Dropped: the page resumes the same session; the host hears nothing of it.
         await relay_node.node.sessions[ann.sid].ws.close()  # no ``closed`` message first
+        log = await reconnect_log(page)
+        assert [e["type"] for e in log] == ["resumed"], log
+        assert await page.text_content("#status") == "in duo as ann (resumed)"
+        assert relay_node.worker.rooms["duo"].by_identity("ann") is ann
+        assert await playing(page, host.sid) == before  # the same stream plays on
+        assert relay_node.node.counters()["sessions_resumed"] == 1
+        seen = [host.events.get_nowait() for _ in range(host.events.qsize())]
+        assert not [e for e in seen if isinstance(e, p.ParticipantLeft | p.ParticipantJoined)]
+
+        # Its resume refused (as past signaling.resume_timeout): it joins again.
+        await page.evaluate("window.reconnectLog = []")
+        await page.evaluate("window.eurelayDemo.client.resumeToken = 'stale'")
+        await relay_node.node.sessions[ann.sid].ws.close()
         log = await reconnect_log(page)
         assert [e["type"] for e in log] == ["reconnecting", "reconnected"], log
         assert log[0]["reason"] == "connection_lost"

@@ -112,6 +112,9 @@ async def test_a_dropped_socket_rejoins_and_publishes_the_same_tracks_again(
     sid, _ = await decoding_video(viewer)
     assert sid == old_track_sid
 
+    # A session the node did not keep (its resume refused, as past signaling.resume_timeout):
+    # the client joins again. (tests/e2e/test_resume.py: one it kept is resumed.)
+    host.resume_token = "stale"
     await relay_node.node.sessions[host.sid].ws.close()  # no ``closed`` message first
     reconnecting, reconnected = await events_until(
         host,
@@ -197,7 +200,7 @@ async def test_a_client_gives_up_after_its_bound_and_close_stops_a_rejoin(
     nowhere = f"ws://127.0.0.1:{unused_port()}/v1/rtc"
     patient = relay_node.client(token("lost", "patient"), reconnect_timeout=1.0)
     await patient.connect()
-    patient.entry_url = nowhere  # as if the entry node went down too
+    patient.url = patient.entry_url = nowhere  # as if its node and the entry went down
     await relay_node.node.sessions[patient.sid].ws.close()
     started = asyncio.get_running_loop().time()
     seen: list[Any] = []
@@ -208,7 +211,7 @@ async def test_a_client_gives_up_after_its_bound_and_close_stops_a_rejoin(
 
     eager = relay_node.client(token("lost", "eager"))
     await eager.connect()
-    eager.entry_url = nowhere
+    eager.url = eager.entry_url = nowhere
     await relay_node.node.sessions[eager.sid].ws.close()
     await events_until(eager, lambda e: isinstance(e, Reconnecting))
     await asyncio.wait_for(eager.close(), 1.0)  # mid-backoff: stops at once
