@@ -36,6 +36,7 @@ DROP_REASONS = (
     "send_error",
     "padding",  # padding-only packets (bandwidth probes) are not forwarded
     "stun_rate_limited",  # more STUN requests from one IP address than rtc.stun_per_ip allows
+    "red_malformed",  # audio RED (RFC 2198) whose block headers or lengths run past the end
 )
 
 

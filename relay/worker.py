@@ -60,6 +60,7 @@ class WorkerConfig:
     udp_buffer_bytes: int = 0  # 0: the kernel's default
     stun_per_ip: int = 1000  # STUN requests per second from one IP address; 0: no limit
     nack_repair: bool = True  # answer subscribers' NACKs from the cache (off: to measure it)
+    audio_red: bool = True  # negotiate audio RED (RFC 2198) with publishers and viewers
     bridge_grace: float = 2.0  # seconds a bridge with no viewer here stays open
     tick_interval: float = 0.1
     report_interval: float = 1.0
@@ -109,7 +110,9 @@ class RelayWorker:
             lambda: bind_socket(config.bind, 0, config.udp_buffer_bytes),
         )
         self.subscriptions = Subscriptions(self.membership, self.transports, self.repair)
-        self.viewing = Viewing(self.membership, self.transports, self.subscriptions)
+        self.viewing = Viewing(
+            self.membership, self.transports, self.subscriptions, config.audio_red
+        )
         self.publishing = Publishing(
             self.membership,
             self.transports,
@@ -118,6 +121,7 @@ class RelayWorker:
             self.viewing,
             observer,
             config.keyframe_interval,
+            config.audio_red,
         )
         self.bridging = Bridging(
             self.membership,

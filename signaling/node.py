@@ -88,6 +88,7 @@ def worker_config(settings: Settings) -> WorkerConfig:
         udp_buffer_bytes=settings.rtc.udp_buffer_bytes,
         stun_per_ip=settings.rtc.stun_per_ip,
         nack_repair=settings.rtc.nack_repair,
+        audio_red=settings.rtc.audio_red,
         bridge_grace=settings.cluster.bridge_grace,
     )
 
