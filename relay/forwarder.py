@@ -73,7 +73,9 @@ def forward_rtp(
         stats.dropped["muted"] += 1
         return
     primary = 0
-    if rtp[1] & 0x7F == up.red_payload_type:  # -1 (no RED) never matches
+    # -1 (no RED) never matches; padding alone (Chromium probes under RED's number too) is
+    # no RED payload: dropped below as any padding, or forwarded late to close its hole
+    if rtp[1] & 0x7F == up.red_payload_type and not (b0 & 0x20 and size <= rtp[-1]):
         primary = primary_start(rtp, offset)
         if primary < 0:
             stats.dropped["red_malformed"] += 1

@@ -174,6 +174,19 @@ def test_malformed_red_is_dropped_and_counted() -> None:
     assert len(sent) == 2 and stats.dropped["red_malformed"] == 1
 
 
+def test_padding_under_the_red_payload_type_is_padding_not_malformed_red() -> None:
+    # Chromium probes its link with padding-only packets under RED's payload type
+    up, _, sent = _track((111, 100), (111, -1))
+    stats = RelayStats()
+    _forward(up, sent, rtp(5, red_payload(b"a")), stats)
+    _forward(up, sent, rtp(6, b"", padding=200), stats)
+    assert stats.dropped["red_malformed"] == 0 and stats.dropped["padding"] == 1
+    _forward(up, sent, rtp(7, red_payload(b"c")), stats)
+    assert len(sent) == 4
+    _forward(up, sent, rtp(4, b"", padding=100), stats)  # late: closes its hole, as any
+    assert stats.dropped["red_malformed"] == 0
+
+
 def test_an_empty_primary_is_numbered_over_for_plain_subscribers() -> None:
     up, (_, plain), sent = _track((111, 100), (111, -1))
     stats = RelayStats()
