@@ -123,7 +123,8 @@ def render(result: RedResult, today: str, machine: str) -> str:
         f"{data['red_stripped_ns'] / 1000:.2f} µs | {data['headers_ns'] / 1000:.2f} µs |\n\n"
         f"{machine} Forwarding RED as is costs "
         f"{(result.red_as_is_ns - result.opus_ns) / 1000:.2f} µs a packet more than plain "
-        "Opus (reading the block headers, to drop malformed ones, is most of it), stripping "
+        f"Opus (of which reading the block headers, {result.headers_ns / 1000:.2f} µs "
+        "alone, done for every RED packet to drop malformed ones), stripping "
         f"it to the primary block {(result.red_stripped_ns - result.opus_ns) / 1000:.2f} µs "
         "more: a few per cent of the ~10 µs a received packet costs the whole path "
         "(`bench.fastpath`), and only audio from RED publishers pays it (video and plain "
@@ -142,8 +143,8 @@ def machine() -> str:
         platform.machine(),
     )
     return (
-        f"{model}, {os.cpu_count()} cores shared with other runs, "
-        f"Python {platform.python_version()}."
+        f"{model}, {os.cpu_count()} cores shared with other runs (load average "
+        f"{os.getloadavg()[0]:.1f} when it ended), Python {platform.python_version()}."
     )
 
 
