@@ -1,6 +1,7 @@
-"""Audio RED (RFC 2198) between two Chromiums through the relay: Chromium publishes RED when
-the relay's answer puts it first, and a Chromium viewer, offered it, receives it as is, here
-through a downlink that drops 10% of packets (``bench.red_loss`` measures the concealment)."""
+"""Audio RED (RFC 2198) between Chromiums through the relay: Chromium publishes RED when the
+relay's answer puts it first; a Chromium WHEP viewer (here through a downlink that drops 10%
+of packets: ``bench.red_loss`` measures the concealment) and Chromium subscribers of the
+WebSocket flow receive it as is."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from bench.loopback_node import RunningNode
 from bench.red_loss import inbound_audio, start_call, wait_for_samples
 from relay.netem import Impairment, UdpImpairmentProxy
 
-from ..helpers import eventually_async
+from ..helpers import eventually, eventually_async
+from .demo_page import join_demo
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -53,3 +55,22 @@ async def test_chromium_publisher_and_viewer_negotiate_red(
         await publisher.close()
     finally:
         proxy.close()
+
+
+async def test_chromium_participants_send_each_other_red(
+    relay_node: RunningNode, browser: object
+) -> None:
+    """The WebSocket flow: each publish answer puts RED first, and the relay's offer to each
+    Chromium subscriber (RED first around Opus) is answered with RED kept."""
+    await join_demo(browser, relay_node, "ann", room="red-duo")
+    await join_demo(browser, relay_node, "ben", room="red-duo")
+
+    def red_audio() -> list[tuple[int, list[int]]]:
+        room = relay_node.worker.rooms["red-duo"]
+        return [
+            (t.red_payload_type, [d.red_payload_type for d in t.down_tracks])
+            for t in room.tracks()
+            if t.kind == "audio"
+        ]
+
+    await eventually(lambda: red_audio() == [(RED_PT, [RED_PT])] * 2, timeout=20)
