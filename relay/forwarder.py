@@ -10,8 +10,9 @@ A packet older than the newest (a publisher's retransmission) takes a slower loo
 subscriber numbers it with the offsets of the span it falls in (``DownTrack.late_out_seq``),
 since padding dropped meanwhile has moved the current offset on.
 
-Audio in RED (RFC 2198) takes a loop of its own (``_forward_red``), so video pays nothing for
-it: a subscriber that takes RED gets the payload as is, the others its primary block alone.
+Audio in RED (RFC 2198) takes a loop of its own (``_forward_red``), so other packets pay one
+comparison for it: a subscriber that takes RED gets the payload as is, the others its
+primary block alone.
 """
 
 from __future__ import annotations
