@@ -32,6 +32,11 @@ H264 = Codec(
     fmtp={"packetization-mode": 1, "level-asymmetry-allowed": 1, "profile-level-id": "42e01f"},
 )
 
+# Audio redundancy (RFC 2198, relay.red): a wrapper around Opus, never a track's codec, so
+# not in SUPPORTED. Its fmtp (``63 111/111``: the payload type of each block) is kept as
+# "blocks", the one parameter it has, which has no name in SDP.
+RED = Codec("audio/red", 48000, 63, channels=2, fmtp={"blocks": "111/111"})
+
 SUPPORTED = {c.mime.lower(): c for c in (OPUS, VP8, H264)}
 # RTX (RFC 4588) payload types the relay offers subscribers, by the video payload type above
 RTX_PAYLOAD_TYPES = {VP8.payload_type: 97, H264.payload_type: 103}

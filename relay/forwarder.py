@@ -9,6 +9,10 @@ a bridge, written again so the node across counts it too.
 A packet older than the newest (a publisher's retransmission) takes a slower loop: each
 subscriber numbers it with the offsets of the span it falls in (``DownTrack.late_out_seq``),
 since padding dropped meanwhile has moved the current offset on.
+
+Audio in RED (RFC 2198) takes a loop of its own (``_forward_red``), so other packets pay one
+comparison for it: a subscriber that takes RED gets the payload as is, the others its
+primary block alone.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import struct
 from collections.abc import Callable
 
 from .audio_level import BRIDGE_LEVEL_BLOCKS, VOICED_DBOV, read_audio_level
+from .red import primary_start, retag
 from .rtp_header import HEADER, SEQ_TS_SSRC, is_keyframe_start, payload_offset
 from .stats import RelayStats
 from .track import DownTrack, Sink, UpTrack
@@ -71,8 +76,16 @@ def forward_rtp(
     if up.muted:
         stats.dropped["muted"] += 1
         return
+    primary = 0
+    # -1 (no RED) never matches; padding alone (Chromium probes under RED's number too) is
+    # no RED payload: dropped below as any padding, or forwarded late to close its hole
+    if rtp[1] & 0x7F == up.red_payload_type and not (b0 & 0x20 and size <= rtp[-1]):
+        primary = primary_start(rtp, offset)
+        if primary < 0:
+            stats.dropped["red_malformed"] += 1
+            return
     if not newest:
-        _forward_late(up, rtp, offset, seq, timestamp, sendto, stats)
+        _forward_late(up, rtp, offset, seq, timestamp, sendto, stats, primary)
         return
     level = up.level
     dbov = -1
@@ -98,6 +111,9 @@ def forward_rtp(
         up.pending = []
     downs = up.down_tracks
     if not downs:
+        return
+    if primary:
+        _forward_red(up, rtp, offset, primary, seq, timestamp, dbov, sendto, stats)
         return
     payload = rtp[offset:]
     first = 0x80 | (b0 & 0x2F)  # version 2, keep padding and CSRC count, drop extensions
@@ -148,6 +164,85 @@ def forward_rtp(
     stats.rtp_bytes_out += sent_bytes
 
 
+def _forward_red(
+    up: UpTrack,
+    rtp: bytes,
+    offset: int,
+    primary: int,
+    seq: int,
+    timestamp: int,
+    dbov: int,
+    sendto: SendTo,
+    stats: RelayStats,
+) -> None:
+    """The newest packet of an audio track in RED, ``primary`` the index of its primary
+    block: as ``forward_rtp``'s loop (audio starts at any packet), with the payload and
+    payload type each subscriber takes. The plain payload is cut once, for the first
+    subscriber that needs it; the blocks are retagged only for a subscriber whose Opus
+    payload type is not the publisher's (the blocks name the publisher's)."""
+    b0 = rtp[0]
+    first = 0x80 | (b0 & 0x2F)
+    marker = rtp[1] & 0x80
+    csrc_end = 12 + 4 * (b0 & 0x0F)
+    csrcs = rtp[12:csrc_end] if csrc_end > 12 else b""
+    level_block = BRIDGE_LEVEL_BLOCKS[dbov] if dbov >= 0 and csrc_end == 12 else None
+    red_payload: bytes | None = None
+    plain: bytes | None = None
+    inner = up.codec.payload_type
+    sent = 0
+    sent_bytes = 0
+    pack = HEADER.pack
+    for down in up.down_tracks:
+        if not down.active or down.paused:
+            continue
+        if down.red_payload_type >= 0:
+            payload_type = down.red_payload_type
+            if down.payload_type == inner:
+                if red_payload is None:
+                    red_payload = csrcs + rtp[offset:]
+                payload = red_payload
+            else:  # rare: a viewer that numbers Opus differently (not shared, not kept)
+                payload = csrcs + retag(rtp, offset, down.payload_type)
+        elif primary == len(rtp) - (rtp[-1] if b0 & 0x20 else 0):
+            # An empty primary block: nothing to play, and an empty packet stops some
+            # decoders for good (aiortc's). Numbered over, as a dropped padding packet.
+            if down.started:
+                down.skip_padding(seq)
+            continue
+        else:
+            payload_type = down.payload_type
+            if plain is None:
+                plain = csrcs + rtp[primary:]
+            payload = plain
+        if down.waiting_keyframe:
+            down.start_at(seq, timestamp)
+        out_seq = (seq + down.seq_offset) & 0xFFFF
+        out_ts = (timestamp + down.ts_offset) & 0xFFFFFFFF
+        sink = down.sink
+        try:
+            if level_block is not None and down.carries_level:
+                rtp_out = (
+                    pack(first | 0x10, marker | payload_type, out_seq, out_ts, down.ssrc)
+                    + level_block
+                    + payload
+                )
+            else:
+                rtp_out = pack(first, marker | payload_type, out_seq, out_ts, down.ssrc) + payload
+            packet = sink.tx_srtp.protect(rtp_out)  # type: ignore[union-attr]  # active: connected
+        except Exception:
+            stats.dropped["send_error"] += 1
+            continue
+        sendto(packet, sink.addr)  # type: ignore[arg-type]  # active: latched
+        down.last_seq = out_seq
+        down.last_ts = out_ts
+        down.packets_sent += 1
+        down.octets_sent += len(payload)
+        sent += 1
+        sent_bytes += len(packet)
+    stats.rtp_packets_out += sent
+    stats.rtp_bytes_out += sent_bytes
+
+
 def _forward_late(
     up: UpTrack,
     rtp: bytes,
@@ -156,14 +251,17 @@ def _forward_late(
     timestamp: int,
     sendto: SendTo,
     stats: RelayStats,
+    primary: int = 0,
 ) -> None:
     """A packet older than the newest: each subscriber gets it under the number its span
     left for it (a late padding packet too: it closes the hole it would leave), never one
-    already taken; a subscriber that started after it does not get it."""
+    already taken; a subscriber that started after it does not get it. A RED packet
+    (``primary``: where its primary block starts) goes as ``_forward_red`` sends it."""
     b0 = rtp[0]
     first = 0x80 | (b0 & 0x2F)
     marker = rtp[1] & 0x80
-    payload = rtp[12 : 12 + 4 * (b0 & 0x0F)] + rtp[offset:]
+    csrcs = rtp[12 : 12 + 4 * (b0 & 0x0F)]
+    payload = csrcs + rtp[offset:]
     for down in up.down_tracks:
         if not down.active or down.paused:
             continue
@@ -177,14 +275,23 @@ def _forward_late(
         if down.awaited and out_seq in down.awaited:
             down.awaited.remove(out_seq)  # asked for and now here: nothing to fill
         out_ts = (timestamp + down.ts_offset) & 0xFFFFFFFF
-        header = HEADER.pack(first, marker | down.payload_type, out_seq, out_ts, down.ssrc)
-        if not _protect_and_send(down.sink, header + payload, sendto, stats):
+        payload_type, body = down.payload_type, payload
+        if primary and down.red_payload_type >= 0:
+            payload_type = down.red_payload_type
+            if down.payload_type != up.codec.payload_type:
+                body = csrcs + retag(rtp, offset, down.payload_type)
+        elif primary:
+            body = csrcs + rtp[primary:]
+            if len(body) == len(csrcs) + (rtp[-1] if b0 & 0x20 else 0):
+                continue  # an empty primary block: nothing to play (see _forward_red)
+        header = HEADER.pack(first, marker | payload_type, out_seq, out_ts, down.ssrc)
+        if not _protect_and_send(down.sink, header + body, sendto, stats):
             continue
         if out_seq == (down.last_seq + 1) & 0xFFFF:  # only when it starts the subscriber
             down.last_seq = out_seq
             down.last_ts = out_ts
         down.packets_sent += 1
-        down.octets_sent += len(payload)
+        down.octets_sent += len(body)
         stats.rtp_packets_out += 1
 
 

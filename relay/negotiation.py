@@ -32,6 +32,8 @@ class SubscriberNegotiation:
         self.offered_ssrcs: set[int] = set()
         self.accepted_ssrcs: set[int] = set()
         self.rtx_payload_types: dict[int, int] = {}  # by SSRC: 0 where the answer took no RTX
+        # accepted SSRCs whose answer kept the RED offered around their codec -> its type
+        self.red_payload_types: dict[int, int] = {}
         self.remote_sctp_port = 5000
 
     def next_mid(self) -> str:
@@ -78,6 +80,7 @@ class SubscriberNegotiation:
         """Take the subscriber's answer: which offered SSRCs it receives."""
         self.offer_pending = False
         accepted: set[int] = set()
+        red: dict[int, int] = {}
         by_mid = {s.mid: s for s in self.slots}
         for media in answer.media:
             if media.kind == "application" and media.sctp_port:
@@ -93,4 +96,11 @@ class SubscriberNegotiation:
                 if slot.codec is not None and slot.rtx_ssrc:
                     rtx = rtx_payload_types(media).get(slot.codec.payload_type, 0)
                     self.rtx_payload_types[slot.ssrc] = rtx
+                wrapper = slot.red
+                if wrapper is not None and any(
+                    c.mime == wrapper.mime and c.payload_type == wrapper.payload_type
+                    for c in media.codecs
+                ):
+                    red[slot.ssrc] = wrapper.payload_type
         self.accepted_ssrcs = accepted & self.offered_ssrcs
+        self.red_payload_types = {s: pt for s, pt in red.items() if s in self.accepted_ssrcs}

@@ -22,6 +22,7 @@ from .sdp_negotiation import (
     check_client_offer,
     choose_codec,
     describe_rejections,
+    offered_red,
     parse_description,
     publisher_answer,
     rejections,
@@ -60,6 +61,7 @@ class Publishing:
         viewing: Viewing,
         events: TrackEvents,
         keyframe_interval: float,
+        audio_red: bool = True,
     ) -> None:
         self.rooms = rooms
         self.transports = transports
@@ -68,6 +70,7 @@ class Publishing:
         self.viewing = viewing
         self.events = events
         self.keyframe_interval = keyframe_interval
+        self.audio_red = audio_red  # take RED (RFC 2198) from publishers that offer it
 
     async def publish(
         self,
@@ -95,7 +98,9 @@ class Publishing:
         accepted = self._accept_media(room, participant, leg, offer, info or {})
         setup = "passive" if leg.dtls.role == "server" else "active"
         offer.setup = "passive" if setup == "active" else "actpass"
-        answer = publisher_answer(offer, self.transports.local(leg), accepted)
+        answer = publisher_answer(
+            offer, self.transports.local(leg), accepted, self._red(participant, offer)
+        )
         refused = rejections(offer, accepted, relay_receives=True)
         for mid, why in refused.items():
             if why == "not used":  # sendable, with a codec: its source is not granted
@@ -108,6 +113,22 @@ class Publishing:
             )
         self.transports.maybe_start(leg)
         return answer
+
+    def _red(self, participant: Participant, offer: RemoteDescription) -> dict[str, Codec]:
+        """The RED codec each published audio m-line is answered with, by mid: the one
+        its track was created with (a track keeps what it began with)."""
+        red: dict[str, Codec] = {}
+        if not self.audio_red:
+            return red
+        by_mid = {t.mid: t for t in participant.published.values()}
+        for media in offer.media:
+            track = by_mid.get(media.mid)
+            if track is None or track.red_payload_type < 0:
+                continue
+            wrapper = offered_red(media, track.codec)
+            if wrapper is not None and wrapper.payload_type == track.red_payload_type:
+                red[media.mid] = wrapper
+        return red
 
     def _accept_media(
         self,
@@ -147,6 +168,9 @@ class Publishing:
             track = self.new_track(participant, media.kind, codec, media.mid, sid, media.ssrc)
             track.name = said.name
             track.source = source
+            wrapper = offered_red(media, codec) if self.audio_red else None
+            if wrapper is not None:  # the track arrives as RED around its Opus
+                track.red_payload_type = wrapper.payload_type
             level_id = media.extensions.get(AUDIO_LEVEL_URI)
             if level_id and media.kind == "audio":  # the publisher says how loud each packet is
                 track.level = AudioLevel(level_id)

@@ -10,16 +10,17 @@ answered with port 0 (RFC 3264) but still carries the transport lines: strict cl
 from __future__ import annotations
 
 import secrets
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 from aiortc import sdp as aiortc_sdp
 
 from .audio_level import AUDIO_LEVEL_URI
-from .codecs import RTX_PAYLOAD_TYPES, SUPPORTED, VIDEO_FEEDBACK, Codec, accepts
+from .codecs import RED, RTX_PAYLOAD_TYPES, SUPPORTED, VIDEO_FEEDBACK, Codec, accepts
 from .dtls_adapter import DtlsRole
 from .errors import SdpError
 from .ice_lite import IceCredentials
+from .red import wraps
 from .simulcast import MID_URI, RID_URI, order_layers
 from .twcc import TWCC_URI
 
@@ -77,6 +78,11 @@ def _codec_from(params: object) -> Codec:
     if known is not None:  # one spelling inside the relay: webrtcbin writes OPUS, FFmpeg opus
         mime = known.mime
     fmtp = dict(getattr(params, "parameters", {}) or {})
+    kept: dict[str, str | int] = {str(k): v for k, v in fmtp.items() if v is not None}
+    if mime.lower() == RED.mime:
+        # RED's one parameter has no name (``a=fmtp:63 111/111``): kept as "blocks"
+        mime = RED.mime
+        kept = {"blocks": str(next((k for k, v in fmtp.items() if v is None), ""))}
     return Codec(
         mime=mime,
         clock_rate=int(getattr(params, "clockRate", 0)),
@@ -85,7 +91,7 @@ def _codec_from(params: object) -> Codec:
         # A parameter without a value (``a=fmtp:111 minptime``) is dropped: none of the
         # forwarded codecs defines one, and kept, it was written back as ``minptime=None``
         # (which aiortc cannot parse) into the answer and every subscriber's offer (fuzzing).
-        fmtp={str(k): v for k, v in fmtp.items() if v is not None},
+        fmtp=kept,
     )
 
 
@@ -220,6 +226,13 @@ def choose_codec(media: OfferedMedia) -> Codec | None:
     return None
 
 
+def offered_red(media: OfferedMedia, codec: Codec) -> Codec | None:
+    """The RED codec (RFC 2198) a section offers around ``codec`` (Opus), if any."""
+    if codec.mime != "audio/opus":
+        return None
+    return next((c for c in media.codecs if wraps(c, codec.payload_type)), None)
+
+
 def _codec_names(media: OfferedMedia) -> str:
     names = []
     for codec in media.codecs:
@@ -331,6 +344,8 @@ def _codec_lines(codec: Codec, payload_type: int, twcc: bool = False) -> list[st
     fmtp = dict(codec.fmtp)
     if codec.mime.lower() == "audio/opus":
         fmtp.update(OPUS_RESILIENCE)
+    if codec.mime == RED.mime:
+        return [*lines, f"a=fmtp:{payload_type} {fmtp.get('blocks', '')}"]
     if fmtp:
         params = ";".join(f"{k}={v}" for k, v in fmtp.items())
         lines.append(f"a=fmtp:{payload_type} {params}")
@@ -391,9 +406,18 @@ def twcc_extension(offer: RemoteDescription) -> int | None:
 
 
 def publisher_answer(
-    offer: RemoteDescription, local: LocalTransport, accepted: dict[str, Codec]
+    offer: RemoteDescription,
+    local: LocalTransport,
+    accepted: dict[str, Codec],
+    red: Mapping[str, Codec] | None = None,
 ) -> str:
-    """Answer a publisher's offer: receive the accepted m-lines, reject the rest (port 0)."""
+    """Answer a publisher's offer: receive the accepted m-lines, reject the rest (port 0).
+
+    An audio m-line in ``red`` is answered with that RED codec first: a browser sends with
+    the first codec of the answer, and Chromium sends RED only when it comes before the
+    Opus it wraps (offered after it, it is only negotiated).
+    """
+    red = red or {}
     setup, _ = answer_role(offer.setup)
     lines = _session_header(1, secrets.randbits(62), _bundle_group(offer, accepted))
     for media in offer.media:
@@ -402,7 +426,11 @@ def publisher_answer(
             lines += _unused_section(media, local, setup)
             continue
         direction = "recvonly" if media.direction in ("sendonly", "sendrecv") else "inactive"
-        lines += [_m_line(media.kind, 9, [codec.payload_type]), "c=IN IP4 0.0.0.0"]
+        wrapper = red.get(media.mid)
+        formats = (
+            [codec.payload_type] if wrapper is None else [wrapper.payload_type, codec.payload_type]
+        )
+        lines += [_m_line(media.kind, 9, formats), "c=IN IP4 0.0.0.0"]
         lines += [f"a=mid:{media.mid}", f"a={direction}", "a=rtcp-mux", "a=rtcp-rsize"]
         twcc = media.extensions.get(TWCC_URI)
         if twcc is not None:  # the relay sends congestion feedback: browsers size their send rate
@@ -415,6 +443,8 @@ def publisher_answer(
                 if uri in media.extensions:
                     lines.append(f"a=extmap:{media.extensions[uri]} {uri}")
         lines += _transport_lines(local, setup)
+        if wrapper is not None:
+            lines += _codec_lines(wrapper, wrapper.payload_type)
         lines += _codec_lines(codec, codec.payload_type, twcc=twcc is not None)
         if media.simulcast:
             lines += [f"a=rid:{rid} recv" for rid in media.rids]
@@ -433,6 +463,7 @@ class SubscriberSlot:
     stream_id: str = ""
     track_sid: str = ""
     rtx_ssrc: int = 0  # video: retransmissions offered on this SSRC (RFC 4588)
+    red: Codec | None = None  # offered first, around ``codec``: the track arrives as RED
 
     @property
     def live(self) -> bool:
@@ -456,13 +487,22 @@ def subscriber_offer(
     for slot in slots:
         codec = slot.codec or SUPPORTED["audio/opus" if slot.kind == "audio" else "video/vp8"]
         rtx = RTX_PAYLOAD_TYPES.get(codec.payload_type) if slot.live and slot.rtx_ssrc else None
-        formats = [codec.payload_type] if rtx is None else [codec.payload_type, rtx]
+        # RED first: a receiver that takes it answers with both (aiortc, which has no RED,
+        # with Opus alone and is sent the primary blocks)
+        wrapper = slot.red if slot.live else None
+        formats = (
+            [codec.payload_type] if wrapper is None else [wrapper.payload_type, codec.payload_type]
+        )
+        if rtx is not None:
+            formats.append(rtx)
         lines += [_m_line(slot.kind, 9, formats), "c=IN IP4 0.0.0.0"]
         lines += [f"a=mid:{slot.mid}", "a=sendonly" if slot.live else "a=inactive"]
         if slot.live:
             lines.append(f"a=msid:{slot.stream_id} {slot.track_sid}")
         lines += ["a=rtcp-mux", "a=rtcp-rsize"]
         lines += _transport_lines(local, "actpass")
+        if wrapper is not None:
+            lines += _codec_lines(wrapper, wrapper.payload_type)
         lines += _codec_lines(codec, codec.payload_type)
         if rtx is not None:
             lines += _rtx_lines(rtx, codec.payload_type)
@@ -492,8 +532,10 @@ class ViewerSlot:
         return None
 
 
-def viewer_slots(offer: RemoteDescription) -> list[ViewerSlot]:
-    """The m-lines a viewer (WHEP) can receive on, each with every codec the relay forwards."""
+def viewer_slots(offer: RemoteDescription, red: bool = True) -> list[ViewerSlot]:
+    """The m-lines a viewer (WHEP) can receive on, each with every codec the relay forwards,
+    and RED (RFC 2198) where the viewer offers it around its Opus and ``red`` allows it:
+    sent to it whenever its source publishes RED."""
     slots = []
     for media in offer.media:
         if media.kind not in ("audio", "video") or media.rejected:
@@ -504,6 +546,10 @@ def viewer_slots(offer: RemoteDescription) -> list[ViewerSlot]:
         for codec in media.codecs:
             if accepts(codec.mime, dict(codec.fmtp)) and all(c.mime != codec.mime for c in codecs):
                 codecs.append(codec)
+        opus = next((c for c in codecs if c.mime == "audio/opus"), None)
+        wrapper = offered_red(media, opus) if red and opus is not None else None
+        if wrapper is not None:
+            codecs.append(wrapper)
         if codecs:
             offered_rtx = rtx_payload_types(media) if media.kind == "video" else {}
             rtx = {

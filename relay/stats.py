@@ -38,6 +38,7 @@ DROP_REASONS = (
     "stun_rate_limited",  # more STUN requests from one IP address than rtc.stun_per_ip allows
     # more SRTP/SRTCP from unlatched addresses of one IP than rtc.moves_per_ip allows
     "move_rate_limited",
+    "red_malformed",  # audio RED (RFC 2198) whose block headers or lengths run past the end
 )
 
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 import time
 
 from .audio_top_n import starts_paused
-from .codecs import SUPPORTED, Codec
+from .codecs import OPUS, RED, SUPPORTED, Codec
 from .down_leg import DownLeg
 from .errors import NotFoundError, PermissionDeniedError, StateError
+from .red import red_codec
 from .repair import Repair
 from .room import Participant
 from .rooms import Rooms
@@ -58,6 +59,10 @@ class Subscriptions:
             codec=codec,
             stream_id=track.publisher_sid,
             track_sid=track.sid,
+            # RED as the publisher sends it, if it does: taken or not, the answer says
+            red=red_codec(RED.payload_type, OPUS.payload_type)
+            if track.red_payload_type >= 0
+            else None,
         )
         down = DownTrack(
             up=track,
@@ -127,6 +132,9 @@ class Subscriptions:
             down = leg.by_ssrc.get(ssrc)
             if down is not None:
                 down.rtx_payload_type = rtx
+        red = leg.negotiation.red_payload_types
+        for ssrc, down in leg.by_ssrc.items():
+            down.red_payload_type = red.get(ssrc, -1)
         self.transports.maybe_start(leg)
         self.activate(leg)
         if leg.negotiation.needs_offer:

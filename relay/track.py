@@ -108,6 +108,10 @@ class UpTrack:
     cache: PacketCache | None = None  # video: answers subscribers' NACKs
     nacks: NackTracker | None = None  # video: gaps to NACK upstream
     level: AudioLevel | None = None  # audio whose publisher sends the audio-level extension
+    # Audio the publisher wraps in RED (RFC 2198, relay.red) under this payload type, with
+    # ``codec`` (Opus) in its blocks; -1: none (never an RTP payload type, so the fast path
+    # compares it with no other test). Packets under the codec's own type are plain Opus.
+    red_payload_type: int = -1
     packets: int = 0
     octets: int = 0
     # Simulcast: the published track holds its layers (lowest first), each an UpTrack of
@@ -164,6 +168,9 @@ class DownTrack:
     ssrc: int = field(default_factory=random_ssrc)
     active: bool = False  # the subscriber has accepted the m-line carrying this SSRC
     carries_level: bool = False  # writes the audio level on (a bridge: the far node reads it)
+    # The subscriber's payload type for RED when it takes the publisher's RED as is; -1:
+    # it is sent each RED packet's primary block as plain Opus under ``payload_type``.
+    red_payload_type: int = -1
     # Not forwarded for now (a room's audio top-N left it out); resuming, its numbering goes
     # on where it stopped and its timestamps keep the publisher's clock, as after silence.
     paused: bool = False

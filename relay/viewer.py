@@ -5,6 +5,7 @@ Plain state changes on rooms, legs and tracks; the worker activates what this se
 
 from __future__ import annotations
 
+from .codecs import RED
 from .room import Participant, ParticipantKind, Room
 from .track import DownTrack
 from .viewer_leg import ViewerLeg
@@ -55,6 +56,7 @@ def rewire_viewer(room: Room, viewer: Participant, leg: ViewerLeg, now: float) -
             continue
         payload_type = slot.payload_type_for(wanted.codec.mime)
         assert payload_type is not None
+        red = slot.payload_type_for(RED.mime) if wanted.red_payload_type >= 0 else None
         down = DownTrack(
             up=wanted,
             subscriber_sid=viewer.sid,
@@ -62,6 +64,7 @@ def rewire_viewer(room: Room, viewer: Participant, leg: ViewerLeg, now: float) -
             payload_type=payload_type,
             sink=leg,
             rtx_payload_type=slot.rtx.get(payload_type, 0),
+            red_payload_type=-1 if red is None else red,  # else the primary blocks alone
         )
         if previous is not None:
             down.continue_from(previous)

@@ -27,10 +27,17 @@ logger = logging.getLogger(__name__)
 
 
 class Viewing:
-    def __init__(self, rooms: Rooms, transports: Transports, subscriptions: Subscriptions) -> None:
+    def __init__(
+        self,
+        rooms: Rooms,
+        transports: Transports,
+        subscriptions: Subscriptions,
+        audio_red: bool = True,
+    ) -> None:
         self.rooms = rooms
         self.transports = transports
         self.subscriptions = subscriptions
+        self.audio_red = audio_red  # answer RED to viewers that offer it
 
     async def view(self, participant: Participant, offer_sdp: str, follow: str = "") -> str:
         """Answer a viewer's recvonly offer; it receives the room's publisher, whoever that is,
@@ -41,7 +48,7 @@ class Viewing:
             raise SdpError("this participant is not a new viewer")
         offer = parse_description(offer_sdp)
         check_client_offer(offer)
-        slots = viewer_slots(offer)
+        slots = viewer_slots(offer, self.audio_red)
         refused = rejections(offer, {s.mid for s in slots}, relay_receives=False)
         if not slots:
             raise SdpError(

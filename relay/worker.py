@@ -61,6 +61,7 @@ class WorkerConfig:
     stun_per_ip: int = 1000  # STUN requests per second from one IP address; 0: no limit
     moves_per_ip: int = 200  # SRTP from unlatched addresses of one IP checked per second
     nack_repair: bool = True  # answer subscribers' NACKs from the cache (off: to measure it)
+    audio_red: bool = True  # negotiate audio RED (RFC 2198) with publishers and viewers
     bridge_grace: float = 2.0  # seconds a bridge with no viewer here stays open
     tick_interval: float = 0.1
     report_interval: float = 1.0
@@ -110,7 +111,9 @@ class RelayWorker:
             lambda: bind_socket(config.bind, 0, config.udp_buffer_bytes),
         )
         self.subscriptions = Subscriptions(self.membership, self.transports, self.repair)
-        self.viewing = Viewing(self.membership, self.transports, self.subscriptions)
+        self.viewing = Viewing(
+            self.membership, self.transports, self.subscriptions, config.audio_red
+        )
         self.publishing = Publishing(
             self.membership,
             self.transports,
@@ -119,6 +122,7 @@ class RelayWorker:
             self.viewing,
             observer,
             config.keyframe_interval,
+            config.audio_red,
         )
         self.bridging = Bridging(
             self.membership,

@@ -89,6 +89,7 @@ def worker_config(settings: Settings) -> WorkerConfig:
         stun_per_ip=settings.rtc.stun_per_ip,
         moves_per_ip=settings.rtc.moves_per_ip,
         nack_repair=settings.rtc.nack_repair,
+        audio_red=settings.rtc.audio_red,
         bridge_grace=settings.cluster.bridge_grace,
     )
 

@@ -144,6 +144,13 @@ class RtcSettings(_Section):
         description="Answer subscribers' NACKs from the packet cache; false only to measure "
         "what repair is worth.",
     )
+    audio_red: bool = Field(
+        default=True,
+        description="Audio redundancy (RFC 2198): take red/48000/2 from publishers that offer "
+        "it (Chromium does) and pass it to subscribers and viewers that accept it; the others "
+        "get each packet's primary Opus block. Costs each RED subscriber about twice the audio "
+        "bandwidth; false: plain Opus everywhere.",
+    )
 
 
 class RoomSettings(_Section):

@@ -85,3 +85,104 @@ class ToneTrack(AudioStreamTrack):
         frame.sample_rate = TONE_RATE
         frame.time_base = Fraction(1, TONE_RATE)
         return frame
+
+
+# -- audio RED (RFC 2198), which aiortc lacks: taught to it for the tests that need a RED peer
+
+RED_PT = 63  # as Chromium numbers it
+AIORTC_OPUS_PT = 96  # aiortc's own number for Opus in its offers
+
+
+def red_blocks(primary: bytes, previous: bytes | None, offset: int = 960) -> bytes:
+    """A RED payload: ``previous`` (``offset`` ticks older) as the redundant block, if any."""
+    if previous is None:
+        return bytes([AIORTC_OPUS_PT]) + primary
+    header = (0x80 | AIORTC_OPUS_PT, offset >> 6, ((offset & 0x3F) << 2) | (len(previous) >> 8))
+    return bytes([*header, len(previous) & 0xFF, AIORTC_OPUS_PT]) + previous + primary
+
+
+class RedEncoder:
+    """aiortc's Opus encoder, each packet sent in RED with the one before it (as Chromium)."""
+
+    def __init__(self) -> None:
+        from aiortc.codecs.opus import OpusEncoder
+
+        self.opus = OpusEncoder()
+        self.previous: bytes | None = None
+        self.sent = 0
+
+    def encode(self, frame: Any, force_keyframe: bool = False) -> tuple[list[bytes], Any]:
+        payloads, timestamp = self.opus.encode(frame)
+        wrapped = []
+        for payload in payloads:
+            wrapped.append(red_blocks(payload, self.previous))
+            self.previous = payload
+        self.sent += len(wrapped)
+        return wrapped, timestamp
+
+    def pack(self, packet: Any) -> tuple[list[bytes], int]:  # pragma: no cover - unused
+        raise NotImplementedError
+
+
+class RedDecoder:
+    """Takes the primary block (counting the redundant ones seen) and decodes it as Opus."""
+
+    def __init__(self, received: list[bytes]) -> None:
+        from aiortc.codecs.opus import OpusDecoder
+
+        self.opus = OpusDecoder()
+        self.received = received
+
+    def decode(self, encoded_frame: Any) -> list[Any]:
+        from relay.red import primary_start
+
+        data = encoded_frame.data
+        self.received.append(data)
+        start = primary_start(b"\x80" + bytes(11) + data, 12) - 12
+        encoded_frame.data = data[start:]
+        return self.opus.decode(encoded_frame)
+
+
+def teach_aiortc_red(monkeypatch: pytest.MonkeyPatch) -> tuple[list[RedEncoder], list[bytes]]:
+    """Every aiortc peer created from now on offers and accepts ``red/48000/2`` around its
+    Opus (after Opus, as Chromium does), sends RED when an answer puts it first and decodes
+    RED it receives. Returns the encoders made and the RED payloads decoded, to look into;
+    ``without_red`` takes it back out of the offers and answers of later negotiations."""
+    import aiortc.rtcrtpreceiver as receiver
+    import aiortc.rtcrtpsender as sender
+    from aiortc.codecs import CODECS
+    from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+
+    red = RTCRtpCodecParameters(
+        mimeType="audio/red",
+        clockRate=48000,
+        channels=2,
+        payloadType=RED_PT,
+        parameters={f"{AIORTC_OPUS_PT}/{AIORTC_OPUS_PT}": None},
+    )
+    monkeypatch.setitem(CODECS, "audio", [*CODECS["audio"], red])
+    encoders: list[RedEncoder] = []
+    received: list[bytes] = []
+
+    def encoder(codec: Any) -> Any:
+        if codec.mimeType.lower() == "audio/red":
+            encoders.append(RedEncoder())
+            return encoders[-1]
+        return original_encoder(codec)
+
+    def decoder(codec: Any) -> Any:
+        if codec.mimeType.lower() == "audio/red":
+            return RedDecoder(received)
+        return original_decoder(codec)
+
+    original_encoder, original_decoder = sender.get_encoder, receiver.get_decoder
+    monkeypatch.setattr(sender, "get_encoder", encoder)
+    monkeypatch.setattr(receiver, "get_decoder", decoder)
+    return encoders, received
+
+
+def without_red() -> None:
+    """Later aiortc negotiations neither offer nor accept RED (a plain aiortc peer)."""
+    from aiortc.codecs import CODECS
+
+    CODECS["audio"] = [c for c in CODECS["audio"] if c.mimeType.lower() != "audio/red"]

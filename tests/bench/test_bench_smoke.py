@@ -203,3 +203,15 @@ def test_receive_path_pieces_are_timed_both_ways(monkeypatch: pytest.MonkeyPatch
     assert all(p.called_ns > 0 and p.written_out_ns > 0 for p in pieces)
     text = receive_path.render(pieces, (50.0, 40.0, 8.0, 5.0), "today")
     assert text.startswith(receive_path.HEADING) and "| cache insert |" in text
+
+
+def test_red_bench_times_packets_whose_primary_block_is_found() -> None:
+    from bench import red
+    from relay.red import primary_start
+
+    packet = red.chromium_red_packet(7)
+    start = primary_start(packet, len(packet) - 2 * red.OPUS_FRAME - 5)
+    assert start == len(packet) - red.OPUS_FRAME  # the benchmark strips what it should
+    result = red.measure(packets=500, rounds=1)
+    assert result.red_as_is_ns > 0 and result.red_stripped_ns > 0
+    assert "RED stripped to Opus" in red.render(result, "today", "here.")
