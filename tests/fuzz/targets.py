@@ -405,7 +405,9 @@ class NodeHarness:
         from bench.loopback_node import node_settings, running_node
 
         settings = node_settings(
-            signaling={"messages_per_second": 1e6, "join_timeout": 5.0},
+            # A socket closed without leave is kept for a resume (which the fuzzer may send)
+            # only briefly: the joiners it closes must not pile up.
+            signaling={"messages_per_second": 1e6, "join_timeout": 5.0, "resume_timeout": 0.05},
             # No peer here ever connects: sessions must outlive the run, not consent expiry.
             rtc={"consent_timeout": 1e6},
         )
