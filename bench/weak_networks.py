@@ -171,11 +171,13 @@ async def _post(url: str, tok: str, pc: RTCPeerConnection, via: int | None = Non
 
 
 async def _view(
-    node: RunningNode, room: str, name: str, numbered: bool, via: int | None = None,
-    trace: PacketTrace | None = None,
+    node: RunningNode, viewers: list[Viewer], room: str, name: str, numbered: bool,
+    via: int | None = None, trace: PacketTrace | None = None,
 ) -> Viewer:  # fmt: skip
+    """A viewer joined; it is in ``viewers`` (for closing) even when joining fails."""
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     viewer = Viewer(name, pc, numbered)
+    viewers.append(viewer)
     transceiver = pc.addTransceiver("video", direction="recvonly")
     if trace is not None:
         tap_receiver(transceiver.receiver, trace)
@@ -263,14 +265,12 @@ async def one_run(
     numbered = publisher.track is not None
     viewers: list[Viewer] = []
     stats_before = _relay_counters(node)
+    sampler: asyncio.Task[None] | None = None
     try:
-        viewers = list(
-            await asyncio.gather(
-                _view(node, room, "direct", numbered),
-                _view(node, room, "impaired", numbered, proxy.port, trace),
-            )
+        direct, impaired = await asyncio.gather(
+            _view(node, viewers, room, "direct", numbered),
+            _view(node, viewers, room, "impaired", numbered, proxy.port, trace),
         )
-        direct, impaired = viewers
         layers: list[tuple[float, str, str]] = []
         if scenario.simulcast:
             sampler = asyncio.create_task(_sample_layers(node, room, layers))
@@ -293,7 +293,7 @@ async def one_run(
             await asyncio.sleep(seconds)
         end = time.monotonic()
         await asyncio.sleep(1.0)  # late frames of the window still count (matched by number)
-        if scenario.simulcast:
+        if sampler is not None:
             sampler.cancel()
             result.update(_layer_moves(layers, direct.posted_at))
             rates = publisher.layer_rates() if publisher.layer_rates else []
@@ -301,6 +301,8 @@ async def one_run(
             result["cap_kbps"] = round(down.rate_kbps)
     finally:
         proxy.close()
+        if sampler is not None:
+            sampler.cancel()
         for v in viewers:
             if v.task is not None:
                 v.task.cancel()
@@ -545,25 +547,32 @@ def render(results: list[dict[str, Any]], date: str, machine: str) -> str:
         "impairment proxy (`relay/netem.py`; loss on the relay-to-viewer direction, delay and "
         "jitter both ways); frames matched by number over the same window. Cells are min / "
         "median over the runs. *freeze*: the longest gap between decoded frames (the direct "
-        "viewer's in brackets: the machine's own noise). *join*: WHEP POST to the first "
-        "decoded frame. Audio concealment is not measured (aiortc conceals nothing; Chromium's "
+        "viewer's in brackets: the machine's own noise). *behind*: the median over the window "
+        "of how much later the impaired viewer showed each frame than the direct one (aiortc's "
+        "jitter buffer hands out at most one frame per packet received, so frames held behind a "
+        "repaired hole stay late: no freeze, but a picture that lags). *join*: WHEP POST to the "
+        "first decoded frame. *resumed*: from the end of the storm to the first frame captured "
+        "after it. Under the cap, frames are counted over the window (Chromium's carry no "
+        "number), and the cap is 40 % of what the publisher sends when that is under 2.5 Mbit/s. "
+        "Audio concealment is not measured (aiortc conceals nothing; Chromium's "
         "`concealedSamples` belongs to the RED scenario). Targets (issue 14): 5 % loss, 100 ms "
         f"RTT: >= {RATIO_TARGET:.0%} of the direct viewer's frames and a longest freeze <= "
         f"{FREEZE_TARGET_S * 1000:.0f} ms; after 3 s of 20 % loss, the current picture again "
         f"within {RESUME_TARGET_S:.0f} s; under the cap, a lower layer.",
         "",
-        "| scenario | runs | met target | frames vs direct | freeze s (direct) | join s "
-        "(direct) | resumed s | moved down s |",
-        "|---|---|---|---|---|---|---|---|",
+        "| scenario | runs | met target | frames vs direct | freeze s (direct) | behind s "
+        "| join s (direct) | resumed s | moved down s |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         if "skipped" in r:
-            lines.append(f"| {r['scenario']} | 0 | - | not run: {r['skipped']} | | | | |")
+            lines.append(f"| {r['scenario']} | 0 | - | not run: {r['skipped']} | | | | | |")
             continue
         met = "-" if r["met_targets"] is None else f"{r['met_targets']} of {r['runs']}"
         lines.append(
             f"| {r['title']} | {r['runs']} | {met} | {_fmt(r['frames_vs_direct'], '', 3)} "
             f"| {_fmt(r['longest_freeze_s'])} ({_fmt(r['direct_longest_freeze_s'])}) "
+            f"| {_fmt(r.get('lag_median_s'))} "
             f"| {_fmt(r['join_impaired_s'])} ({_fmt(r['join_direct_s'])}) "
             f"| {_fmt(r.get('resumed_s'))} | {_fmt(r.get('moved_down_after_s'), '', 1)} |"
         )
