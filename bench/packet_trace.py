@@ -45,10 +45,10 @@ class MissingPacket:
         def ms(values: list[float]) -> str:
             return ",".join(f"{v * 1000:+.0f}" for v in values) or "-"
 
-        arrived = "never" if self.arrived_at is None else f"{self.arrived_at * 1000:+.0f}"
+        arrived = "never" if self.arrived_at is None else f"{self.arrived_at * 1000:+.0f} ms"
         return (
             f"seq {self.seq}: dropped {ms(self.dropped_at)} ms, NACKed {ms(self.nacked_at)} ms, "
-            f"arrived {arrived} ms"
+            f"arrived {arrived}"
         )
 
 
