@@ -30,6 +30,7 @@ from . import (
     plot,
     receive_path,
     rooms,
+    weak_networks,
     whip_latency,
 )
 from .doc_sections import replace_section
@@ -271,6 +272,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--write", type=Path)
     parser.add_argument("--whip-runs", type=int, default=10)
+    parser.add_argument("--weak-runs", type=int, default=5, help="runs per weak-network scenario")
     args = parser.parse_args()
     import uvloop
 
@@ -283,11 +285,14 @@ def main() -> None:
     whole = fastpath.receiving(1.0, 3)
     cascaded = uvloop.run(cascade.run(cascade.STEPS, cascade.EGRESS_VIEWERS, args.duration))
     glassed = uvloop.run(glass.measure(10.0))
+    weak = uvloop.run(weak_networks.measure(runs=args.weak_runs))
     today = datetime.now(UTC).strftime("%Y-%m-%d")
     rooms_text = rooms.render(many, today, machine())
     joins_text = join_video.render(joins, today)
     pieces_text = receive_path.render(pieces, whole, today)
+    weak_text = weak_networks.render(weak, today, machine())
     print(rooms_text, joins_text, cascade.render(cascaded, today), glass.render(glassed, today))
+    print(weak_text, json.dumps(weak), flush=True)
     if args.write:
         args.write.write_text(text)
         replace_section(args.write, rooms.HEADING, rooms_text)
@@ -295,6 +300,7 @@ def main() -> None:
         replace_section(args.write, receive_path.HEADING, pieces_text)
         replace_section(args.write, cascade.HEADING, cascade.render(cascaded, today))
         replace_section(args.write, glass.HEADING, glass.render(glassed, today))
+        replace_section(args.write, weak_networks.HEADING, weak_text)
         fan_out = [r for r in held(results) if r.publishers == 1 and not r.idle_rooms]
         plot.plot(fan_out, args.write.with_name("bench-forwarding.png"))
 

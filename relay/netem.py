@@ -5,6 +5,11 @@ Clients send to the proxy; each client address gets its own upstream socket towa
 relay, so the relay sees (and latches) one address per client as usual; ``rebind`` gives
 each a new one, as a NAT that rebinds does. Used by the tests and by ``eurelay netem`` for
 reproducing field problems.
+
+Loss with ``burst`` > 1 is the simple Gilbert model (the two-state Gilbert-Elliott chain with
+every packet lost in the bad state and none in the good one): bursts of geometric length with
+mean ``burst``, entered so that the long-run loss rate is ``loss``. A ``tap`` sees every
+packet and whether it was dropped: what the benchmarks trace repair with.
 """
 
 from __future__ import annotations
@@ -86,8 +91,12 @@ class UdpImpairmentProxy(asyncio.DatagramProtocol):
         down: Impairment | None = None,
         listen: tuple[str, int] = ("127.0.0.1", 0),
         seed: int | None = None,
+        tap: Callable[[str, bytes, bool], None] | None = None,
     ) -> None:
+        """``tap(direction, datagram, dropped)``, direction "up" (client to relay) or "down",
+        is called for every datagram as the proxy decides its fate."""
         rng = random.Random(seed)
+        self.tap = tap
         self.target = target
         self.listen = listen
         self.up = _Direction(up or Impairment(), random.Random(rng.random()))
@@ -172,6 +181,8 @@ class UdpImpairmentProxy(asyncio.DatagramProtocol):
     def _relay(self, direction: _Direction, data: bytes, send: Callable[[bytes], None]) -> None:
         assert self._loop is not None
         delay = direction.decide(len(data), self._loop.time())
+        if self.tap is not None:
+            self.tap("down" if direction is self.down else "up", data, delay is None)
         if delay is None:
             return
         if delay <= 0:

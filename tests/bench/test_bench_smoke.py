@@ -215,3 +215,47 @@ def test_red_bench_times_packets_whose_primary_block_is_found() -> None:
     result = red.measure(packets=500, rounds=1)
     assert result.red_as_is_ns > 0 and result.red_stripped_ns > 0
     assert "RED stripped to Opus" in red.render(result, "today", "here.")
+
+
+async def test_weak_networks_bench_compares_an_impaired_viewer_with_a_direct_one() -> None:
+    """One short run of the 5 % loss scenario: the shape of the result, and numbers that
+    make sense (not the targets: those are the bench's to report)."""
+    from bench import weak_networks
+    from signaling.client import restrict_ice_host_addresses
+
+    restrict_ice_host_addresses(["127.0.0.1"])
+    result = await weak_networks.run_scenario(weak_networks.BY_NAME["loss5"], 1, 2.0)
+    assert result["scenario"] == "loss5" and result["runs"] == 1
+    (run,) = result["per_run"]
+    assert run["direct_frames"] > 0 and 0 < run["direct_of_sent"] <= 1
+    assert 0 <= run["frames_vs_direct"] <= 1
+    assert 0 < run["longest_freeze_s"] <= run["window_s"]
+    assert run["join_direct_s"] > 0 and run["join_impaired_s"] > 0
+    # the taps saw the proxy's drops and the viewer's arrivals (aiortc's private names hold)
+    trace = run["trace"]
+    assert trace["packets_dropped"] > 0
+    assert trace["repaired"] + trace["never_arrived"] == trace["packets_lost_first_time"]
+    assert trace["nack_packets"] > 0
+    assert result["met_targets"] in (0, 1)
+    text = weak_networks.render([result], "today", "machine")
+    assert text.startswith(weak_networks.HEADING) and "| 5 % random loss, 100 ms RTT | 1 |" in text
+    assert weak_networks.worst_trace(result).startswith("loss5: worst run froze")
+
+
+def test_packet_trace_names_what_a_freeze_waited_on() -> None:
+    from bench.packet_trace import PacketTrace, rtp_key
+
+    header = bytes([0x80, 96, 0x01, 0x00]) + bytes(4) + (7).to_bytes(4)
+    assert rtp_key(header) == (7, 256)
+    assert rtp_key(bytes([0x80, 200]) + bytes(10)) is None  # RTCP
+    trace = PacketTrace()
+    trace.dropped[(7, 256)] = [10.0, 10.2]  # lost, and its resend lost too
+    trace.passed[(7, 256)] = 1
+    trace.nacked[(7, 256)] = [10.1, 10.8]
+    trace.arrived[(7, 256)] = [10.9]
+    trace.dropped[(7, 300)] = [5.0]  # never arrived, long before: not this freeze's
+    frames = [9.0 + i / 10 for i in range(1, 10)] + [10.95]  # 9.1 .. 9.9, then 10.95
+    (freeze,) = trace.freezes(frames, 9.0, 11.0)
+    assert abs(freeze.seconds - 1.05) < 1e-9 and [m.seq for m in freeze.missing] == [256]
+    assert trace.counts()["resends_seen_by_proxy"] == 2
+    assert trace.counts()["resends_dropped"] == 1 and trace.counts()["never_arrived"] == 1
