@@ -33,7 +33,7 @@ from . import (
     weak_networks,
     whip_latency,
 )
-from .doc_sections import replace_section
+from .doc_sections import replace_section, write_keeping_sections
 from .loadgen import KEY, SECRET, Result, as_json, held, run_all, server_process, table
 from .redis_server import redis_server
 
@@ -294,7 +294,7 @@ def main() -> None:
     print(rooms_text, joins_text, cascade.render(cascaded, today), glass.render(glassed, today))
     print(weak_text, json.dumps(weak), flush=True)
     if args.write:
-        args.write.write_text(text)
+        write_keeping_sections(args.write, text)
         replace_section(args.write, rooms.HEADING, rooms_text)
         replace_section(args.write, join_video.HEADING, joins_text)
         replace_section(args.write, receive_path.HEADING, pieces_text)

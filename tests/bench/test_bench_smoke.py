@@ -259,3 +259,16 @@ def test_packet_trace_names_what_a_freeze_waited_on() -> None:
     assert abs(freeze.seconds - 1.05) < 1e-9 and [m.seq for m in freeze.missing] == [256]
     assert trace.counts()["resends_seen_by_proxy"] == 2
     assert trace.counts()["resends_dropped"] == 1 and trace.counts()["never_arrived"] == 1
+
+
+def test_make_bench_keeps_the_sections_it_does_not_write(tmp_path: Path) -> None:
+    from bench.doc_sections import write_keeping_sections
+
+    doc = tmp_path / "BENCHMARKS.md"
+    doc.write_text(
+        "# Benchmarks\n\n## Forwarding (2026-01-01)\nold\n\n## Audio level (2026-01-02)\nkept\n"
+    )
+    write_keeping_sections(doc, "# Benchmarks\n\n## Forwarding (2026-11-30)\nnew\n")
+    assert doc.read_text() == (
+        "# Benchmarks\n\n## Forwarding (2026-11-30)\nnew\n\n## Audio level (2026-01-02)\nkept\n"
+    )
