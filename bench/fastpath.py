@@ -65,6 +65,7 @@ class _Sink:
         self.tx_srtp: FastSrtp | None = FastSrtp(_session())  # as Leg.connected() wraps DTLS
         self.addr: tuple[str, int] | None = addr
         self.rtt_ms: float | None = None
+        self.fraction_lost: float | None = None
         self.retransmit_budget = TokenBucket(rate=400.0, burst=200.0)
 
     def send_sender_report(self, report: bytes, lsr: int) -> None:

@@ -8,6 +8,7 @@ that ``upstream`` finds, what goes down through the down track's own sink.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -21,10 +22,12 @@ from .track import DownTrack, UpTrack
 
 RESEND_MIN_INTERVAL = 0.1  # seconds between two retransmissions of one packet to one leg
 MAX_AWAITED = 64  # NACKed numbers per subscriber kept while the publisher is asked for them
-# A NACKed packet is sent this many times in all, about one round trip apart, unless the
-# receiver says meanwhile that it has everything: aiortc asks for a missing packet once,
-# when the gap appears, so a lost retransmission used to wait for its next new gap.
-COPIES_PER_NACK = 3
+# A NACKed packet is sent up to this many times in all, about one round trip apart, unless
+# the receiver says meanwhile that it has it: aiortc asks for a missing packet once, when
+# the gap appears, so a lost retransmission used to wait for its next new gap. How many
+# depends on the loss the receiver reports: enough that all are lost once in a thousand.
+MIN_COPIES, MAX_COPIES = 3, 5
+ALL_COPIES_LOST = 1e-3
 RESEND_AGAIN_MIN = 0.04  # seconds: above a local network's round trip plus scheduling
 RESEND_AGAIN_MAX = 0.5
 RESEND_AGAIN_UNKNOWN_RTT = 0.12
@@ -134,7 +137,7 @@ class Repair:
 
         Receiver reports cannot tell: a receiver counts duplicates as received, so the
         copies themselves hide a packet still missing from the cumulative loss."""
-        if copies >= COPIES_PER_NACK:
+        if copies >= copies_for(down.sink.fraction_lost):
             down.resending.discard(out_seq)
             return
         down.resending.add(out_seq)
@@ -180,6 +183,15 @@ class Repair:
             if down.awaited:
                 waiting, down.awaited = down.awaited, []
                 self.retransmit(down, waiting)
+
+
+def copies_for(fraction_lost: float | None) -> int:
+    """Sends of a NACKed packet for a receiver that loses ``fraction_lost`` of its packets:
+    3 up to ~10 % loss, 5 at 20 % and above."""
+    loss = fraction_lost or 0.0
+    if loss <= 0.1:
+        return MIN_COPIES
+    return min(MAX_COPIES, max(MIN_COPIES, math.ceil(math.log(ALL_COPIES_LOST) / math.log(loss))))
 
 
 def _awaited_upstream(up: UpTrack, in_seq: int) -> bool:

@@ -9,6 +9,7 @@ import pytest
 
 from bench import agent_latency
 from bench.loopback_node import RunningNode, token
+from signaling import protocol as p
 from signaling.agent import AgentSession, PcmFrame, SpeechEnded, SpeechStarted, tone
 from signaling.client import Reconnected
 
@@ -77,8 +78,16 @@ async def test_an_agent_hears_who_speaks_as_pcm_and_keeps_going_after_a_reconnec
         heard = await asyncio.wait_for(track.recv(), 10)
         assert heard.samples > 0
 
-        # The agent's connection drops: it joins again and listens on
-        await relay_node.node.sessions[client.sid].ws.close()
+        # The agent's connection drops: it resumes its session and listens on
+        sid = client.sid
+        await relay_node.node.sessions[sid].ws.close()
+        await client.wait_for(p.Resumed, timeout=15)
+        assert client.sid == sid
+        frame = await _frame_from(agent, "alice", timeout=15)
+        assert frame.participant_sid == alice.sid
+        # Dropped where it cannot resume (a stale token): it joins again and listens on
+        client.resume_token = "stale"
+        await relay_node.node.sessions[sid].ws.close()
         await client.wait_for(Reconnected, timeout=15)
         frame = await _frame_from(agent, "alice", timeout=15)
         assert frame.participant_sid == alice.sid

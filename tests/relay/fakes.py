@@ -14,6 +14,7 @@ class FakeSink:
 
     addr = ("127.0.0.1", 1)
     rtt_ms = None
+    fraction_lost = None
 
     def __init__(self) -> None:
         self.retransmit_budget = TokenBucket(rate=400.0, burst=200.0)

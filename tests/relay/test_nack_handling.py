@@ -10,7 +10,7 @@ from relay.codecs import VP8
 from relay.nack_tracker import NackTracker
 from relay.packet_cache import PacketCache
 from relay.rate_limiter import TokenBucket
-from relay.repair import Repair
+from relay.repair import Repair, copies_for
 from relay.track import DownTrack, UpTrack
 
 from .fakes import FakeSink, FakeTimers, FakeWire
@@ -98,6 +98,24 @@ def test_a_resend_goes_again_each_round_trip_until_three_copies() -> None:
     assert _seqs(host.sent) == [out_seq] * 3
     assert down.resends == 1 and down.resends_again == 2 == host.stats.resends_again
     assert host.stats.retransmitted_packets == 3 and not down.resending
+
+
+def test_more_copies_for_a_receiver_that_loses_more() -> None:
+    assert [copies_for(loss) for loss in (None, 0.0, 0.05, 0.1, 0.15, 0.2, 0.6)] == [
+        3,
+        3,
+        3,
+        3,
+        4,
+        5,
+        5,
+    ]
+    host, down = _Host(), _down()
+    down.sink.fraction_lost = 0.2  # type: ignore[misc]
+    host.retransmit(down, [(1010 + down.seq_offset) & 0xFFFF])
+    while host.timers.run_due():
+        pass
+    assert down.resends_again == 4  # five sends in all
 
 
 def test_copies_follow_the_round_trip() -> None:
