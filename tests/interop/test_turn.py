@@ -8,11 +8,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import time
 from pathlib import Path
 
 import aiohttp
 import pytest
+from aiortc import RTCConfiguration, RTCPeerConnection
 
 from bench.loopback_node import RunningNode, node_settings, running_node, token
 
@@ -142,3 +144,68 @@ async def test_turn_credentials_are_minted_per_session_for_tokens_of_the_room() 
                 assert resp.status == 204
                 (link,) = resp.headers.getall("Link")
             assert link.startswith(f"<{urls[0]}>") and 'credential-type="password"' in link
+
+
+# RFC 9725 section 4.4, one Link header per URL (RFC 8288): the URL as configured, the
+# session's credential in quoted strings
+ICE_SERVER_LINK = re.compile(
+    r'<(?P<url>[^>]+)>; rel="ice-server"; username="(?P<username>[^"]+)"; '
+    r'credential="(?P<credential>[^"]+)"; credential-type="password"'
+)
+
+
+def _turn_links(links: list[str]) -> tuple[list[str], str, str]:
+    """The URLs of ``Link`` headers and the one credential they share, checked against the
+    shared secret."""
+    matches = [ICE_SERVER_LINK.fullmatch(link) for link in links]
+    assert all(matches), links
+    credentials = {(m["username"], m["credential"]) for m in matches if m is not None}
+    assert len(credentials) == 1, "one credential per session, on every URL"
+    ((username, credential),) = credentials
+    digest = hmac.new(SECRET.encode(), username.encode(), hashlib.sha1).digest()
+    assert credential == base64.b64encode(digest).decode()
+    return [m["url"] for m in matches if m is not None], username, credential
+
+
+async def test_turns_urls_reach_every_client_as_configured() -> None:
+    """A ``turns:`` URL (RFC 7065) goes out byte for byte, next to ``turn:`` ones, with the
+    session's credential: in ``joined.ice_servers``, as Link headers on an OPTIONS with a
+    token and on the 201 of WHIP and WHEP. Nothing listens: only signaling is tested (the
+    Python client gathers with the first URL only, as aiortc does)."""
+    urls = [
+        "turn:127.0.0.1:9?transport=udp",
+        "turns:turn.example.eu:5349?transport=tcp",
+        "turns:[2001:db8::7]:443?transport=tcp",
+        "turns:turn.example.eu",
+    ]
+    settings = node_settings(rtc={"turn": {"urls": urls, "secret": SECRET}})
+    async with running_node(settings) as rn, aiohttp.ClientSession() as http:
+        client = await rn.join("call", "ann")
+        assert client.joined is not None
+        (server,) = client.joined.ice_servers
+        assert server["urls"] == urls and server["username"] and server["credential"]
+
+        usernames = {server["username"]}
+        for kind, grant in (("whip", {"subscribe": False}), ("whep", {"publish": False})):
+            headers = {"Authorization": f"Bearer {token('call', kind, **grant)}"}
+            async with http.options(rn.http(f"/{kind}/call"), headers=headers) as resp:
+                assert resp.status == 204
+                sent, username, _ = _turn_links(resp.headers.getall("Link"))
+            assert sent == urls
+            usernames.add(username)
+
+            pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+            try:
+                direction = "sendonly" if kind == "whip" else "recvonly"
+                pc.addTransceiver("video", direction=direction)
+                await pc.setLocalDescription(await pc.createOffer())
+                sdp = {**headers, "Content-Type": "application/sdp"}
+                offer = pc.localDescription.sdp
+                async with http.post(rn.http(f"/{kind}/call"), data=offer, headers=sdp) as resp:
+                    assert resp.status == 201, await resp.text()
+                    sent, username, _ = _turn_links(resp.headers.getall("Link"))
+                assert sent == urls
+                usernames.add(username)
+            finally:
+                await pc.close()
+        assert len(usernames) == 5, "a credential of its own for every session and preflight"
