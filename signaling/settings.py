@@ -86,7 +86,7 @@ class TurnSettings(_Section):
     urls: list[str] = Field(
         default_factory=list,
         max_length=16,
-        description="turn:/turns: URLs handed to clients, e.g. "
+        description="turn:/turns: URLs (RFC 7065) handed to clients, e.g. "
         "turn:turn.example.eu:3478?transport=udp, turns:turn.example.eu:5349?transport=tcp; "
         "none: no TURN.",
     )
