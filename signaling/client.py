@@ -221,15 +221,22 @@ class EurelayClient:
     def _take_servers(self, joined: p.Joined) -> None:
         """The session's own ICE servers (a TURN credential minted for it) join the
         client's: every peer connection made from here on uses them."""
-        self._session_servers = [
-            RTCIceServer(
-                urls=server["urls"],  # type: ignore[arg-type]
-                username=server.get("username"),  # type: ignore[arg-type]
-                credential=server.get("credential"),  # type: ignore[arg-type]
-            )
-            for server in joined.ice_servers
-            if "urls" in server
-        ]
+        self._session_servers = []
+        for server in joined.ice_servers:
+            urls = server.get("urls")
+            listed = [urls] if isinstance(urls, str) else urls if isinstance(urls, list) else []
+            usable = [url for url in listed if isinstance(url, str) and "[" not in url]
+            if usable:
+                # aiortc 1.16 parses ICE server URLs with a regex that takes no IPv6 literal
+                # (turn:[2001:db8::1]) and raises for one, which would end the session: such
+                # URLs are for browsers, this client gathers with the others
+                self._session_servers.append(
+                    RTCIceServer(
+                        urls=usable,
+                        username=server.get("username"),  # type: ignore[arg-type]
+                        credential=server.get("credential"),  # type: ignore[arg-type]
+                    )
+                )
 
     def _subscriber(self) -> tuple[RTCPeerConnection, RTCDataChannel, RTCDataChannel]:
         """The connection the relay offers, with the two pre-negotiated data channels."""

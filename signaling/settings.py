@@ -8,6 +8,7 @@ Nested keys use ``__`` in the environment: ``EURELAY_HTTP__PORT=8080``,
 from __future__ import annotations
 
 import ipaddress
+import re
 import secrets
 from contextvars import ContextVar
 from pathlib import Path
@@ -52,6 +53,31 @@ class HttpSettings(_Section):
         return value
 
 
+# RFC 7065: turn[s]:HOST[:PORT][?transport=udp|tcp], HOST a DNS name, IPv4 or [IPv6]. Stricter
+# than its grammar on purpose: a URL that parses but no client can use (turns:// or a transport
+# other than udp/tcp) would only show as clients silently not relaying.
+TURN_URL = re.compile(
+    r"(?P<scheme>turns?):(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)"
+    r"(?::(?P<port>[0-9]{1,5}))?(?:\?transport=(?P<transport>[^&]*))?"
+)
+
+
+def _check_turn_url(url: str) -> None:
+    match = TURN_URL.fullmatch(url)
+    if match is None:
+        raise ValueError(
+            f"{url!r} is not a TURN URL (RFC 7065: turn:HOST[:PORT][?transport=udp|tcp], "
+            "or turns:HOST[:PORT]?transport=tcp for TLS; no //)"
+        )
+    if match["port"] is not None and not 0 < int(match["port"]) < 65536:
+        raise ValueError(f"{url!r}: port out of range")
+    if match["transport"] not in (None, "udp", "tcp"):
+        raise ValueError(f"{url!r}: transport must be udp or tcp")
+    if match["scheme"] == "turns" and match["transport"] == "udp":
+        # TURN over DTLS (RFC 7350): neither browsers nor aiortc use it, they skip the URL
+        raise ValueError(f"{url!r}: turns: is TLS over TCP; use ?transport=tcp")
+
+
 class TurnSettings(_Section):
     """A TURN server (coturn) for clients behind firewalls that block UDP to the relay.
     Signaling mints a time-limited credential per session (the TURN REST scheme coturn
@@ -60,7 +86,7 @@ class TurnSettings(_Section):
     urls: list[str] = Field(
         default_factory=list,
         max_length=16,
-        description="turn:/turns: URLs handed to clients, e.g. "
+        description="turn:/turns: URLs (RFC 7065) handed to clients, e.g. "
         "turn:turn.example.eu:3478?transport=udp, turns:turn.example.eu:5349?transport=tcp; "
         "none: no TURN.",
     )
@@ -76,8 +102,7 @@ class TurnSettings(_Section):
     @classmethod
     def _turn_urls(cls, value: list[str]) -> list[str]:
         for url in value:
-            if not url.startswith(("turn:", "turns:")):
-                raise ValueError(f"{url!r} is not a turn: or turns: URL")
+            _check_turn_url(url)
         return value
 
     @field_validator("secret")

@@ -39,14 +39,21 @@ class Peer:
 
 
 @contextlib.asynccontextmanager
-async def peer(ns: Namespace, *args: str) -> AsyncIterator[Peer]:
+async def peer(ns: Namespace, *args: str, trust: Path | None = None) -> AsyncIterator[Peer]:
+    """``trust``: a CA file the peer trusts instead of the system's (``SSL_CERT_FILE``, which
+    OpenSSL reads for Python's default context: what TURN over TLS verifies against)."""
     argv = ns.command(sys.executable, "-m", "tests.interop.turn_peer", *args)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("SSL_CERT_FILE", None)
+    env.pop("SSL_CERT_DIR", None)
+    if trust is not None:
+        env["SSL_CERT_FILE"] = str(trust)
     process = await asyncio.create_subprocess_exec(
         *argv,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env=env,
     )
     try:
         yield Peer(process)

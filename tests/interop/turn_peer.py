@@ -2,10 +2,14 @@
 ``Link`` headers (RFC 9725 section 4.4); run inside a network namespace that reaches the
 relay only through TURN.
 
-    python -m tests.interop.turn_peer whip|whep URL TOKEN [--transport udp|tcp|none]
+    python -m tests.interop.turn_peer whip|whep URL TOKEN [--transport udp|tcp|tls|none]
 
-Prints ``connected``, then (a viewer) ``frame WxH`` per decoded frame; runs until stdin
-closes.
+``tls`` takes the ``turns:`` URL (RFC 7065: TURN over TLS over TCP); aioice verifies the
+server's certificate against OpenSSL's default CA file, which the test points at its
+throwaway CA with ``SSL_CERT_FILE``: verification stays on, nothing is patched.
+
+Prints ``gathered`` and the candidate types (and stops there with ``--gather-only``),
+``connected``, then (a viewer) ``frame WxH`` per decoded frame; runs until stdin closes.
 """
 
 from __future__ import annotations
@@ -25,6 +29,16 @@ LINK = re.compile(r"<([^>]+)>\s*;(.*)")
 PARAM = re.compile(r'([\w-]+)="([^"]*)"')
 
 
+def carried_over(url: str) -> str:
+    """How a TURN URL reaches its server: udp, tcp or tls (RFC 7065: ``turn`` defaults to
+    UDP, ``turns`` is TLS over TCP)."""
+    scheme, _, rest = url.partition(":")
+    _, _, transport = rest.partition("?transport=")
+    if scheme == "turns":
+        return "tls" if transport in ("", "tcp") else f"turns-{transport}"
+    return transport or "udp"
+
+
 def ice_servers(links: list[str], transport: str) -> list[RTCIceServer]:
     servers = []
     for header in links:
@@ -33,7 +47,7 @@ def ice_servers(links: list[str], transport: str) -> list[RTCIceServer]:
             if match is None:
                 continue
             url, params = match[1], dict(PARAM.findall(match[2]))
-            if params.get("rel") != "ice-server" or f"transport={transport}" not in url:
+            if params.get("rel") != "ice-server" or carried_over(url) != transport:
                 continue
             servers.append(RTCIceServer(url, params.get("username"), params.get("credential")))
     return servers
@@ -44,7 +58,8 @@ async def main() -> None:
     parser.add_argument("kind", choices=["whip", "whep"])
     parser.add_argument("url")
     parser.add_argument("token")
-    parser.add_argument("--transport", default="udp", choices=["udp", "tcp", "none"])
+    parser.add_argument("--transport", default="udp", choices=["udp", "tcp", "tls", "none"])
+    parser.add_argument("--gather-only", action="store_true", help="stop after gathering")
     args = parser.parse_args()
 
     # The servers are needed before the offer (candidates are gathered for it): an OPTIONS
@@ -69,7 +84,12 @@ async def main() -> None:
         else:
             for kind in kinds:
                 pc.addTransceiver(kind, direction="recvonly")
-        await pc.setLocalDescription(await pc.createOffer())
+        await pc.setLocalDescription(await pc.createOffer())  # gathers
+        types = re.findall(r"^a=candidate:.* typ (\w+)", pc.localDescription.sdp, re.M)
+        print("gathered", *sorted(set(types)), flush=True)
+        if args.gather_only:
+            await pc.close()
+            return
         async with http.post(args.url, data=pc.localDescription.sdp, headers=headers) as resp:
             assert resp.status == 201, await resp.text()
             await pc.setRemoteDescription(RTCSessionDescription(await resp.text(), "answer"))

@@ -55,6 +55,31 @@ def test_bad_keys_are_named(tmp_path: Path, body: str, key: str) -> None:
     assert key in str(error.value)
 
 
+def test_turn_urls_follow_rfc_7065() -> None:
+    """What clients can use loads; what they would silently skip is refused, naming why."""
+    good = [
+        "turn:turn.example.eu:3478?transport=udp",
+        "turn:turn.example.eu",
+        "turns:turn.example.eu:5349?transport=tcp",
+        "turns:203.0.113.7",
+        "turns:[2001:db8::7]:443?transport=tcp",
+    ]
+    overrides = {"keys": {"k": SECRET}, "rtc": {"turn": {"urls": good, "secret": SECRET}}}
+    assert load_settings(None, overrides).rtc.turn.urls == good
+    bad = {
+        "turns://turn.example.eu:5349": "RFC 7065",
+        "turn:turn.example.eu:3478?transport=tls": "udp or tcp",
+        "turns:turn.example.eu:5349?transport=udp": "TLS over TCP",
+        "turn:turn.example.eu:70000": "port",
+        "turn:user@turn.example.eu": "RFC 7065",
+    }
+    for url, reason in bad.items():
+        overrides["rtc"] = {"turn": {"urls": [url], "secret": SECRET}}
+        with pytest.raises(ConfigError) as error:
+            load_settings(None, overrides)
+        assert "rtc.turn.urls" in str(error.value) and reason in str(error.value), url
+
+
 def test_file_without_keys_is_refused(tmp_path: Path) -> None:
     config = tmp_path / "nokeys.yaml"
     config.write_text("region: eu-west\n")
