@@ -57,6 +57,7 @@ from .media import (
     H264_SSRC,
     MID_ID,
     PUBLISHER_ICE,
+    RED_PT,
     RID_ID,
     SIMULCAST_RIDS,
     SIMULCAST_SSRCS,
@@ -200,6 +201,35 @@ class _Twcc:
         return self.seq
 
 
+def red_packets(opus_packets: list[bytes]) -> list[bytes]:
+    """The Opus packets again in RED (RFC 2198, payload type ``RED_PT``), each with the
+    previous frame as its redundant block, as Chromium sends them."""
+    red = []
+    previous = b""
+    for packet in opus_packets:
+        parsed = RtpPacket.parse(packet, _ext_map)
+        block = parsed.payload
+        header = b""
+        if previous:  # F=1, PT 111, timestamp offset 960, block length (RFC 2198 section 3)
+            header = struct.pack(
+                "!BHB", 0x80 | 111, (960 << 2) | (len(previous) >> 8), len(previous) & 0xFF
+            )
+        payload = header + bytes([111]) + previous + block
+        red.append(
+            _rtp(
+                RED_PT,
+                parsed.sequence_number + 1000,
+                parsed.timestamp,
+                AUDIO_SSRC,
+                payload,
+                False,
+                "1",
+            )
+        )
+        previous = block
+    return red
+
+
 def rtp_seeds() -> list[bytes]:
     twcc = _Twcc()
     vp8: list[bytes] = []
@@ -238,6 +268,7 @@ def rtp_seeds() -> list[bytes]:
             )
         )
     _write("rtp", "opus.bin", join_frames(audio))
+    _write("rtp", "red.bin", join_frames(red_packets(audio)))
 
     layers: list[bytes] = []
     sizes = ((32, 24), (64, 48), (128, 96))

@@ -57,6 +57,7 @@ SUBSCRIBER_ICE = IceCredentials("subfrag1", "subscriber-password-012345")
 AUDIO_LEVEL_ID, TWCC_ID, MID_ID, RID_ID = 1, 3, 4, 10
 
 VIDEO_SSRC, AUDIO_SSRC = 0x1001, 0x2002
+RED_PT = 63  # the audio track arrives in RED under this type too (stripped to Opus below)
 SIMULCAST_SSRCS = (0x3001, 0x3002, 0x3003)  # q, h, f: unknown to the leg until their rid
 SIMULCAST_RIDS = ("q", "h", "f")
 H264_SSRC = 0x4004  # unknown to the leg: bound by payload type
@@ -184,6 +185,7 @@ class MediaHarness:
         )
         self.video = _up("TR_video", "video", VP8, "0", VIDEO_SSRC)
         self.audio = _up("TR_audio", "audio", OPUS, "1", AUDIO_SSRC)
+        self.audio.red_payload_type = RED_PT
         self.simulcast = _up("TR_sim", "video", VP8, "2", None)
         self.simulcast.layers = [
             _up("TR_sim", "video", VP8, "2", None, rid) for rid in SIMULCAST_RIDS
