@@ -156,6 +156,8 @@ class Repair:
         if down.resent_at.get(out_seq) != sent:
             return  # asked for again (that send carries on) or received
         down.resending.discard(out_seq)
+        if down.sink.closed:
+            return  # the subscriber left (or the node is stopping) meanwhile
         now = time.perf_counter()
         sink = down.sink
         if not sink.retransmit_budget.allow(now):

@@ -60,7 +60,8 @@ class UdpMux(asyncio.DatagramProtocol):
         self.fast_sendto = transport.sendto  # type: ignore[attr-defined]
 
     def sendto(self, data: bytes, addr: tuple[str, int]) -> None:
-        if self.transport is not None:
+        """The slow paths' send (answers, RTCP, resends): nothing once the socket closed."""
+        if self.transport is not None and not self.transport.is_closing():
             self.transport.sendto(data, addr)
 
     def error_received(self, exc: Exception) -> None:

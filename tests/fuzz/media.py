@@ -43,7 +43,7 @@ from relay.ticker import Ticker
 from relay.track import HISTORY_SPANS, DownTrack, UpTrack
 from relay.twcc import MAX_PENDING
 from relay.udp_mux import UdpMux
-from tests.relay.fakes import FakeTimers
+from tests.relay.fakes import FakeTimers, RecordingTransport
 
 PUBLISHER_ADDR = ("192.0.2.10", 40000)
 SUBSCRIBER_ADDR = ("192.0.2.20", 40001)
@@ -86,14 +86,6 @@ class _IdentitySrtp:
         return bytes(rtp)
 
     unprotect = protect_rtcp = unprotect_rtcp = protect
-
-
-class _Transport:
-    def __init__(self) -> None:
-        self.sent: list[tuple[bytes, tuple[str, int]]] = []
-
-    def sendto(self, data: bytes, addr: tuple[str, int]) -> None:
-        self.sent.append((bytes(data), addr))
 
 
 class _LastResort(logging.Handler):
@@ -159,7 +151,7 @@ class MediaHarness:
     def __init__(self) -> None:
         self.stats = RelayStats()
         self.mux = UdpMux(self.stats)
-        self.transport = _Transport()
+        self.transport = RecordingTransport()
         self.mux.connection_made(self.transport)  # type: ignore[arg-type]
         self.timers = FakeTimers()  # copies a resend schedules: run after each datagram
         self.repair = Repair(self.mux, lambda up: self.publisher, call_later=self.timers.call_later)

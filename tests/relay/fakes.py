@@ -15,6 +15,7 @@ class FakeSink:
     addr = ("127.0.0.1", 1)
     rtt_ms = None
     fraction_lost = None
+    closed = False
 
     def __init__(self) -> None:
         self.retransmit_budget = TokenBucket(rate=400.0, burst=200.0)
@@ -52,3 +53,16 @@ class FakeTimers:
         for _, callback, args in due:
             callback(*args)
         return len(due)
+
+
+class RecordingTransport:
+    """A datagram transport that keeps what is sent (``UdpMux.connection_made`` takes it)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[bytes, tuple[str, int]]] = []
+
+    def sendto(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.sent.append((bytes(data), addr))
+
+    def is_closing(self) -> bool:
+        return False

@@ -23,6 +23,7 @@ from relay.stats import RelayStats
 from relay.track import UpTrack
 from relay.udp_mux import UdpMux
 from relay.viewer_leg import ViewerLeg
+from tests.relay.fakes import RecordingTransport
 
 KEY = bytes(range(30))  # AES_CM_128_HMAC_SHA1_80: 16 bytes of key, 14 of salt
 OTHER_KEY = bytes(range(1, 31))
@@ -45,15 +46,10 @@ def _participant(identity: str) -> Participant:
     )
 
 
-class _Socket:
-    def sendto(self, data: bytes, addr: tuple[str, int]) -> None:
-        pass
-
-
 @pytest.fixture
 def mux() -> UdpMux:
     mux = UdpMux(RelayStats(), moves_per_ip=5)
-    mux.connection_made(_Socket())  # type: ignore[arg-type]
+    mux.connection_made(RecordingTransport())  # type: ignore[arg-type]
     return mux
 
 

@@ -118,6 +118,14 @@ def test_more_copies_for_a_receiver_that_loses_more() -> None:
     assert down.resends_again == 4  # five sends in all
 
 
+def test_no_copy_goes_to_a_subscriber_that_left() -> None:
+    host, down = _Host(), _down()
+    host.retransmit(down, [(1010 + down.seq_offset) & 0xFFFF])
+    down.sink.closed = True  # type: ignore[misc]
+    host.timers.run_due()
+    assert len(host.sent) == 1 and down.resends_again == 0
+
+
 def test_copies_follow_the_round_trip() -> None:
     host, down = _Host(), _down()
     down.sink.rtt_ms = 200.0  # type: ignore[misc]
