@@ -27,6 +27,7 @@ class DownLeg(Leg):
         self._sr_sent: dict[int, float] = {}  # LSR (NTP middle 32 bits) -> when we sent it
         self.retransmit_budget = TokenBucket(rate=400.0, burst=200.0)  # NACK floods stop here
         self.fraction_lost: float | None = None  # the peer's last receiver report, worst stream
+        self.rtt_min_ms: float | None = None  # the lowest round trip measured: the path's own
         # The sender SSRCs of the peer's RTCP, the one part of it SRTCP leaves readable:
         # they recognise the peer at a new address (``relay.handover``).
         self.rtcp_sources: set[int] = set()
@@ -78,6 +79,7 @@ class DownLeg(Leg):
             if selector is not None:
                 selector.on_rtt(rtt, now)
             self.rtt_ms = rtt if self.rtt_ms is None else self.rtt_ms + 0.2 * (rtt - self.rtt_ms)
+            self.rtt_min_ms = rtt if self.rtt_min_ms is None else min(self.rtt_min_ms, rtt)
 
     def on_srtp(self, data: bytes, arrival: float) -> None:
         if self.rx_srtp is None:

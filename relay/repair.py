@@ -18,7 +18,7 @@ from .forwarder import fill_hole, read_seq_ts_ssrc, resend
 from .keyframe_replay import replay_keyframe
 from .leg import Wire
 from .publisher_leg import PublisherLeg
-from .track import DownTrack, UpTrack
+from .track import DownTrack, Sink, UpTrack
 
 RESEND_MIN_INTERVAL = 0.1  # seconds between two retransmissions of one packet to one leg
 MAX_AWAITED = 64  # NACKed numbers per subscriber kept while the publisher is asked for them
@@ -28,6 +28,7 @@ MAX_AWAITED = 64  # NACKed numbers per subscriber kept while the publisher is as
 # depends on the loss the receiver reports: enough that all are lost once in a thousand.
 MIN_COPIES, MAX_COPIES = 3, 5
 ALL_COPIES_LOST = 1e-3
+CONGESTED_LOSS = 0.25
 RESEND_AGAIN_MIN = 0.04  # seconds: above a local network's round trip plus scheduling
 RESEND_AGAIN_MAX = 0.5
 RESEND_AGAIN_UNKNOWN_RTT = 0.12
@@ -137,7 +138,8 @@ class Repair:
 
         Receiver reports cannot tell: a receiver counts duplicates as received, so the
         copies themselves hide a packet still missing from the cumulative loss."""
-        if copies >= copies_for(down.sink.fraction_lost):
+        sink = down.sink
+        if copies >= copies_for(sink.fraction_lost) or queue_building(sink):
             down.resending.discard(out_seq)
             return
         down.resending.add(out_seq)
@@ -187,10 +189,21 @@ class Repair:
                 self.retransmit(down, waiting)
 
 
+def queue_building(sink: Sink) -> bool:
+    """The round trip is well above the path's lowest: a queue is building on the link, its
+    loss is congestion, and copies would only deepen it (one resend per NACK then)."""
+    rtt, floor = sink.rtt_ms, sink.rtt_min_ms
+    return rtt is not None and floor is not None and rtt > floor + max(50.0, floor / 2)
+
+
 def copies_for(fraction_lost: float | None) -> int:
     """Sends of a NACKed packet for a receiver that loses ``fraction_lost`` of its packets:
-    3 up to ~10 % loss, 5 at 20 % and above."""
+    3 up to ~10 % loss, 5 at 20 %; one above ``CONGESTED_LOSS``, where loss is a link too
+    small for what it is sent, and copies crowd out the media (a capped link decoded half
+    the frames with them)."""
     loss = fraction_lost or 0.0
+    if loss > CONGESTED_LOSS:
+        return 1
     if loss <= 0.1:
         return MIN_COPIES
     return min(MAX_COPIES, max(MIN_COPIES, math.ceil(math.log(ALL_COPIES_LOST) / math.log(loss))))

@@ -101,15 +101,8 @@ def test_a_resend_goes_again_each_round_trip_until_three_copies() -> None:
 
 
 def test_more_copies_for_a_receiver_that_loses_more() -> None:
-    assert [copies_for(loss) for loss in (None, 0.0, 0.05, 0.1, 0.15, 0.2, 0.6)] == [
-        3,
-        3,
-        3,
-        3,
-        4,
-        5,
-        5,
-    ]
+    losses = (None, 0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3)
+    assert [copies_for(loss) for loss in losses] == [3, 3, 3, 3, 4, 5, 5, 1]
     host, down = _Host(), _down()
     down.sink.fraction_lost = 0.2  # type: ignore[misc]
     host.retransmit(down, [(1010 + down.seq_offset) & 0xFFFF])
@@ -124,6 +117,18 @@ def test_no_copy_goes_to_a_subscriber_that_left() -> None:
     down.sink.closed = True  # type: ignore[misc]
     host.timers.run_due()
     assert len(host.sent) == 1 and down.resends_again == 0
+
+
+def test_no_copies_while_a_queue_builds_on_the_link() -> None:
+    # Loss from a queue overflowing is congestion: copies would deepen it (a capped link
+    # froze 5 s with them); one resend per NACK, as before
+    host, down = _Host(), _down()
+    down.sink.rtt_min_ms, down.sink.rtt_ms = 100.0, 400.0  # type: ignore[misc]
+    host.retransmit(down, [(1010 + down.seq_offset) & 0xFFFF])
+    assert len(host.sent) == 1 and host.timers.pending == []
+    down.sink.rtt_ms = 130.0  # type: ignore[misc]  # within the path's own jitter
+    host.retransmit(down, [(1020 + down.seq_offset) & 0xFFFF])
+    assert len(host.timers.pending) == 1
 
 
 def test_copies_follow_the_round_trip() -> None:
