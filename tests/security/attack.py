@@ -724,6 +724,24 @@ async def websocket(t: Target, v: Victim, r: Results) -> None:
     )
     await sig.close()
     # a client that never sends join is closed at join_timeout (10 s): checked with slow clients
+    # Log injection: a token that names no room lets its holder name one in join (as the
+    # app that minted it chose); a line break in it must not forge a log line.
+    forged = "2026-01-01 00:00:00,000 ERROR eurelay forged by a room name"
+    sig = Signaling(t)
+    assert sig.ws is None
+    sig.ws = await t.http.ws_connect(t.node.ws_url)
+    await sig.send({"type": "join", "token": tok("", "m"), "room": f"inj\n{forged}"})
+    joined = await sig.expect("joined")
+    await sig.send({"type": "leave"})
+    await sig.close()
+    await wait_for(lambda: "left room inj" in t.log.read_text(), 5)
+    lines = t.log.read_text().splitlines()
+    r.add(
+        c,
+        "a room name with a line break forges no log line",
+        not any(line.startswith(forged) for line in lines),
+        f"joined {joined['room']!r}",
+    )
 
 
 async def resume(t: Target, v: Victim, r: Results) -> None:
@@ -1456,7 +1474,7 @@ async def slow_clients(t: Target, v: Victim, r: Results) -> None:
         began = time.monotonic()
         with contextlib.suppress(TimeoutError):
             while True:
-                msg = await ws.receive(timeout=40)
+                msg = await ws.receive(timeout=45)
                 if msg.type in (
                     aiohttp.WSMsgType.CLOSE,
                     aiohttp.WSMsgType.CLOSED,
@@ -1469,7 +1487,7 @@ async def slow_clients(t: Target, v: Victim, r: Results) -> None:
     async def closed_tcp(reader: asyncio.StreamReader) -> float:
         began = time.monotonic()
         with contextlib.suppress(TimeoutError, ConnectionError):
-            while await asyncio.wait_for(reader.read(4096), 40):
+            while await asyncio.wait_for(reader.read(4096), 45):
                 pass
             return time.monotonic() - began
         return float("inf")
@@ -1477,7 +1495,7 @@ async def slow_clients(t: Target, v: Victim, r: Results) -> None:
     watching = [asyncio.ensure_future(closed_ws(ws)) for ws in silent]
     watching += [asyncio.ensure_future(closed_tcp(rd)) for rd, _ in conns]
     started = time.monotonic()
-    while time.monotonic() < started + 35 and not all(w.done() for w in watching):
+    while time.monotonic() < started + 40 and not all(w.done() for w in watching):
         for _, writer in conns[:300]:
             with contextlib.suppress(ConnectionError):
                 writer.write(b"X")
