@@ -84,8 +84,8 @@ class LogBadHttpOnce(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        if not isinstance(exc, HttpProcessingError):
-            return True
+        if not isinstance(exc, HttpProcessingError) or record.levelno < logging.WARNING:
+            return True  # aiohttp's own debug lines (non-HTTP bytes on the port) stay so
         kind = type(exc).__name__
         said = (record.getMessage(), kind, str(exc.message)[:120])
         record.exc_info = None

@@ -100,6 +100,11 @@ async def test_malformed_http_is_logged_once_per_kind(caplog: pytest.LogCaptureF
     for thirty bytes sent, as often as a client liked."""
     caplog.set_level(logging.INFO)
     async with running_node() as rn:
+        # not HTTP at all (TLS to the plain port): aiohttp says so at debug level only
+        reader, writer = await asyncio.open_connection(*_address(rn))
+        writer.write(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(40) + b"\r\n\r\n")
+        await _closed_within(reader, 5)
+        writer.close()
         for i in range(20):
             reader, writer = await asyncio.open_connection(*_address(rn))
             bad = b"Bad Header\r\n" if i % 2 else b"X: " + b"a" * 9000 + b"\r\n"
