@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench fuzz setup clean
+.PHONY: run test lint bench fuzz attack setup clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -51,6 +51,12 @@ fuzz: $(STAMP)
 	$(BIN)/pip install -q 'atheris>=2.3' || echo "atheris did not install; use FUZZ_ENGINE=hypothesis"
 	unshare -n sh -c 'ip link set lo up && nice -n 19 $(BIN)/python -m tests.fuzz.run \
 		--engine $(FUZZ_ENGINE) --seconds $(FUZZ_SECONDS) $(FUZZ_TARGETS)'
+
+# The outsider's attack on a real node with a victim call measured throughout (docs/SECURITY.md,
+# "Attack re-run"); 10.77.0.0/24 made local in the namespace: the attacker's addresses.
+attack: $(STAMP)
+	unshare -n sh -c 'ip link set lo up && ip route add local 10.77.0.0/24 dev lo && \
+		$(BIN)/python -m tests.security.attack $(ARGS)'
 
 clean:
 	rm -rf $(VENV) .venv-ffmpeg .pytest_cache .mypy_cache .ruff_cache .fuzz

@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp.test_utils import TestServer
 
 from relay.worker import RelayWorker
-from signaling.app import create_app
+from signaling.app import create_app, server_options
 from signaling.app_keys import NODE
 from signaling.client import EurelayClient
 from signaling.node import Node
@@ -106,7 +106,7 @@ async def running_node(
 ) -> AsyncIterator[RunningNode]:
     app = create_app(settings or node_settings())
     server = TestServer(app, host=host, port=0)
-    await server.start_server()
+    await server.start_server(**server_options())
     await app[NODE].announce(str(server.make_url("/")).rstrip("/"))
     running = RunningNode(server)
     try:

@@ -4,6 +4,7 @@ address, joins per client IP)."""
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 
 
@@ -24,6 +25,30 @@ class TokenBucket:
             self.tokens -= cost
             return True
         return False
+
+
+def address_key(address: str) -> str:
+    """What a per-address limit counts ``address`` under: an IPv4 address as it is; an IPv6
+    address by its /64, since one host (or one home) holds a whole /64 and may send from any
+    of its addresses; an IPv4 address on a dual-stack socket (``::ffff:192.0.2.7``) as that
+    IPv4 address; IPv6 loopback as ``::1``."""
+    if ":" not in address:
+        return address
+    try:
+        ip = ipaddress.IPv6Address(address.split("%", 1)[0])
+    except ValueError:
+        return address
+    if ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    if ip.is_loopback:
+        return "::1"
+    return f"{ipaddress.IPv6Network((ip, 64), strict=False).network_address}/64"
+
+
+def is_loopback_key(key: str) -> bool:
+    """Loopback, which the per-address limits exempt: it cannot be spoofed from outside,
+    and tests and benchmarks run hundreds of clients from it."""
+    return key.startswith("127.") or key == "::1"
 
 
 class PerKeyWindow:

@@ -30,7 +30,7 @@ from time import perf_counter
 from .handover import Handover, Unprotected
 from .ice_lite import IceLiteResponder
 from .leg import Address, Leg
-from .rate_limiter import PerKeyWindow
+from .rate_limiter import PerKeyWindow, address_key, is_loopback_key
 from .stats import RelayStats
 
 logger = logging.getLogger(__name__)
@@ -115,7 +115,8 @@ class UdpMux(asyncio.DatagramProtocol):
             return
         # Loopback is exempt: it cannot be spoofed from outside, and tests and benchmarks
         # run hundreds of clients from 127.0.0.1.
-        if not addr[0].startswith("127.") and not self.stun_limit.allow(addr[0], now):
+        key = address_key(addr[0])  # an IPv6 source by its /64
+        if not is_loopback_key(key) and not self.stun_limit.allow(key, now):
             self.stats.dropped["stun_rate_limited"] += 1
             return
         try:
@@ -136,7 +137,8 @@ class UdpMux(asyncio.DatagramProtocol):
         """SRTP/SRTCP from an address no leg is latched to: a leg's peer that moved, if its
         keys authenticate the packet; then the leg moves, and the packet is its."""
         # Loopback is exempt, as for STUN: hundreds of test clients share 127.0.0.1.
-        if not addr[0].startswith("127.") and not self.move_limit.allow(addr[0], now):
+        key = address_key(addr[0])
+        if not is_loopback_key(key) and not self.move_limit.allow(key, now):
             self.stats.dropped["move_rate_limited"] += 1
             return
         found = self.handover.claim(data, now)

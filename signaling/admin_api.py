@@ -21,7 +21,7 @@ from . import protocol as p
 from .app_keys import NODE
 from .authz import OnCluster, OnRoom, authenticate, require
 from .cascade import describe_member
-from .errors import ApiError, parse_body, relay_status
+from .errors import ApiError, parse_body, read_body, relay_status
 from .node import describe_grants, describe_participant
 
 
@@ -57,7 +57,7 @@ async def list_rooms(request: web.Request) -> web.Response:
 
 async def create_room(request: web.Request) -> web.Response:
     authenticate(request)  # 401 before 400; what the token allows is decided on the body
-    body = parse_body(CreateRoom, await request.read())
+    body = parse_body(CreateRoom, await read_body(request))
     require(request, OnRoom(body.name, "admin"))
     node = request.app[NODE]
     policy = RoomPolicy(
@@ -124,7 +124,7 @@ async def update_participant(request: web.Request) -> web.Response:
     may no longer publish are unpublished at once (the others see ``track_unpublished``)."""
     require(request, OnRoom(request.match_info["room"], "admin"))
     room = _room(request)
-    body = parse_body(UpdateParticipant, await request.read())
+    body = parse_body(UpdateParticipant, await read_body(request))
     grants = body.permissions
     permissions = Permissions(
         can_publish=grants.can_publish,

@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -14,7 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from . import admin_api, cluster_api, dev_endpoints, peer_api, whep, whip
 from .app_keys import METRICS, NODE
 from .client_address import limit_joins
-from .errors import create_error_middleware
+from .errors import create_error_middleware, log_bad_http_once
 from .metrics import create_registry
 from .node import Node
 from .rtc_session import CLOSE_INTERNAL, RtcSession
@@ -22,6 +23,24 @@ from .settings import Settings
 from .whip import cors_middleware
 
 logger = logging.getLogger(__name__)
+
+# A connection with no request under way, idle between requests or with its headers still
+# arriving (a byte at a time: slowloris), is closed after this many seconds; aiohttp's own
+# default is an hour. A request's body has ``errors.BODY_TIMEOUT``, a WebSocket's join
+# ``signaling.join_timeout``.
+IDLE_TIMEOUT = 30.0
+# After a refused body (408, 413), the rest a client still sends is read and dropped for at
+# most this long (so it can read the answer), then the connection is closed.
+LINGERING_TIME = 2.0
+
+
+def server_options() -> dict[str, Any]:
+    """How the HTTP server runs the app (``web.AppRunner``'s keyword arguments)."""
+    return {
+        "access_log": None,
+        "keepalive_timeout": IDLE_TIMEOUT,
+        "lingering_time": LINGERING_TIME,
+    }
 
 
 async def rtc(request: web.Request) -> web.StreamResponse:
@@ -79,6 +98,7 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(
         middlewares=[cors_middleware, create_error_middleware()], client_max_size=256 * 1024
     )
+    log_bad_http_once()
     node = Node(settings)
     app[NODE] = node
     app[METRICS] = create_registry(

@@ -93,10 +93,10 @@ def _dev_banner(settings: Settings, host: str, port: int) -> None:
 
 
 async def _run(settings: Settings) -> None:
-    from .app import create_app
+    from .app import create_app, server_options
 
     app = create_app(settings)
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(app, **server_options())
     try:
         await runner.setup()  # starts the node: the relay binds its UDP port here
     except OSError as exc:

@@ -13,6 +13,8 @@ import time
 
 from aiohttp import web
 
+from relay.rate_limiter import address_key, is_loopback_key
+
 from .app_keys import NODE
 from .errors import ApiError
 
@@ -44,11 +46,12 @@ def client_ip(request: web.Request) -> str | None:
 
 def limit_joins(request: web.Request) -> None:
     """Refuse a session start beyond ``signaling.joins_per_ip`` per second from one client
-    address (429). Loopback is exempt: a proxy on the same host must limit by itself."""
+    address, an IPv6 one counted by its /64 (429). Loopback is exempt: a proxy on the same
+    host must limit by itself."""
     node = request.app[NODE]
-    address = client_ip(request) or ""
-    if address.startswith("127.") or address == "::1":
+    key = address_key(client_ip(request) or "")  # an IPv6 client by its /64
+    if is_loopback_key(key):
         return
-    if not node.join_limit.allow(address, time.monotonic()):
+    if not node.join_limit.allow(key, time.monotonic()):
         node.joins_rate_limited += 1
         raise ApiError(429, "rate_limited", "too many sessions started from this address")

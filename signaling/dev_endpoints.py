@@ -7,7 +7,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from .app_keys import NODE
-from .errors import parse_body
+from .errors import parse_body, read_body
 from .tokens import Grant, mint
 
 
@@ -23,7 +23,7 @@ class DevTokenRequest(BaseModel):
 
 
 async def dev_token(request: web.Request) -> web.Response:
-    body = parse_body(DevTokenRequest, await request.read())
+    body = parse_body(DevTokenRequest, await read_body(request))
     key, secret = next(iter(request.app[NODE].settings.keys.items()))
     grant = Grant(
         room=body.room,

@@ -3,16 +3,23 @@
 Client input never produces a 500: handlers raise ``ApiError`` (or a token / access error),
 and anything else that escapes a handler is a bug of ours, logged with its traceback once per
 route and exception type (so a client repeating the request cannot flood the log) and
-answered with a plain JSON 500 that carries no traceback.
+answered with a plain JSON 500 that carries no traceback. A client that goes away halfway
+through its request is not one: logged at debug level.
+
+Bodies are read within ``BODY_TIMEOUT`` (a client sending its offer a byte a second would
+otherwise hold its handler forever), and malformed HTTP, which aiohttp answers 400 itself,
+is logged once per kind (``LogBadHttpOnce``), not once per request with a traceback.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Middleware
 from pydantic import BaseModel, ValidationError
 
@@ -29,6 +36,8 @@ from .tokens import TokenError
 
 logger = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
+
+BODY_TIMEOUT = 10.0  # seconds to receive a whole request body (at most 256 KiB)
 
 
 class ApiError(Exception):
@@ -50,6 +59,54 @@ def describe_invalid(exc: ValidationError) -> str:
     where = ".".join(str(x) for x in first["loc"]) or "body"
     more = len(exc.errors()) - 1
     return f"{where}: {first['msg']}" + (f" (and {more} more)" if more else "")
+
+
+async def read_body(request: web.Request) -> bytes:
+    """The request's body, received within ``BODY_TIMEOUT`` seconds (else 408)."""
+    try:
+        async with asyncio.timeout(BODY_TIMEOUT):
+            return await request.read()
+    except TimeoutError:
+        raise ApiError(
+            408, "request_timeout", f"the body did not arrive within {BODY_TIMEOUT:g} s"
+        ) from None
+
+
+class LogBadHttpOnce(logging.Filter):
+    """On aiohttp's server logger: malformed HTTP (a header line too long, a broken
+    header, a bad chunk) is answered 400 by aiohttp, which logs each at ERROR with a
+    traceback. Here the first of each kind is a one-line warning; the next ones are
+    logged only at debug level."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, HttpProcessingError) or record.levelno < logging.WARNING:
+            return True  # aiohttp's own debug lines (non-HTTP bytes on the port) stay so
+        kind = type(exc).__name__
+        said = (record.getMessage(), kind, str(exc.message)[:120])
+        record.exc_info = None
+        record.exc_text = None
+        if kind in self.seen:
+            if not logging.getLogger().isEnabledFor(logging.DEBUG):
+                return False
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        else:
+            self.seen.add(kind)
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.msg = "%s (%s: %s); more of this kind are logged at debug level only"
+        record.args = said
+        return True
+
+
+def log_bad_http_once() -> None:
+    """Install ``LogBadHttpOnce`` on aiohttp's server logger, once per process."""
+    server = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, LogBadHttpOnce) for f in server.filters):
+        server.addFilter(LogBadHttpOnce())
 
 
 def parse_body(model: type[M], raw: bytes) -> M:
@@ -83,7 +140,10 @@ def create_error_middleware() -> Middleware:
         try:
             return await handler(request)
         except ApiError as exc:
-            return _error(exc.status, exc.code, str(exc))
+            response = _error(exc.status, exc.code, str(exc))
+            if exc.status in (408, 413):  # the body's rest is not waited for: closed after
+                response.force_close()
+            return response
         except TokenError as exc:
             return _error(401, exc.code, str(exc))
         except AccessDenied as exc:
@@ -95,6 +155,14 @@ def create_error_middleware() -> Middleware:
                 raise
             return _error(exc.status, "http_error", exc.reason)
         except Exception as exc:
+            transport = request.transport
+            if isinstance(exc, ConnectionResetError) and (
+                transport is None or transport.is_closing()
+            ):  # the client's own connection, not one of ours: nobody to answer
+                logger.debug(
+                    "%s %s: the client went away mid-request", request.method, request.path
+                )
+                return _error(400, "connection_lost", "the client went away mid-request")
             resource = request.match_info.route.resource
             key = (resource.canonical if resource else request.path, type(exc).__name__)
             if key not in logged:

@@ -4,6 +4,11 @@ A filter on the node's log handler rewrites every record, from every logger (aio
 aioice's debug lines carry ICE candidates), before it is formatted: IPv4 addresses keep
 their /24 (``192.0.2.x``), IPv6 their /48 (``2001:db8:1::x``). The node's own addresses
 (what it binds and announces) stay readable: they are no one's personal data.
+
+The same filter keeps each record's message on one line: a line break or another control
+character in it (a room name, which a client may choose in ``join`` with a token naming no
+room) is written escaped (``\\n``), so that no client can forge a log line. Tracebacks
+keep their lines.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ IPV4 = re.compile(r"(?<![\d.])(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})(?![\d.]
 # Anything with two or more colons between hex groups; validated before it is rewritten
 # (a time of day such as 08:43:22 is not an address).
 IPV6 = re.compile(r"(?<![\w:])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?![\w:.])")
+# What would break a log line or drive a terminal: escaped in messages.
+CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
 
 
 class TruncateClientIps(logging.Filter):
@@ -51,13 +58,18 @@ class TruncateClientIps(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        record.msg, record.args = self.scrub(message), None
+        record.msg, record.args = one_line(self.scrub(message)), None
         if record.exc_info:
             record.exc_text = self.scrub(logging.Formatter().formatException(record.exc_info))
             record.exc_info = None
         if record.stack_info:
             record.stack_info = self.scrub(record.stack_info)
         return True
+
+
+def one_line(text: str) -> str:
+    """``text`` with its control characters escaped (``\\n``, ``\\x1b``...)."""
+    return CONTROL.sub(lambda m: m[0].encode("unicode_escape").decode("ascii"), text)
 
 
 def own_addresses(settings: Settings) -> set[str]:

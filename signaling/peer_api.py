@@ -19,6 +19,7 @@ from relay.errors import RelayError
 from .app_keys import NODE
 from .authz import AccessDenied, require_peer
 from .errors import ApiError, parse_body, relay_status
+from .errors import read_body as receive_body
 from .peer_wire import (
     MAX_BODY,
     BridgeOpen,
@@ -36,7 +37,7 @@ async def read_body(request: web.Request, model: type[M]) -> M:
     require_peer(request)
     if request.content_length is not None and request.content_length > MAX_BODY:
         raise ApiError(413, "invalid_message", f"body larger than {MAX_BODY} bytes")
-    body = parse_body(model, await request.read())
+    body = parse_body(model, await receive_body(request))
     refusal = await request.app[NODE].cascade.check_peer(body.room, body.node)
     if refusal is not None:
         raise AccessDenied(*refusal)

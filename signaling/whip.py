@@ -26,7 +26,7 @@ from .authz import OnRoom, OnSession, require, require_claims
 from .client_address import client_ip, limit_joins
 from .cluster import PlacementUnavailable
 from .cluster_api import parse_rtts
-from .errors import ApiError, relay_status
+from .errors import ApiError, read_body, relay_status
 from .turn import ice_servers
 
 SDP = "application/sdp"
@@ -52,7 +52,7 @@ async def read_text(request: web.Request, content_type: str, limit: int, code: s
         raise ApiError(415, "unsupported_media_type", f"charset {charset!r}: only UTF-8 is read")
     if request.content_length is not None and request.content_length > limit:
         raise ApiError(413, code, f"body larger than {limit} bytes")
-    body = await request.read()
+    body = await read_body(request)
     if len(body) > limit:
         raise ApiError(413, code, f"body larger than {limit} bytes")
     try:
