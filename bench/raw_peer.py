@@ -90,7 +90,10 @@ class RawPeer(asyncio.DatagramProtocol):
             return
         b0 = data[0]
         if b0 < 4:
-            self.stun_ok.set()
+            if b0 & 0x01:  # an answer to our checks
+                self.stun_ok.set()
+            else:
+                self._answer_check(data, addr)
         elif 19 < b0 < 64 and self.dtls is not None:
             self.dtls.feed(data)
         elif 127 < b0 < 192 and self.dtls is not None and self.dtls.connected:
@@ -172,6 +175,25 @@ class RawPeer(asyncio.DatagramProtocol):
         request.attributes["USE-CANDIDATE"] = None
         request.add_message_integrity(self.remote_creds[1].encode())
         self._send(bytes(request))
+
+    def _answer_check(self, data: bytes, addr: tuple[str, int]) -> None:
+        """Answer the relay's consent check (it sends one before following a move), as
+        browsers and aioice do: a success keyed by our password, to where it came from."""
+        try:
+            request = stun.parse_message(data)
+        except (ValueError, struct.error):
+            return
+        ours = f"{self.creds.ufrag}:{self.remote_creds[0]}"
+        pwd = self.creds.pwd.encode()
+        if request.attributes.get("USERNAME") != ours or not request.check_message_integrity(pwd):
+            return
+        response = stun.Message(
+            stun.Method.BINDING, stun.Class.RESPONSE, transaction_id=request.transaction_id
+        )
+        response.attributes["XOR-MAPPED-ADDRESS"] = addr
+        response.add_message_integrity(pwd)
+        if self.transport is not None:
+            self.transport.sendto(bytes(response), addr)
 
     async def _keep_consent(self) -> None:
         while True:

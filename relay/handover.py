@@ -1,6 +1,8 @@
 """Handover: a leg's peer that turns up at a new address (a NAT rebinding, Wi-Fi to mobile)
-is followed there on its first authenticated SRTP or SRTCP packet from it, instead of at its
-next consent check, which may be ~5 s away while its media is lost.
+is found by its first authenticated SRTP or SRTCP packet from it, instead of at its next
+consent check, which may be ~5 s away while its media is lost. Finding is not moving: a
+connected leg moves there once the address answers the relay's own check (the mux, with
+``relay.consent``), since anyone holding the leg's keys can put any source on a packet.
 
 Only the mux's unlatched path comes here: a packet from an address no leg is latched to.
 The SSRC in its clear header names candidate legs (a publisher's media SSRCs; the sender

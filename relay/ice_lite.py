@@ -1,9 +1,11 @@
 """ICE-lite responder (RFC 8445 section 2.5) for the sessions sharing one UDP socket.
 
-The relay never sends connectivity checks; it answers binding requests whose USERNAME
-and MESSAGE-INTEGRITY match a session's credentials, and reports the session so the mux
-can latch the remote address. It latches on the first authenticated request whether it
-carries USE-CANDIDATE or not: aioice does not nominate towards a lite peer.
+The relay sends no connectivity checks of its own to establish a session (only, later, a
+consent check before a connected session moves: ``relay.consent``); it answers binding
+requests whose USERNAME and MESSAGE-INTEGRITY match a session's credentials, and reports
+the session so the mux can latch the remote address. It latches on the first authenticated
+request whether it carries USE-CANDIDATE or not: aioice does not nominate towards a lite
+peer.
 """
 
 from __future__ import annotations

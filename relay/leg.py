@@ -73,6 +73,9 @@ class Leg:
         self.repair = env.repair
         self.participant = participant
         self.credentials = IceCredentials.generate()
+        # The peer's, from its SDP: what a move's consent check is keyed with
+        # (``relay.consent``); None (a bridge's peer) and the leg never moves once connected.
+        self.remote_credentials: IceCredentials | None = None
         self.dtls = DtlsSession(env.certificate, self._send_dtls, role)
         self.addr: Address | None = None
         # Set on a leg that initiates (relay to relay): it checks toward a known address

@@ -11,6 +11,7 @@ from typing import Protocol
 from .audio_level import AUDIO_LEVEL_URI, AudioLevel
 from .codecs import Codec
 from .errors import NotFoundError, PermissionDeniedError, SdpError
+from .ice_lite import IceCredentials
 from .nack_tracker import NackTracker
 from .packet_cache import PacketCache
 from .publisher_leg import PublisherLeg
@@ -90,6 +91,8 @@ class Publishing:
             participant.publisher_leg = leg
         elif offer.fingerprints != leg.remote_fingerprints:
             raise SdpError("the DTLS fingerprint changed; start a new session instead")
+        else:  # the peer's ICE credentials, should it have restarted ICE
+            leg.remote_credentials = IceCredentials(offer.ice_ufrag, offer.ice_pwd)
         leg.twcc_id = twcc_extension(offer) or 0
         for media in offer.media:
             if media.simulcast:

@@ -83,6 +83,8 @@ class RelayStats:
     data_messages_rejected: int = 0
     stun_requests: int = 0
     address_changes: int = 0  # legs moved to a new address (consent check or SRTP from it)
+    # moves of a connected leg not made: its new address never consented (``relay.consent``)
+    moves_refused: int = 0
     dropped: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DROP_REASONS, 0))
     forward_seconds: Histogram = field(default_factory=lambda: Histogram(FORWARD_BUCKETS))
     dtls_handshake_seconds: Histogram = field(default_factory=lambda: Histogram(HANDSHAKE_BUCKETS))

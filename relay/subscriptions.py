@@ -9,6 +9,7 @@ from .audio_top_n import starts_paused
 from .codecs import OPUS, RED, SUPPORTED, Codec
 from .down_leg import DownLeg
 from .errors import NotFoundError, PermissionDeniedError, StateError
+from .ice_lite import IceCredentials
 from .red import red_codec
 from .repair import Repair
 from .room import Participant
@@ -124,6 +125,7 @@ class Subscriptions:
         if leg is None or not leg.negotiation.offer_pending:
             raise StateError("no subscriber offer is awaiting an answer")
         answer = parse_description(answer_sdp)
+        leg.remote_credentials = IceCredentials(answer.ice_ufrag, answer.ice_pwd)
         if not leg.dtls_started:
             leg.remote_fingerprints = answer.fingerprints
             leg.dtls.set_role("client" if answer.setup == "passive" else "server")

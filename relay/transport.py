@@ -135,6 +135,7 @@ class Transports:
         _, role = answer_role(offer.setup)
         leg = self.new_leg(kind, participant, role)
         leg.remote_fingerprints = offer.fingerprints
+        leg.remote_credentials = IceCredentials(offer.ice_ufrag, offer.ice_pwd)
         return leg
 
     def local(self, leg: Leg) -> LocalTransport:

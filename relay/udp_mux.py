@@ -13,9 +13,17 @@ authenticated answer latches that address. Until then ``by_addr`` is empty, so n
 SRTP reaches the leg. On the main socket, where nobody initiates, every response is dropped.
 
 SRTP and SRTCP from an address no leg is latched to may be a leg's peer that moved (a NAT
-rebinding, a handover): ``relay.handover`` finds the leg whose keys authenticate it, and the
-leg is latched there at once, limited per source IP as STUN is. Anything else, or anything
-else from an unlatched address, is dropped.
+rebinding, a handover): ``relay.handover`` finds the leg whose keys authenticate it, limited
+per source IP as STUN is. Anything else, or anything else from an unlatched address, is
+dropped.
+
+A leg whose DTLS finished moves only with the new address's consent (``relay.consent``):
+an authenticated packet from there (SRTP, SRTCP or a binding request) starts one check per
+leg, the relay's own binding request to that address, and only its authenticated answer from
+there latches the leg. Until then media keeps going to the old address, which consented
+already (a spoofed source must not pause it either), and what comes from the new one is
+received without refreshing the leg's liveness. Before DTLS finished the first authenticated
+request latches at once, as before: no media flows yet, and the handshake proves the path.
 """
 
 from __future__ import annotations
@@ -27,8 +35,9 @@ from bisect import bisect_left
 from collections.abc import Callable
 from time import perf_counter
 
+from .consent import MoveCheck
 from .handover import Handover, Unprotected
-from .ice_lite import IceLiteResponder
+from .ice_lite import IceLiteResponder, parse_stun
 from .leg import Address, Leg
 from .rate_limiter import PerKeyWindow, address_key, is_loopback_key
 from .stats import RelayStats
@@ -46,6 +55,12 @@ class UdpMux(asyncio.DatagramProtocol):
         self.responder: IceLiteResponder[Leg] = IceLiteResponder()
         self.handover = Handover(self.responder.owners)
         self.by_addr: dict[tuple[str, int], Leg] = {}
+        # Moves awaiting the new address's consent: at most one per leg, and by address.
+        self.moves: dict[Leg, MoveCheck] = {}
+        self.moving_to: dict[Address, Leg] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = float("inf")
         # The leg this socket was opened for, on an initiating leg's own socket: the only
         # one STUN responses are for.
         self.initiating: Leg | None = None
@@ -58,6 +73,10 @@ class UdpMux(asyncio.DatagramProtocol):
         self.transport = transport  # type: ignore[assignment]
         # The fast path calls the transport's own sendto: no Python frames in between.
         self.fast_sendto = transport.sendto  # type: ignore[attr-defined]
+        try:
+            self._loop = asyncio.get_running_loop()
+        except RuntimeError:  # a test's fake transport: it drives ``poll_moves`` itself
+            self._loop = None
 
     def sendto(self, data: bytes, addr: tuple[str, int]) -> None:
         """The slow paths' send (answers, RTCP, resends): nothing once the socket closed."""
@@ -70,6 +89,7 @@ class UdpMux(asyncio.DatagramProtocol):
 
     def forget(self, leg: Leg) -> None:
         self.responder.remove(leg.credentials)
+        self._end_check(leg)
         if leg.addr is not None and self.by_addr.get(leg.addr) is leg:
             del self.by_addr[leg.addr]
         if self.initiating is leg:
@@ -131,11 +151,18 @@ class UdpMux(asyncio.DatagramProtocol):
             if response is not None:
                 self.stats.dropped["unauthorized"] += 1
             return
-        self._latch(leg, addr, now, "stun")
+        self._move(leg, addr, now, "stun")
 
     def _on_moved_srtp(self, data: bytes, addr: Address, now: float) -> None:
         """SRTP/SRTCP from an address no leg is latched to: a leg's peer that moved, if its
-        keys authenticate the packet; then the leg moves, and the packet is its."""
+        keys authenticate the packet; then the leg moves there once the address consents,
+        and the packet is its at once."""
+        leg = self.moving_to.get(addr)
+        if leg is not None:
+            # Being checked: received (its own keys authenticate it in ``on_srtp``), but the
+            # leg's liveness is its latched address's until the move is made.
+            leg.on_srtp(data, now)
+            return
         # Loopback is exempt, as for STUN: hundreds of test clients share 127.0.0.1.
         key = address_key(addr[0])
         if not is_loopback_key(key) and not self.move_limit.allow(key, now):
@@ -146,7 +173,7 @@ class UdpMux(asyncio.DatagramProtocol):
             self.stats.dropped["unknown_source"] += 1
             return
         leg, plain = found
-        self._latch(leg, addr, now, "srtp")
+        self._move(leg, addr, now, "srtp")
         srtp = leg.rx_srtp
         leg.rx_srtp = Unprotected(plain)  # type: ignore[assignment]  # for this one call
         try:
@@ -155,6 +182,10 @@ class UdpMux(asyncio.DatagramProtocol):
             leg.rx_srtp = srtp
 
     def _on_stun_response(self, data: bytes, addr: tuple[str, int], now: float) -> None:
+        moving = self.moving_to.get(addr)
+        if moving is not None:
+            self._on_move_answer(moving, data, addr, now)
+            return
         leg = self.initiating
         initiator = leg.initiator if leg is not None else None
         if leg is None or initiator is None or addr != initiator.remote_addr:
@@ -169,6 +200,84 @@ class UdpMux(asyncio.DatagramProtocol):
             self.stats.dropped["unauthorized"] += 1
             return
         self._latch(leg, addr, now, "stun")
+
+    def _move(self, leg: Leg, addr: Address, now: float, by: str) -> None:
+        """``leg``'s peer is authenticated at ``addr``: latch it there, or, once the leg is
+        connected and ``addr`` is new, ask ``addr`` for its consent first."""
+        if leg.addr is None or leg.addr == addr or leg.tx_srtp is None:
+            self._latch(leg, addr, now, by)
+            return
+        check = self.moves.get(leg)
+        if check is not None:
+            if check.addr != addr:  # one check at a time; this address may ask again later
+                self.stats.moves_refused += 1
+            return
+        remote = leg.remote_credentials
+        if remote is None or addr in self.moving_to:
+            # Nothing to check with (a bridge's peer is another relay, which does not move),
+            # or another leg is checking that address.
+            self.stats.moves_refused += 1
+            return
+        if by == "stun":  # SRTP was counted against this limit before its keys were tried
+            key = address_key(addr[0])
+            if not is_loopback_key(key) and not self.move_limit.allow(key, now):
+                self.stats.dropped["move_rate_limited"] += 1
+                return
+        check = MoveCheck.start(leg.credentials, remote, addr, by, now)
+        self.moves[leg] = check
+        self.moving_to[addr] = leg
+        self.sendto(check.request, addr)
+        self._arm(check.next_at)
+
+    def _on_move_answer(self, leg: Leg, data: bytes, addr: Address, now: float) -> None:
+        check = self.moves[leg]
+        try:
+            message = parse_stun(data)
+        except ValueError:
+            self.stats.dropped["malformed"] += 1
+            return
+        if not check.answered_by(message, addr):
+            # A wrong or spoofed answer ends nothing: the peer's own may still come.
+            self.stats.dropped["unauthorized"] += 1
+            return
+        self._end_check(leg)
+        self._latch(leg, addr, now, check.via)
+
+    def poll_moves(self, now: float) -> None:
+        """Send the checks' retransmits that are due; drop those that gave up."""
+        for leg, check in list(self.moves.items()):
+            request, gave_up = check.poll(now)
+            if request is not None:
+                self.sendto(request, check.addr)
+            elif gave_up:
+                self._end_check(leg)
+                self.stats.moves_refused += 1
+                logger.debug(
+                    "%s leg of %s not moved to %s: no consent",
+                    leg.direction,
+                    leg.participant.sid,
+                    check.addr[0],
+                )
+
+    def _end_check(self, leg: Leg) -> None:
+        check = self.moves.pop(leg, None)
+        if check is not None and self.moving_to.get(check.addr) is leg:
+            del self.moving_to[check.addr]
+
+    def _arm(self, at: float) -> None:
+        """Wake ``poll_moves`` at ``at`` (perf_counter time) at the latest."""
+        if self._loop is None or at >= self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = at
+        self._timer = self._loop.call_later(max(at - perf_counter(), 0.0), self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer, self._timer_at = None, float("inf")
+        self.poll_moves(perf_counter())
+        if self.moves:
+            self._arm(min(check.next_at for check in self.moves.values()))
 
     def _latch(self, leg: Leg, addr: tuple[str, int], now: float, by: str) -> None:
         leg.last_seen = now

@@ -52,6 +52,12 @@ COUNTERS = (
         "Sessions' media legs moved to a new client address (NAT rebinding, handover).",
         "address_changes",
     ),
+    (
+        "eurelay_relay_moves_refused",
+        "Moves of a connected leg to a new address not made: the address did not answer the "
+        "relay's consent check, or the leg was checking another address.",
+        "moves_refused",
+    ),
     ("eurelay_relay_nack_sent", "NACK packets sent to publishers.", "nack_sent"),
     (
         "eurelay_relay_twcc_feedback_sent",

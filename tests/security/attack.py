@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from aioice import stun
 
 from bench.decoded_call import Decoded
 from bench.flat_color_track import FlatColorTrack
@@ -1234,8 +1235,6 @@ async def udp_garbage(t: Target, v: Victim, r: Results) -> None:
             for b in range(256):
                 sock.sendto(bytes([b]) + os.urandom(30), server)
         elif name == "STUN with bad integrity":
-            from aioice import stun
-
             msg = stun.Message(stun.Method.BINDING, stun.Class.REQUEST)
             msg.attributes["USERNAME"] = "nobody:evil"
             msg.add_message_integrity(b"wrong-password")
@@ -1308,7 +1307,7 @@ async def handover(t: Target, v: Victim, r: Results) -> None:
     r.add(c, "nothing sent back to the replaying addresses", got == 0, f"{got} datagrams")
     sock.close()
     sock2.close()
-    # the attacker's own leg: moved by its own SRTCP to an address that never did STUN
+    # the attacker's own leg, pointed by its own packets at addresses that never consent
     sig, peer, _offer = await raw_subscriber(t, "handover-own", "m")
     pub = await raw_publisher(t, "handover-own", "p")
     for _ in range(50):
@@ -1318,24 +1317,39 @@ async def handover(t: Target, v: Victim, r: Results) -> None:
     for _ in range(3):  # receiver reports from where it is: the relay learns its SSRC
         peer.send_raw(peer.dtls.tx_srtp.protect_rtcp(rtcp_rr(1)))
         await asyncio.sleep(0.2)
-    other = udp_socket("127.0.0.1")  # stands for a spoofed source: never sent STUN
-    other.sendto(peer.dtls.tx_srtp.protect_rtcp(rtcp_rr(1)), ("127.0.0.1", t.node.udp_port))
-    for _ in range(50):
-        pub.rtp(pub.audio_ssrc, 111, os.urandom(60))
-        await asyncio.sleep(0.01)
-    got = 0
-    with contextlib.suppress(BlockingIOError):
-        while True:
-            other.recv(2048)
-            got += 1
-    r.add(
-        c,
-        "own leg moved by one SRTCP packet to an address that never answered a check "
-        "(known limitation, see docs/SECURITY.md: media toward a spoofed source)",
-        True,
-        f"{got} datagrams sent to the new address",
+    # Stand-ins for spoofed sources, which never answer the relay's checks: one sends an
+    # SRTCP packet the leg's keys authenticate; once the relay gave up on that one (a leg
+    # has one check at a time), the other a binding request with the leg's credentials.
+    request = stun.Message(stun.Method.BINDING, stun.Class.REQUEST)
+    request.attributes["USERNAME"] = f"{peer.remote_creds[0]}:{peer.creds.ufrag}"
+    request.attributes["PRIORITY"] = 0x6E0001FF
+    request.attributes["ICE-CONTROLLING"] = 1
+    request.add_message_integrity(peer.remote_creds[1].encode())
+    attempts = (
+        ("SRTCP", peer.dtls.tx_srtp.protect_rtcp(rtcp_rr(1)), "the relay's checks"),
+        ("a binding request", bytes(request), "its answer, the relay's checks"),
     )
-    other.close()
+    for name, packet, stun_sent in attempts:
+        spoofed = udp_socket("127.0.0.1")
+        spoofed.sendto(packet, ("127.0.0.1", t.node.udp_port))
+        for _ in range(100):  # past the relay's checks (~0.75 s)
+            pub.rtp(pub.audio_ssrc, 111, os.urandom(60))
+            await asyncio.sleep(0.01)
+        media = checks = 0
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                data = spoofed.recv(2048)
+                if data and data[0] < 4:
+                    checks += 1
+                elif data and 127 < data[0] < 192:
+                    media += 1
+        r.add(
+            c,
+            f"own leg not moved by {name} from an address that never answered a check",
+            media == 0,
+            f"{media} SRTP/SRTCP datagrams to it ({checks} STUN: {stun_sent})",
+        )
+        spoofed.close()
     await sig.close()
     await pub.sig.close()
     await peer.close()
