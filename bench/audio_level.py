@@ -61,7 +61,6 @@ class _Sink:
         self.tx_srtp: Any = _NoProtection()
         self.rtt_ms: float | None = None
         self.fraction_lost: float | None = None
-        self.rtt_min_ms: float | None = None
         self.closed = False
         self.retransmit_budget = TokenBucket(rate=400.0, burst=200.0)
 

@@ -66,7 +66,6 @@ class _Sink:
         self.addr: tuple[str, int] | None = addr
         self.rtt_ms: float | None = None
         self.fraction_lost: float | None = None
-        self.rtt_min_ms: float | None = None
         self.closed = False
         self.retransmit_budget = TokenBucket(rate=400.0, burst=200.0)
 

@@ -27,7 +27,6 @@ class DownLeg(Leg):
         self._sr_sent: dict[int, float] = {}  # LSR (NTP middle 32 bits) -> when we sent it
         self.retransmit_budget = TokenBucket(rate=400.0, burst=200.0)  # NACK floods stop here
         self.fraction_lost: float | None = None  # the peer's last receiver report, worst stream
-        self.rtt_min_ms: float | None = None  # the lowest round trip measured: the path's own
         # The sender SSRCs of the peer's RTCP, the one part of it SRTCP leaves readable:
         # they recognise the peer at a new address (``relay.handover``).
         self.rtcp_sources: set[int] = set()
@@ -65,10 +64,16 @@ class DownLeg(Leg):
             selector = down.selector if down is not None else None  # simulcast only
             if selector is not None:
                 selector.on_report(report.fraction_lost / 256.0, now)
-            if down is not None and down.unrepaired_loss(report.packets_lost, report.fraction_lost):
-                # Some receivers NACK only on new gaps: send what they last asked for once
-                # more (a hole stalls their jitter buffer), and a keyframe for the rest.
-                self.repair.retransmit(down, down.nacked)
+            if (
+                down is not None
+                and not down.rtx_payload_type
+                and down.unrepaired_loss(report.packets_lost, report.fraction_lost)
+            ):
+                # A hole that repair (resends and their copies) never filled: only a keyframe
+                # gets that subscriber decoding again. Its last NACK is not sent again: the
+                # packets it named may have arrived since, and a filler for one the receiver
+                # still holds replaced it in aiortc's buffer (a broken frame). With RTX the
+                # media stream's loss count never falls on repair: it says nothing here.
                 self.repair.request_keyframe(down.up)
             sent = self._sr_sent.get(report.lsr)
             if sent is None or not report.lsr:
@@ -79,7 +84,6 @@ class DownLeg(Leg):
             if selector is not None:
                 selector.on_rtt(rtt, now)
             self.rtt_ms = rtt if self.rtt_ms is None else self.rtt_ms + 0.2 * (rtt - self.rtt_ms)
-            self.rtt_min_ms = rtt if self.rtt_min_ms is None else min(self.rtt_min_ms, rtt)
 
     def on_srtp(self, data: bytes, arrival: float) -> None:
         if self.rx_srtp is None:

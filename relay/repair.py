@@ -18,7 +18,7 @@ from .forwarder import fill_hole, read_seq_ts_ssrc, resend
 from .keyframe_replay import replay_keyframe
 from .leg import Wire
 from .publisher_leg import PublisherLeg
-from .track import DownTrack, Sink, UpTrack
+from .track import DownTrack, UpTrack
 
 RESEND_MIN_INTERVAL = 0.1  # seconds between two retransmissions of one packet to one leg
 MAX_AWAITED = 64  # NACKed numbers per subscriber kept while the publisher is asked for them
@@ -133,20 +133,20 @@ class Repair:
             self.request_keyframe(down.up)
 
     def _resend_later(self, down: DownTrack, out_seq: int, sent: float, copies: int) -> None:
-        """Send ``out_seq`` again about one round trip after ``sent`` unless the receiver
+        """Send ``out_seq`` again half a round trip after ``sent`` unless the receiver
         asked for it again (a newer send owns it) or sent a NACK without it (it has it).
 
         Receiver reports cannot tell: a receiver counts duplicates as received, so the
         copies themselves hide a packet still missing from the cumulative loss."""
         sink = down.sink
-        if copies >= copies_for(sink.fraction_lost) or queue_building(sink):
+        if copies >= copies_for(sink.fraction_lost):
             down.resending.discard(out_seq)
             return
         down.resending.add(out_seq)
         rtt = down.sink.rtt_ms
-        # Three quarters of a round trip: a copy lost in turn still lands within ~300 ms at
-        # 100 ms RTT, and copies are spaced enough that one burst rarely takes them all.
-        delay = RESEND_AGAIN_UNKNOWN_RTT if rtt is None else 0.75 * rtt / 1000.0
+        # Half a round trip: a resend lost in turn is repaired well within 300 ms at 100 ms
+        # RTT, and copies are spaced enough that one short burst rarely takes them all.
+        delay = RESEND_AGAIN_UNKNOWN_RTT if rtt is None else 0.5 * rtt / 1000.0
         delay = min(max(delay, RESEND_AGAIN_MIN), RESEND_AGAIN_MAX)
         if self._call_later is None:
             self._call_later = asyncio.get_running_loop().call_later
@@ -189,18 +189,12 @@ class Repair:
                 self.retransmit(down, waiting)
 
 
-def queue_building(sink: Sink) -> bool:
-    """The round trip is well above the path's lowest: a queue is building on the link, its
-    loss is congestion, and copies would only deepen it (one resend per NACK then)."""
-    rtt, floor = sink.rtt_ms, sink.rtt_min_ms
-    return rtt is not None and floor is not None and rtt > floor + max(50.0, floor / 2)
-
-
 def copies_for(fraction_lost: float | None) -> int:
     """Sends of a NACKed packet for a receiver that loses ``fraction_lost`` of its packets:
     3 up to ~10 % loss, 5 at 20 %; one above ``CONGESTED_LOSS``, where loss is a link too
     small for what it is sent, and copies crowd out the media (a capped link decoded half
-    the frames with them)."""
+    the frames with them). A round trip above the path's lowest did not tell congestion
+    apart: a busy receiver's reports inflate it too, and its copies stopped."""
     loss = fraction_lost or 0.0
     if loss > CONGESTED_LOSS:
         return 1

@@ -152,7 +152,6 @@ class Sink(Protocol):
     tx_srtp: FastSrtp | None  # set once DTLS is up; a down track is active only after
     rtt_ms: float | None
     fraction_lost: float | None  # the peer's last receiver report, worst stream
-    rtt_min_ms: float | None  # the lowest round trip seen: what the path takes without a queue
     closed: bool
     retransmit_budget: TokenBucket
 

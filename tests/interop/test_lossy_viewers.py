@@ -31,6 +31,11 @@ pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 VIEWERS = int(os.environ.get("EURELAY_LOSSY_VIEWERS", "20"))
 WINDOW = 10.0  # seconds of 5% loss
 HALF_RTT = Impairment(delay_ms=50.0)
+# The 300 ms holds in bench.weak_networks (frames matched by number: 20 of 20 runs).
+# Here gaps are timed as 21 peers decode in one process, and the worst of twenty seeded loss
+# patterns (two packets in a row, and a resend, lost) lands at 0.30-0.34 s; the freezes this
+# test is for lasted 0.6-2.2 s.
+FREEZE = 0.35
 
 
 async def _decoding(
@@ -91,7 +96,7 @@ async def test_independent_viewers_do_not_freeze_at_five_percent_loss(
         bad = [
             f"viewer {i}: {ratio:.1%} of the frames, froze {freeze:.2f} s"
             for i, (ratio, freeze, _) in enumerate(results)
-            if ratio < 0.97 or freeze > max(0.3, stall + 0.2)
+            if ratio < 0.97 or freeze > max(FREEZE, stall + 0.2)
         ]
         assert not bad, f"direct viewer's longest gap {stall:.2f} s; " + "; ".join(bad)
         assert relay_node.worker.stats.resends_again > 0  # what repaired the lost resends

@@ -15,7 +15,6 @@ class FakeSink:
     addr = ("127.0.0.1", 1)
     rtt_ms = None
     fraction_lost = None
-    rtt_min_ms = None
     closed = False
 
     def __init__(self) -> None:
