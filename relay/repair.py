@@ -22,7 +22,7 @@ from .track import DownTrack, UpTrack
 
 RESEND_MIN_INTERVAL = 0.1  # seconds between two retransmissions of one packet to one leg
 MAX_AWAITED = 64  # NACKed numbers per subscriber kept while the publisher is asked for them
-# A NACKed packet is sent up to this many times in all, about one round trip apart, unless
+# A NACKed packet is sent up to this many times in all, half a round trip apart, unless
 # the receiver says meanwhile that it has it: aiortc asks for a missing packet once, when
 # the gap appears, so a lost retransmission used to wait for its next new gap. How many
 # depends on the loss the receiver reports: enough that all are lost once in a thousand.
@@ -72,8 +72,9 @@ class Repair:
             leg.send_rtcp(rtcp.pli(leg.rtcp_ssrc, up.ssrc))
             self.stats.keyframe_requests_sent += 1
 
-    def retransmit(self, down: DownTrack, lost: list[int]) -> None:
-        """Answer a subscriber's NACK from the packet cache.
+    def retransmit(self, down: DownTrack, lost: list[int], nack: bool = True) -> None:
+        """Answer a subscriber's NACK from the packet cache (``nack``: ``lost`` is a NACK
+        the subscriber sent, not numbers the relay kept for it).
 
         A packet the relay is still asking the publisher for is left alone: forwarded when
         it arrives, filled by ``upstream_gave_up`` if it never does. Only a filler (the
@@ -89,7 +90,7 @@ class Repair:
         # already dropping packets.
         interval = max(RESEND_MIN_INTERVAL, 1.5 * (sink.rtt_ms or 0.0) / 1000.0)
         filled = False
-        if down.resending:
+        if nack and down.resending:
             # What the receiver no longer asks for, it has: aiortc lists every missing
             # packet in each NACK; Chromium those due for a retry, and asks again itself.
             for seq in down.resending.difference(lost):
@@ -186,7 +187,7 @@ class Repair:
         for down in up.down_tracks:
             if down.awaited:
                 waiting, down.awaited = down.awaited, []
-                self.retransmit(down, waiting)
+                self.retransmit(down, waiting, nack=False)
 
 
 def copies_for(fraction_lost: float | None) -> int:

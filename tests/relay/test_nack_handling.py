@@ -135,6 +135,15 @@ def test_a_nack_without_the_packet_stops_its_copies() -> None:
     assert _seqs(host.sent) == [first, second, second]
 
 
+def test_numbers_the_relay_kept_are_no_nack_and_stop_no_copies() -> None:
+    host, down = _Host(), _down()
+    first, second = ((n + down.seq_offset) & 0xFFFF for n in (1010, 1020))
+    host.retransmit(down, [first])
+    host.retransmit(down, [second], nack=False)  # awaited upstream, given up: not a NACK
+    host.timers.run_due()
+    assert sorted(_seqs(host.sent)) == sorted([first, second, first, second])
+
+
 def test_a_new_nack_for_the_packet_takes_its_copies_over() -> None:
     host, down = _Host(), _down()
     out_seq = (1010 + down.seq_offset) & 0xFFFF
