@@ -20,8 +20,9 @@ from bench.loopback_node import RunningNode, node_settings, running_node
 from relay import rtcp
 from relay.rate_limiter import TokenBucket
 from relay.room import Participant, Permissions
+from relay.rtp_header import is_keyframe_start, payload_offset
 from relay.subscriber_leg import SubscriberLeg
-from relay.track import DownTrack
+from relay.track import DownTrack, UpTrack
 
 from ..helpers import eventually
 
@@ -81,6 +82,18 @@ async def _join_and_decode(node: RunningNode, room: str, names: list[str]) -> No
         assert (frame.width, frame.height) == (160, 120)
 
 
+def _replayable(up: UpTrack, max_age: float) -> bool:
+    """Whether the track's cache holds a keyframe start younger than ``max_age``."""
+    assert up.cache is not None
+
+    def starts(rtp: bytes) -> bool:
+        offset = payload_offset(rtp)
+        return offset >= 0 and is_keyframe_start(up.codec.mime, rtp[offset:])
+
+    since = time.perf_counter() - max_age
+    return bool(up.cache.run_from(up.stats.max_seq, since, starts))
+
+
 async def test_a_burst_of_joiners_costs_the_publisher_one_keyframe_request() -> None:
     # The replay age spans both waves here (the cache keeps 1.5 s): on a busy machine the
     # handshakes of a wave can spread over more than the default 0.5 s.
@@ -92,7 +105,7 @@ async def test_a_burst_of_joiners_costs_the_publisher_one_keyframe_request() -> 
         await eventually(lambda: up.packets > 10)
         # aiortc sends one keyframe at its start and then only when asked: once that one
         # is too old to replay, the first joiner has to ask for a new one.
-        await asyncio.sleep(1.6)
+        await eventually(lambda: not _replayable(up, 1.5), timeout=5)
         before = worker.stats.keyframe_requests_sent
         # The first wave starts while the keyframe its first member asked for is on its way;
         # the second, once that keyframe is there, from the cache.

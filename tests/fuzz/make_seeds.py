@@ -21,7 +21,7 @@ from pathlib import Path
 
 import av
 from aioice import stun
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.codecs.h264 import H264Encoder
 from aiortc.codecs.opus import OpusEncoder
 from aiortc.codecs.vpx import Vp8Encoder
@@ -441,7 +441,7 @@ async def aiortc_sdp() -> dict[str, str]:
 
     restrict_ice_host_addresses(["127.0.0.1"])
     out: dict[str, str] = {}
-    pcs = [RTCPeerConnection() for _ in range(4)]
+    pcs = [RTCPeerConnection(RTCConfiguration(iceServers=[])) for _ in range(4)]
     try:
         out["aiortc-publish"] = await _gathered(
             pcs[0], [("audio", "sendonly"), ("video", "sendonly")], data=False
@@ -480,7 +480,7 @@ CHROMIUM_SCRIPT = """async (relayOffer) => {
     setTimeout(resolve, 2000);
   });
   const offer = async (setup) => {
-    const pc = new RTCPeerConnection();
+    const pc = new RTCPeerConnection({iceServers: []});
     setup(pc);
     await pc.setLocalDescription(await pc.createOffer());
     await settle(pc);
@@ -503,7 +503,7 @@ CHROMIUM_SCRIPT = """async (relayOffer) => {
     pc.addTransceiver('video', {direction: 'recvonly'});
     pc.addTransceiver('audio', {direction: 'recvonly'});
   });
-  const pc = new RTCPeerConnection();
+  const pc = new RTCPeerConnection({iceServers: []});
   await pc.setRemoteDescription({type: 'offer', sdp: relayOffer});
   await pc.setLocalDescription(await pc.createAnswer());
   out['chromium-subscriber-answer'] = pc.localDescription.sdp;
