@@ -119,8 +119,8 @@ class PacketTrace:
         self, frames: list[float], start: float, end: float, longer_than: float = 0.2
     ) -> list[Freeze]:
         """Gaps between decoded frames in [start, end] over ``longer_than`` seconds, each
-        with the packets it waited on: dropped in the 2 s before its end, not yet arrived
-        when it began."""
+        with the packets it waited on: dropped from 2 s before it began to its end, not yet
+        arrived when it began (a long freeze's cause is dropped at its start)."""
         inside = [start] + [t for t in frames if start <= t < end] + [end]
         found = []
         for a, b in itertools.pairwise(inside):
@@ -128,7 +128,7 @@ class PacketTrace:
                 continue
             missing = []
             for key, drops in sorted(self.dropped.items(), key=lambda item: item[1][0]):
-                if not b - 2.0 <= drops[0] <= b:
+                if not a - 2.0 <= drops[0] <= b:
                     continue
                 later = [t for t in self.arrived.get(key, []) if t > drops[0]]
                 if later and later[0] <= a:

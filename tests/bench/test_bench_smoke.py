@@ -259,6 +259,10 @@ def test_packet_trace_names_what_a_freeze_waited_on() -> None:
     assert abs(freeze.seconds - 1.05) < 1e-9 and [m.seq for m in freeze.missing] == [256]
     assert trace.counts()["resends_seen_by_proxy"] == 2
     assert trace.counts()["resends_dropped"] == 1 and trace.counts()["never_arrived"] == 1
+    # a stall to the window's end: what it waited on was dropped at its start, 4 s before
+    trace.dropped[(7, 400)] = [20.05]
+    (stall,) = trace.freezes([19.9, 20.0], 19.9, 24.0)
+    assert [m.seq for m in stall.missing] == [400] and stall.missing[0].arrived_at is None
 
 
 def test_make_bench_keeps_the_sections_it_does_not_write(tmp_path: Path) -> None:
