@@ -69,6 +69,10 @@ class PacketTrace:
     nack_packets: int = 0
     plis: list[float] = field(default_factory=list)
     rtx_arrivals: int = 0  # packets that came as RTX (a separate stream)
+    # RTX streams' SSRCs, learned from arrivals: the proxy cannot read which packet an RTX
+    # copy carries (the original number is in the encrypted payload), so a dropped RTX copy
+    # counts as a dropped resend, not as a packet of its own that never arrived.
+    rtx_ssrcs: set[int] = field(default_factory=set)
     other_dropped: int = 0  # RTCP, STUN, DTLS the proxy dropped
 
     def proxy_tap(self, direction: str, data: bytes, dropped: bool) -> None:
@@ -83,9 +87,14 @@ class PacketTrace:
         else:
             self.passed[key] = self.passed.get(key, 0) + 1
 
-    def on_arrival(self, key: Key, rtx: bool) -> None:
+    def on_arrival(self, key: Key, rtx_ssrc: int | None = None) -> None:
         self.arrived.setdefault(key, []).append(time.monotonic())
-        self.rtx_arrivals += rtx
+        if rtx_ssrc is not None:
+            self.rtx_arrivals += 1
+            self.rtx_ssrcs.add(rtx_ssrc)
+
+    def _media_drops(self) -> dict[Key, list[float]]:
+        return {k: d for k, d in self.dropped.items() if k[0] not in self.rtx_ssrcs}
 
     def on_nack(self, ssrc: int, lost: list[int]) -> None:
         now = time.monotonic()
@@ -95,18 +104,20 @@ class PacketTrace:
 
     def counts(self) -> dict[str, int]:
         """Per-viewer totals: the proxy's drops, and what repair did about them."""
+        media = self._media_drops()
+        rtx_dropped = sum(len(d) for k, d in self.dropped.items() if k not in media)
         copies = {k: self.passed.get(k, 0) + len(self.dropped.get(k, [])) for k in self.passed}
         for key, drops in self.dropped.items():
             copies.setdefault(key, len(drops))
         return {
             "packets_dropped": sum(len(d) for d in self.dropped.values()),
-            "packets_lost_first_time": len(self.dropped),
-            # a copy of a number already sent: on the same stream (eurelay today) the proxy
+            "packets_lost_first_time": len(media),
+            # a copy of a number already sent: on the same stream (without RTX) the proxy
             # sees it; as RTX the viewer does (rtx_arrivals)
             "resends_seen_by_proxy": sum(c - 1 for c in copies.values() if c > 1),
-            "resends_dropped": sum(len(d) - 1 for d in self.dropped.values() if len(d) > 1),
-            "repaired": sum(1 for k in self.dropped if k in self.arrived),
-            "never_arrived": sum(1 for k in self.dropped if k not in self.arrived),
+            "resends_dropped": sum(len(d) - 1 for d in media.values() if len(d) > 1) + rtx_dropped,
+            "repaired": sum(1 for k in media if k in self.arrived),
+            "never_arrived": sum(1 for k in media if k not in self.arrived),
             "rtx_arrivals": self.rtx_arrivals,
             "nack_packets": self.nack_packets,
             "seqs_nacked": len(self.nacked),
@@ -127,7 +138,7 @@ class PacketTrace:
             if b - a <= longer_than:
                 continue
             missing = []
-            for key, drops in sorted(self.dropped.items(), key=lambda item: item[1][0]):
+            for key, drops in sorted(self._media_drops().items(), key=lambda item: item[1][0]):
                 if not a - 2.0 <= drops[0] <= b:
                     continue
                 later = [t for t in self.arrived.get(key, []) if t > drops[0]]
@@ -160,9 +171,9 @@ def tap_receiver(receiver: RTCRtpReceiver, trace: PacketTrace) -> None:
     async def handle_rtp(packet: Any, arrival_time_ms: int) -> None:
         original = rtx_map.get(packet.ssrc)
         if original is not None and len(packet.payload) >= 2:  # RTX: the payload opens with it
-            trace.on_arrival((original, int.from_bytes(packet.payload[:2])), rtx=True)
+            trace.on_arrival((original, int.from_bytes(packet.payload[:2])), packet.ssrc)
         else:
-            trace.on_arrival((packet.ssrc, packet.sequence_number), rtx=False)
+            trace.on_arrival((packet.ssrc, packet.sequence_number))
         await handle(packet, arrival_time_ms)
 
     async def send_nack(media_ssrc: int, lost: list[int]) -> None:

@@ -32,6 +32,14 @@ CONGESTED_LOSS = 0.25
 RESEND_AGAIN_MIN = 0.04  # seconds: above a local network's round trip plus scheduling
 RESEND_AGAIN_MAX = 0.5
 RESEND_AGAIN_UNKNOWN_RTT = 0.12
+# Then, while the receiver says nothing (its next NACK stops or takes over the copies), a
+# few more, 4 and 8 spacings later: aiortc's next NACK waits for a new gap, and when loss
+# ends there is none, so a packet whose copies were all lost stalled it for seconds.
+TAIL_COPIES = 2
+# No copy once the stream is this far past it: aiortc's jitter buffer takes a packet over
+# 100 behind its start for a restart and drops all it holds, then stalls for up to 512
+# packets; a copy of a packet it already has must not arrive that late.
+COPY_MAX_BEHIND = 96
 
 CallLater = Callable[..., Any]  # loop.call_later's shape: (delay, callback, *args)
 
@@ -140,7 +148,9 @@ class Repair:
         Receiver reports cannot tell: a receiver counts duplicates as received, so the
         copies themselves hide a packet still missing from the cumulative loss."""
         sink = down.sink
-        if copies >= copies_for(sink.fraction_lost):
+        count = copies_for(sink.fraction_lost)
+        tail = copies - count + 1  # 1, 2: the copies sent while the receiver is quiet
+        if count == 1 or tail > TAIL_COPIES:
             down.resending.discard(out_seq)
             return
         down.resending.add(out_seq)
@@ -149,6 +159,8 @@ class Repair:
         # RTT, and copies are spaced enough that one short burst rarely takes them all.
         delay = RESEND_AGAIN_UNKNOWN_RTT if rtt is None else 0.5 * rtt / 1000.0
         delay = min(max(delay, RESEND_AGAIN_MIN), RESEND_AGAIN_MAX)
+        if tail > 0:
+            delay *= 2 << tail  # 4, then 8 spacings
         if self._call_later is None:
             self._call_later = asyncio.get_running_loop().call_later
         # One timer per resent packet: retransmissions are a few percent of the packets at
@@ -164,6 +176,8 @@ class Repair:
         now = time.perf_counter()
         sink = down.sink
         if not sink.retransmit_budget.allow(now):
+            return
+        if (down.last_seq - out_seq) & 0xFFFF > COPY_MAX_BEHIND:
             return
         origin = down.source_of(out_seq)
         if origin is None:

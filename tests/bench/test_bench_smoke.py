@@ -254,11 +254,14 @@ def test_packet_trace_names_what_a_freeze_waited_on() -> None:
     trace.nacked[(7, 256)] = [10.1, 10.8]
     trace.arrived[(7, 256)] = [10.9]
     trace.dropped[(7, 300)] = [5.0]  # never arrived, long before: not this freeze's
+    trace.on_arrival((7, 257), rtx_ssrc=8)  # an RTX copy: its stream is 8
+    trace.dropped[(8, 40)] = [10.3]  # another RTX copy, dropped: a resend, not a packet
     frames = [9.0 + i / 10 for i in range(1, 10)] + [10.95]  # 9.1 .. 9.9, then 10.95
     (freeze,) = trace.freezes(frames, 9.0, 11.0)
     assert abs(freeze.seconds - 1.05) < 1e-9 and [m.seq for m in freeze.missing] == [256]
     assert trace.counts()["resends_seen_by_proxy"] == 2
-    assert trace.counts()["resends_dropped"] == 1 and trace.counts()["never_arrived"] == 1
+    assert trace.counts()["resends_dropped"] == 2 and trace.counts()["never_arrived"] == 1
+    assert trace.counts()["packets_lost_first_time"] == 2
     # a stall to the window's end: what it waited on was dropped at its start, 4 s before
     trace.dropped[(7, 400)] = [20.05]
     (stall,) = trace.freezes([19.9, 20.0], 19.9, 24.0)

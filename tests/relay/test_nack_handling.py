@@ -70,6 +70,7 @@ def _down() -> DownTrack:
     sink.retransmit_budget = TokenBucket(rate=400.0, burst=200.0)  # type: ignore[attr-defined]
     down = DownTrack(up=up, subscriber_sid="S", mid="0", payload_type=96, sink=sink)
     down.start_at(1000, 3_000_000)
+    down.last_seq = (1020 + down.seq_offset) & 0xFFFF  # forwarded up to 1020 so far
     return down
 
 
@@ -87,17 +88,36 @@ def _seqs(sent: list[bytes]) -> list[int]:
     return [struct.unpack_from("!H", packet, 2)[0] for packet in sent]
 
 
-def test_a_resend_goes_again_each_round_trip_until_three_copies() -> None:
-    # aiortc NACKs a hole once: a lost retransmission used to wait for its next new gap
+def _run_copies(host: _Host) -> list[float]:
+    """Run every copy in turn; the delays they were scheduled with."""
+    delays = []
+    while host.timers.pending:
+        delays += [round(delay, 3) for delay, _, _ in host.timers.pending]
+        host.timers.run_due()
+    return delays
+
+
+def test_a_resend_goes_again_three_times_then_twice_more_slowly() -> None:
+    # aiortc NACKs a hole once: a lost retransmission used to wait for its next new gap,
+    # and when the loss ended there was none (a stall of seconds after a 20 % storm)
     host, down = _Host(), _down()
     out_seq = (1010 + down.seq_offset) & 0xFFFF
     host.retransmit(down, [out_seq])
-    assert [delay for delay, _, _ in host.timers.pending] == [0.12]  # no round trip yet
-    assert host.timers.run_due() == 1 and host.timers.run_due() == 1
-    assert host.timers.run_due() == 0  # bounded: three copies in all
-    assert _seqs(host.sent) == [out_seq] * 3
-    assert down.resends == 1 and down.resends_again == 2 == host.stats.resends_again
-    assert host.stats.retransmitted_packets == 3 and not down.resending
+    assert _run_copies(host) == [0.12, 0.12, 0.48, 0.96]  # no round trip known yet
+    assert _seqs(host.sent) == [out_seq] * 5  # bounded: three copies, then two more
+    assert down.resends == 1 and down.resends_again == 4 == host.stats.resends_again
+    assert host.stats.retransmitted_packets == 5 and not down.resending
+
+
+def test_no_copy_once_the_stream_is_96_packets_past_it() -> None:
+    # aiortc's jitter buffer restarts on a packet over 100 behind its start and stalls
+    host, down = _Host(), _down()
+    out_seq = (1010 + down.seq_offset) & 0xFFFF
+    host.retransmit(down, [out_seq])
+    host.timers.run_due()
+    down.last_seq = (out_seq + 97) & 0xFFFF
+    host.timers.run_due()
+    assert len(host.sent) == 2 and not host.timers.pending and not down.resending
 
 
 def test_more_copies_for_a_receiver_that_loses_more() -> None:
@@ -106,9 +126,12 @@ def test_more_copies_for_a_receiver_that_loses_more() -> None:
     host, down = _Host(), _down()
     down.sink.fraction_lost = 0.2  # type: ignore[misc]
     host.retransmit(down, [(1010 + down.seq_offset) & 0xFFFF])
-    while host.timers.run_due():
-        pass
-    assert down.resends_again == 4  # five sends in all
+    _run_copies(host)
+    assert down.resends_again == 6  # five sends, and the two while the receiver is quiet
+    host, down = _Host(), _down()
+    down.sink.fraction_lost = 0.3  # type: ignore[misc]
+    host.retransmit(down, [(1010 + down.seq_offset) & 0xFFFF])
+    assert _run_copies(host) == [] and len(host.sent) == 1  # congested: copies crowd it
 
 
 def test_no_copy_goes_to_a_subscriber_that_left() -> None:
