@@ -33,8 +33,9 @@ RESEND_AGAIN_MIN = 0.04  # seconds: above a local network's round trip plus sche
 RESEND_AGAIN_MAX = 0.5
 RESEND_AGAIN_UNKNOWN_RTT = 0.12
 # Then, while the receiver says nothing (its next NACK stops or takes over the copies), a
-# few more, 4 and 8 spacings later: aiortc's next NACK waits for a new gap, and when loss
-# ends there is none, so a packet whose copies were all lost stalled it for seconds.
+# few more, 4 and 8 spacings later, congested or not: aiortc's next NACK waits for a new gap,
+# and when loss ends there is none, so a packet whose copies were all lost (or that got none:
+# a 20 % storm reported as 27 %) stalled it for seconds.
 TAIL_COPIES = 2
 # No copy once the stream is this far past it: aiortc's jitter buffer takes a packet over
 # 100 behind its start for a restart and drops all it holds, then stalls for up to 512
@@ -150,7 +151,7 @@ class Repair:
         sink = down.sink
         count = copies_for(sink.fraction_lost)
         tail = copies - count + 1  # 1, 2: the copies sent while the receiver is quiet
-        if count == 1 or tail > TAIL_COPIES:
+        if tail > TAIL_COPIES:
             down.resending.discard(out_seq)
             return
         down.resending.add(out_seq)
@@ -205,11 +206,12 @@ class Repair:
 
 
 def copies_for(fraction_lost: float | None) -> int:
-    """Sends of a NACKed packet for a receiver that loses ``fraction_lost`` of its packets:
-    3 up to ~10 % loss, 5 at 20 %; one above ``CONGESTED_LOSS``, where loss is a link too
-    small for what it is sent, and copies crowd out the media (a capped link decoded half
-    the frames with them). A round trip above the path's lowest did not tell congestion
-    apart: a busy receiver's reports inflate it too, and its copies stopped."""
+    """Quick sends of a NACKed packet (the ``TAIL_COPIES`` slow ones come after) for a
+    receiver that loses ``fraction_lost`` of its packets: 3 up to ~10 % loss, 5 at 20 %;
+    one above ``CONGESTED_LOSS``, where loss is a link too small for what it is sent, and
+    quick copies crowd out the media (a capped link decoded half the frames with them).
+    A round trip above the path's lowest did not tell congestion apart: a busy receiver's
+    reports inflate it too, and its copies stopped."""
     loss = fraction_lost or 0.0
     if loss > CONGESTED_LOSS:
         return 1
