@@ -123,6 +123,8 @@ class DownLeg(Leg):
                     lost = packet.lost[:MAX_NACKED]  # type: ignore[attr-defined]
                     down.nacked = [seq & 0xFFFF for seq in lost]
                     down.nacks_received += 1
+                    if down.selector is not None:
+                        down.count_nacked(down.nacked)
                     self.repair.retransmit(down, down.nacked)
             elif name in ("RtcpRrPacket", "RtcpSrPacket"):
                 self._on_receiver_report(packet)

@@ -18,6 +18,7 @@ primary block alone.
 from __future__ import annotations
 
 import struct
+import time
 from collections.abc import Callable
 
 from .audio_level import BRIDGE_LEVEL_BLOCKS, VOICED_DBOV, read_audio_level
@@ -106,6 +107,7 @@ def forward_rtp(
     if (up.pending or up.keyframes.pending) and is_keyframe_start(up.codec.mime, rtp[offset:]):
         up.keyframes.arrived()  # a deferred keyframe request is answered: not sent
         for waiting in up.pending:  # simulcast layer switches complete at this keyframe
+            fill_left_behind(waiting, sendto, stats)
             waiting.move_to(up)
         stats.layer_switches += len(up.pending)
         up.pending = []
@@ -338,6 +340,42 @@ def resend(
 # What a filler carries: never an empty frame (an empty packet flushes FFmpeg-based
 # decoders for good), but a fragment no decoder can start a picture with.
 FILLER = {"video/VP8": b"\x00\x00", "video/H264": b"\x0c"}  # VP8 continuation; H.264 filler NAL
+
+
+# No copy or filler goes this far behind the newest packet sent: the receiver may have had
+# that packet long since, and aiortc's jitter buffer takes a packet over 100 behind its start
+# for a restart, drops all it holds, then stalls for up to 512 packets.
+BEHIND_LIMIT = 96
+
+
+def fill_left_behind(down: DownTrack, sendto: SendTo, stats: RelayStats) -> None:
+    """A subscriber moves to another layer at its keyframe: the holes its last NACK listed
+    in what it leaves get fillers first. It will not need them (the new layer starts at a
+    keyframe), but aiortc's jitter buffer hands out nothing past a hole, and asks for it
+    again only on a new gap: after a layer its link could not carry, the picture stayed
+    frozen for seconds on the new layer. Browsers drop a filler as a broken frame."""
+    if not down.nacked or not down.started:
+        return
+    now = time.perf_counter()
+    for out_seq in down.nacked:
+        if (down.last_seq - out_seq) & 0xFFFF <= BEHIND_LIMIT:
+            fill_hole(down, out_seq, frame_timestamp(down, out_seq, now), sendto, stats)
+    down.nacked = []
+
+
+def frame_timestamp(down: DownTrack, out_seq: int, now: float) -> int:
+    """The timestamp of the frame around ``out_seq``, for a filler in its place: that of the
+    packet before it (a receiver that groups packets by timestamp would otherwise make the
+    filler a frame of its own and split the frame it belongs to); else the newest sent."""
+    origin = down.source_of(out_seq)
+    if origin is None:
+        return down.last_ts
+    source, seq_offset, ts_offset = origin
+    cache = source.cache
+    before = cache.get((out_seq - seq_offset - 1) & 0xFFFF, now) if cache is not None else None
+    if before is None:
+        return down.last_ts
+    return (read_seq_ts_ssrc(before)[1] + ts_offset) & 0xFFFFFFFF
 
 
 def fill_hole(

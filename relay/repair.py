@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import rtcp
-from .forwarder import fill_hole, read_seq_ts_ssrc, resend
+from .forwarder import BEHIND_LIMIT, fill_hole, frame_timestamp, resend
 from .keyframe_replay import replay_keyframe
 from .leg import Wire
 from .publisher_leg import PublisherLeg
@@ -37,10 +37,6 @@ RESEND_AGAIN_UNKNOWN_RTT = 0.12
 # and when loss ends there is none, so a packet whose copies were all lost (or that got none:
 # a 20 % storm reported as 27 %) stalled it for seconds.
 TAIL_COPIES = 2
-# No copy once the stream is this far past it: aiortc's jitter buffer takes a packet over
-# 100 behind its start for a restart and drops all it holds, then stalls for up to 512
-# packets; a copy of a packet it already has must not arrive that late.
-COPY_MAX_BEHIND = 96
 
 CallLater = Callable[..., Any]  # loop.call_later's shape: (delay, callback, *args)
 
@@ -130,13 +126,7 @@ class Repair:
                     if len(down.awaited) > MAX_AWAITED:
                         del down.awaited[0]
                 continue
-            # The filler joins the frame around the hole (the timestamp of the packet
-            # before it), not the newest one: a receiver that groups packets by timestamp
-            # would otherwise make it a frame of its own and split the frame it belongs to.
-            before = cache.get((in_seq - 1) & 0xFFFF, now) if cache is not None else None
-            timestamp = down.last_ts
-            if before is not None:
-                timestamp = (read_seq_ts_ssrc(before)[1] + ts_offset) & 0xFFFFFFFF
+            timestamp = frame_timestamp(down, out_seq, now)
             filled = fill_hole(down, out_seq, timestamp, sendto, self.stats) or filled
         if filled:
             self.stats.nack_unanswerable += 1
@@ -178,7 +168,7 @@ class Repair:
         sink = down.sink
         if not sink.retransmit_budget.allow(now):
             return
-        if (down.last_seq - out_seq) & 0xFFFF > COPY_MAX_BEHIND:
+        if (down.last_seq - out_seq) & 0xFFFF > BEHIND_LIMIT:  # it may have had it long since
             return
         origin = down.source_of(out_seq)
         if origin is None:

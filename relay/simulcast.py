@@ -63,6 +63,11 @@ class LayerSelector:
     rtt_over: int = 0  # consecutive reports over it
     switched_at: float = 0.0
     probed_up: bool = False  # the last switch went up and is not proven yet
+    # A first choice or a probe, not yet held PROBE_PROVEN: NACKs for its own packets fail
+    # it at the next choice. Receiver reports cover the time before the switch, so they wait
+    # SETTLE; a layer the link cannot carry lost ~2 s of picture to that wait.
+    unproven: bool = False
+    nack_loss: float = 0.0  # share of this layer's packets NACKed since the last choice
     probe_wait: float = PROBE_FIRST
     next_probe: float = 0.0
 
@@ -89,6 +94,12 @@ class LayerSelector:
             return True
         return self.rtt_ms - self.rtt_min_ms <= DELAY_CLEAN_MS
 
+    def on_nack_loss(self, share: float) -> None:
+        """The share of the packets sent on this layer since the last choice that the
+        subscriber NACKed, each number once (jitter makes some receivers NACK packets that
+        were only late: used only to fail an unproven layer)."""
+        self.nack_loss = max(self.nack_loss, share)
+
     def on_remb(self, bitrate_bps: float) -> None:
         self.remb_bps = bitrate_bps
 
@@ -104,10 +115,16 @@ class LayerSelector:
             fits = [i for i in allowed if rates[i] <= budget] or allowed[:1]
         if self.current not in allowed:
             # first choice, or the layer stopped / is above a new ceiling: best that fits
-            return self._switch(fits[-1] if self.current < 0 else _below(fits, self.current), now)
+            if self.current >= 0:
+                return self._switch(_below(fits, self.current), now)
+            self._switch(fits[-1], now)
+            self.unproven = fits[-1] > allowed[0]
+            return self.current
         loss, self.loss = self.loss, 0.0
         queued, self.queued = self.queued, False
-        if (loss > LOSS_DOWN or queued) and now - self.switched_at >= SETTLE:
+        nack_loss, self.nack_loss = self.nack_loss, 0.0
+        failed = self.unproven and nack_loss > LOSS_DOWN
+        if failed or ((loss > LOSS_DOWN or queued) and now - self.switched_at >= SETTLE):
             if self.probed_up:  # the probe failed: wait longer before the next one
                 self.probe_wait = min(PROBE_MAX, self.probe_wait * 2)
             lower = [i for i in allowed if i < self.current]
@@ -115,6 +132,8 @@ class LayerSelector:
             return self._switch(lower[-1], now) if lower else self.current
         if self.current not in fits:
             return self._switch(_below(fits, self.current), now)
+        if self.unproven and now - self.switched_at >= PROBE_PROVEN:
+            self.unproven = False
         if self.probed_up and now - self.switched_at >= PROBE_PROVEN:
             self.probed_up = False
             self.probe_wait = PROBE_FIRST
@@ -122,15 +141,15 @@ class LayerSelector:
         if higher and loss <= LOSS_CLEAN and self._delay_clean() and now >= self.next_probe:
             self.next_probe = now + self.probe_wait
             self._switch(higher[0], now)
-            self.probed_up = True
+            self.probed_up = self.unproven = True
         return self.current
 
     def _switch(self, layer: int, now: float) -> int:
         if layer != self.current:
             self.current = layer
             self.switched_at = now
-            self.probed_up = False
-            self.loss = 0.0
+            self.probed_up = self.unproven = False
+            self.loss = self.nack_loss = 0.0
             self.queued = False
             if self.next_probe < now + PROBE_FIRST:
                 self.next_probe = now + PROBE_FIRST

@@ -166,6 +166,9 @@ def select_layer(down: DownTrack, now: float, repair: Repair) -> None:
     if down.selector is None or track is None or not track.layers:
         return
     wanted = down.pending_layer or down.up
+    share = down.nack_share()
+    if share is not None:
+        down.selector.on_nack_loss(share)
     choice = down.selector.choose([t.rate_bps for t in track.layers], now)
     layer = track.layers[choice] if choice >= 0 else wanted
     if layer is not wanted and down.switch_layer(layer):

@@ -204,6 +204,12 @@ class DownTrack:
     resends: int = 0
     resends_again: int = 0  # copies sent one round trip after a resend, without a new NACK
     keyframe_requests: int = 0  # PLI/FIR from this subscriber
+    # NACKed numbers of the current layer, each once (receivers list a missing number again
+    # in later NACKs), against the packets sent: a simulcast layer's loss, known a round
+    # trip after it happens (``LayerSelector.on_nack_loss``).
+    nack_upto: int = -1  # the newest number counted; -1: none yet on this layer
+    nacked_count: int = 0
+    nack_sent_mark: int = 0  # packets_sent when the count began
     # The current span of the numbering: out = in + seq_offset from ``first_out_seq`` on.
     # A span ends at a dropped padding packet (the offset steps down by one), a layer or
     # publisher switch, or a restart at a keyframe; a run is the spans since that keyframe,
@@ -259,6 +265,7 @@ class DownTrack:
         self.pending_layer = None
         self.waiting_keyframe = True
         layer.add_down(self)
+        self.nack_upto, self.nacked_count, self.nack_sent_mark = -1, 0, self.packets_sent
 
     def _cancel_switch(self) -> None:
         layer = self.pending_layer
@@ -278,6 +285,31 @@ class DownTrack:
             self.paused = False
             self.resuming = True
             self.waiting_keyframe = True  # audio starts at any packet: the next one
+
+    def count_nacked(self, lost: list[int]) -> None:
+        """Count the numbers of a NACK not counted yet, sent on the current layer (NACKs
+        list numbers in order, and one older than the newest counted is taken as counted)."""
+        if self.pending_layer is not None or not self.started:
+            return  # still the layer being left
+        first = self.first_out_seq if self.nack_upto < 0 else (self.nack_upto + 1) & 0xFFFF
+        newest = (self.last_seq - first) & 0xFFFF
+        if newest >= 0x8000:
+            return
+        for seq in lost:
+            if (seq - first) & 0xFFFF <= newest:
+                self.nacked_count += 1
+                if self.nack_upto < 0 or (seq - self.nack_upto) & 0xFFFF < 0x8000:
+                    self.nack_upto = seq
+
+    def nack_share(self, min_packets: int = 30) -> float | None:
+        """The share of the packets sent on this layer since the last call that the
+        subscriber NACKed; None until ``min_packets`` were sent."""
+        sent = self.packets_sent - self.nack_sent_mark
+        if self.pending_layer is not None or sent < min_packets:
+            return None
+        share = self.nacked_count / sent
+        self.nacked_count, self.nack_sent_mark = 0, self.packets_sent
+        return share
 
     def may_resend(self, out_seq: int, now: float, interval: float) -> bool:
         """At most one retransmission of a packet per ``interval``; remembers the last 256."""

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import struct
+import time
 
 from relay.codecs import VP8
 from relay.forwarder import forward_rtp
+from relay.packet_cache import PacketCache
 from relay.sdp_negotiation import _send_rids
-from relay.simulcast import LayerSelector, order_layers, quality_layer
+from relay.simulcast import PROBE_FIRST, LayerSelector, order_layers, quality_layer
 from relay.stats import RelayStats
 from relay.track import DownTrack, UpTrack
 
@@ -114,3 +116,77 @@ def test_a_growing_queue_moves_a_subscriber_down_before_loss() -> None:
     assert sel.choose(rates, 8.0) == 1
     sel.on_rtt(40.0, 9.0)
     assert sel.choose(rates, 9.0) == 2  # drained: try the top layer again
+
+
+def test_nacks_fail_an_unproven_layer_without_waiting_for_reports() -> None:
+    # Receiver reports cover the time before a switch and wait SETTLE; a layer the link
+    # could not carry cost an aiortc viewer seconds of frozen picture meanwhile.
+    rates = [100e3, 300e3, 900e3]
+    sel = LayerSelector(max_layer=2)
+    assert sel.choose(rates, 0.0) == 2 and sel.unproven  # the first choice is a guess
+    sel.on_nack_loss(0.4)
+    assert sel.choose(rates, 1.0) == 1  # within SETTLE, failed by its own NACKs
+    assert not sel.unproven
+    sel.on_nack_loss(0.4)  # a layer chosen by going down is not failed by NACKs (jitter
+    assert sel.choose(rates, 2.0) == 1  # makes aiortc NACK packets that were only late)
+    assert sel.choose(rates, 5.0) == 2 and sel.probed_up  # a clean link: probe up
+    sel.on_nack_loss(0.3)
+    assert sel.choose(rates, 6.0) == 1  # the probe fails at once: the wait doubles
+    assert sel.next_probe == 6.0 + 2 * PROBE_FIRST
+    assert sel.choose(rates, 12.0) == 2 and sel.unproven
+    sel.on_nack_loss(0.05)
+    assert sel.choose(rates, 13.0) == 2  # a little loss: the probe holds
+
+
+def test_nacked_numbers_of_a_layer_are_counted_once() -> None:
+    low, high = _layer("q", 1), _layer("f", 2)
+    parent = _layer("", 0)
+    parent.layers = [low, high]
+    down = DownTrack(up=parent, subscriber_sid="S", mid="0", payload_type=96, sink=_Sink())
+    down.active = True
+    down.attach(parent, 0.0)
+    down.start_at(100, 9000)
+    first = (100 + down.seq_offset) & 0xFFFF
+    down.last_seq, down.packets_sent = (first + 39) & 0xFFFF, 40
+    down.count_nacked([(first - 5) & 0xFFFF, (first + 3) & 0xFFFF])  # one from before
+    down.count_nacked([(first + 3) & 0xFFFF, (first + 7) & 0xFFFF])  # 3 again: once
+    down.count_nacked([(first + 60) & 0xFFFF])  # never sent: not counted
+    assert down.nack_share() == 2 / 40 and down.nack_share() is None  # too few since
+    down.switch_layer(high)
+    down.count_nacked([(first + 30) & 0xFFFF])  # switching: still the layer being left
+    down.packets_sent += 40
+    assert down.nack_share() is None
+
+
+def test_holes_left_behind_by_a_switch_get_fillers_before_the_keyframe() -> None:
+    # aiortc's jitter buffer hands out nothing past a hole and asks again only on a new
+    # gap: the holes of a layer its link could not carry froze the next layer for seconds
+    low, high = _layer("q", 1), _layer("f", 2)
+    parent = _layer("", 0)
+    parent.layers = [low, high]
+    sent: list[bytes] = []
+    stats = RelayStats()
+    down = DownTrack(up=parent, subscriber_sid="S", mid="0", payload_type=96, sink=_Sink())
+    down.active = True
+    down.attach(parent, 0.0)
+    down.switch_layer(high)
+
+    high.cache = PacketCache()
+
+    def send(up: UpTrack, seq: int, ts: int, key: bool) -> None:
+        rtp = _vp8(seq, ts, up.ssrc or 0, key)
+        forward_rtp(up, rtp, seq, ts, lambda p, a: sent.append(p), stats, time.perf_counter())
+
+    for i in range(200):
+        send(high, 5000 + i, 70000 + 3000 * (i // 2), key=i == 0)
+    first = struct.unpack_from("!H", sent[0], 2)[0]
+    far, near = (first + 20) & 0xFFFF, (first + 150) & 0xFFFF  # 179 and 49 behind
+    down.nacked = [far, near]
+    down.switch_layer(low)
+    send(low, 100, 9000, key=True)
+    filler, keyframe = sent[200:]
+    assert struct.unpack_from("!H", filler, 2)[0] == near and len(filler) == 12 + 2
+    before, at = (struct.unpack_from("!I", sent[i], 4)[0] for i in (149, 150))
+    assert struct.unpack_from("!I", filler, 4)[0] == before != at  # the frame it was in
+    assert struct.unpack_from("!H", keyframe, 2)[0] == (first + 200) & 0xFFFF
+    assert down.nacked == [] and stats.holes_filled == 1
