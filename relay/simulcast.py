@@ -96,8 +96,9 @@ class LayerSelector:
 
     def on_nack_loss(self, share: float) -> None:
         """The share of the packets sent on this layer since the last choice that the
-        subscriber NACKed, each number once (jitter makes some receivers NACK packets that
-        were only late: used only to fail an unproven layer)."""
+        subscriber NACKed, each number once. It fails an unproven layer and holds back a
+        probe; it moves no proven layer down, since jitter makes some receivers NACK packets
+        that were only late (receiver reports do that, after SETTLE)."""
         self.nack_loss = max(self.nack_loss, share)
 
     def on_remb(self, bitrate_bps: float) -> None:
@@ -138,7 +139,8 @@ class LayerSelector:
             self.probed_up = False
             self.probe_wait = PROBE_FIRST
         higher = [i for i in fits if i > self.current]
-        if higher and loss <= LOSS_CLEAN and self._delay_clean() and now >= self.next_probe:
+        clean = loss <= LOSS_CLEAN and nack_loss <= LOSS_CLEAN and self._delay_clean()
+        if higher and clean and now >= self.next_probe:
             self.next_probe = now + self.probe_wait
             self._switch(higher[0], now)
             self.probed_up = self.unproven = True

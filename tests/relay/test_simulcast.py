@@ -129,6 +129,8 @@ def test_nacks_fail_an_unproven_layer_without_waiting_for_reports() -> None:
     assert not sel.unproven
     sel.on_nack_loss(0.4)  # a layer chosen by going down is not failed by NACKs (jitter
     assert sel.choose(rates, 2.0) == 1  # makes aiortc NACK packets that were only late)
+    sel.on_nack_loss(0.05)
+    assert sel.choose(rates, 4.0) == 1  # but no probe up while it NACKs
     assert sel.choose(rates, 5.0) == 2 and sel.probed_up  # a clean link: probe up
     sel.on_nack_loss(0.3)
     assert sel.choose(rates, 6.0) == 1  # the probe fails at once: the wait doubles
