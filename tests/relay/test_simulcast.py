@@ -64,15 +64,21 @@ def _vp8(seq: int, ts: int, ssrc: int, key: bool, padding: bool = False) -> byte
     return struct.pack("!BBHII", 0x80, 96, seq, ts, ssrc) + payload
 
 
-def test_switch_waits_for_a_keyframe_and_keeps_numbering_continuous() -> None:
+def _two_layers() -> tuple[UpTrack, UpTrack, DownTrack]:
+    """A simulcast track's layers "q" and "f", and a subscriber's copy of it, sendable."""
     low, high = _layer("q", 1), _layer("f", 2)
     parent = _layer("", 0)
     parent.layers = [low, high]
-    sent: list[bytes] = []
-    stats = RelayStats()
     down = DownTrack(up=parent, subscriber_sid="S", mid="0", payload_type=96, sink=_Sink())
     down.active = True
     down.attach(parent, 0.0)
+    return low, high, down
+
+
+def test_switch_waits_for_a_keyframe_and_keeps_numbering_continuous() -> None:
+    low, high, down = _two_layers()
+    sent: list[bytes] = []
+    stats = RelayStats()
     down.switch_layer(low)  # nothing sent yet: moves at once
 
     def send(up: UpTrack, seq: int, ts: int, key: bool, padding: bool = False) -> None:
@@ -141,12 +147,7 @@ def test_nacks_fail_an_unproven_layer_without_waiting_for_reports() -> None:
 
 
 def test_nacked_numbers_of_a_layer_are_counted_once() -> None:
-    low, high = _layer("q", 1), _layer("f", 2)
-    parent = _layer("", 0)
-    parent.layers = [low, high]
-    down = DownTrack(up=parent, subscriber_sid="S", mid="0", payload_type=96, sink=_Sink())
-    down.active = True
-    down.attach(parent, 0.0)
+    _, high, down = _two_layers()
     down.start_at(100, 9000)
     first = (100 + down.seq_offset) & 0xFFFF
     down.last_seq, down.packets_sent = (first + 39) & 0xFFFF, 40
@@ -163,14 +164,9 @@ def test_nacked_numbers_of_a_layer_are_counted_once() -> None:
 def test_holes_left_behind_by_a_switch_get_fillers_before_the_keyframe() -> None:
     # aiortc's jitter buffer hands out nothing past a hole and asks again only on a new
     # gap: the holes of a layer its link could not carry froze the next layer for seconds
-    low, high = _layer("q", 1), _layer("f", 2)
-    parent = _layer("", 0)
-    parent.layers = [low, high]
+    low, high, down = _two_layers()
     sent: list[bytes] = []
     stats = RelayStats()
-    down = DownTrack(up=parent, subscriber_sid="S", mid="0", payload_type=96, sink=_Sink())
-    down.active = True
-    down.attach(parent, 0.0)
     down.switch_layer(high)
 
     high.cache = PacketCache()

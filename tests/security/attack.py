@@ -44,10 +44,11 @@ from aioice import stun
 
 from bench.decoded_call import Decoded
 from bench.flat_color_track import FlatColorTrack
+from bench.loopback_node import token as loopback_token
 from bench.node_process import NodeProcess, spawn_node
 from bench.raw_peer import RawPeer
+from relay.netem import UdpImpairmentProxy
 from signaling.client import EurelayClient, restrict_ice_host_addresses
-from signaling.tokens import Grant, mint
 
 KEY = "attack-key"
 SECRET = "attack-secret-0123456789-0123456789-abcdef"
@@ -61,27 +62,9 @@ def attacker_ip(n: int) -> str:
     return f"10.77.0.{2 + n % 240}"
 
 
-def tok(
-    room: str,
-    identity: str,
-    *,
-    publish: bool = True,
-    subscribe: bool = True,
-    data: bool = True,
-    admin: bool = False,
-    ttl: float = 600,
-    secret: str = SECRET,
-    key: str = KEY,
-    now: float | None = None,
-) -> str:
-    grant = Grant(
-        room=room,
-        can_publish=publish,
-        can_subscribe=subscribe,
-        can_publish_data=data,
-        room_admin=admin,
-    )
-    return mint(key, secret, identity, grant, ttl=ttl, now=now)
+def tok(room: str, identity: str, **claims: Any) -> str:
+    """A token of this script's key; ``claims`` as ``bench.loopback_node.token`` takes them."""
+    return loopback_token(room, identity, **{"ttl": 600, "secret": SECRET, "key": KEY, **claims})
 
 
 def operator() -> str:
@@ -208,52 +191,6 @@ class Victim:
         return max(d.longest_gap(start, end) for d in self.decoded)
 
 
-class _Upstream(asyncio.DatagramProtocol):
-    def __init__(self, proxy: CapturingProxy, client: tuple[str, int]) -> None:
-        self.proxy = proxy
-        self.client = client
-        self.transport: asyncio.DatagramTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        if self.proxy.transport is not None:
-            self.proxy.transport.sendto(data, self.client)
-
-
-class CapturingProxy(asyncio.DatagramProtocol):
-    """Between one victim client and the relay: forwards both ways (a relay-side socket per
-    client port, as a NAT would) and keeps what the client sent (SRTP and SRTCP), which an
-    attacker on the path would see."""
-
-    def __init__(self, relay: tuple[str, int], sink: list[tuple[float, bytes]]) -> None:
-        self.relay = relay
-        self.sink = sink
-        self.upstreams: dict[tuple[str, int], _Upstream] = {}
-        self.opening: set[asyncio.Future[Any]] = set()
-        self.transport: asyncio.DatagramTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        upstream = self.upstreams.get(addr)
-        if upstream is None:
-            upstream = self.upstreams[addr] = _Upstream(self, addr)
-            self.opening.add(
-                asyncio.ensure_future(
-                    asyncio.get_running_loop().create_datagram_endpoint(
-                        lambda: upstream, local_addr=("127.0.0.1", 0)
-                    )
-                )
-            )
-        if data and 127 < data[0] < 192 and len(self.sink) < 5000:
-            self.sink.append((time.monotonic(), data))
-        if upstream.transport is not None:
-            upstream.transport.sendto(data, self.relay)
-
-
 async def decode_forever(track: Any, decoded: Decoded) -> None:
     while True:
         frame = await track.recv()
@@ -265,10 +202,14 @@ async def decode_forever(track: Any, decoded: Decoded) -> None:
 async def victim_call(target: Target) -> AsyncIterator[Victim]:
     """Two clients in room ``victim``; ``a``'s media goes through a capturing proxy."""
     captured: list[tuple[float, bytes]] = []
-    loop = asyncio.get_running_loop()
-    proxy = CapturingProxy(("127.0.0.1", target.node.udp_port), captured)
-    endpoint, _ = await loop.create_datagram_endpoint(lambda: proxy, local_addr=("127.0.0.1", 0))
-    via = endpoint.get_extra_info("sockname")[:2]
+
+    def capture(direction: str, data: bytes, dropped: bool) -> None:
+        """What the client sent (SRTP and SRTCP), which an attacker on the path would see."""
+        if direction == "up" and data and 127 < data[0] < 192 and len(captured) < 5000:
+            captured.append((time.monotonic(), data))
+
+    proxy = UdpImpairmentProxy(("127.0.0.1", target.node.udp_port), tap=capture)
+    via = ("127.0.0.1", await proxy.start())
     url = target.node.ws_url
     a = EurelayClient(url, tok(VICTIM, "alice"), host_addresses=LOOPBACK, media_via=via)
     b = EurelayClient(url, tok(VICTIM, "bob"), host_addresses=LOOPBACK)
@@ -283,11 +224,8 @@ async def victim_call(target: Target) -> AsyncIterator[Victim]:
             _, track = await client.next_track(20)
             tasks.append(asyncio.create_task(decode_forever(track, sink)))
         victim = Victim(a, b, decoded, tasks, media_log=captured)
-        deadline = time.monotonic() + 20
-        while min(len(d.times) for d in decoded) < 30:
-            if time.monotonic() > deadline:
-                raise RuntimeError("the victim call never decoded")
-            await asyncio.sleep(0.2)
+        if not await wait_for(lambda: min(len(d.times) for d in decoded) >= 30, 20):
+            raise RuntimeError("the victim call never decoded")
         yield victim
     finally:
         for task in tasks:
@@ -295,7 +233,7 @@ async def victim_call(target: Target) -> AsyncIterator[Victim]:
         for client in (a, b):
             with contextlib.suppress(Exception):
                 await client.close()
-        endpoint.close()
+        proxy.close()
 
 
 # attack helpers -----------------------------------------------------------------------
@@ -549,6 +487,24 @@ async def wait_for(check: Callable[[], bool], timeout: float) -> bool:
     return True
 
 
+async def udp_barrier(t: Target) -> None:
+    """Return once the relay has read every datagram sent to it so far: it reads its one
+    socket in order, so its answer to a binding request sent now (a 400: no USERNAME)
+    comes after it has handled all of them."""
+    sock = udp_socket(attacker_ip(239))
+    try:
+        sock.sendto(stun.Message(stun.Method.BINDING, stun.Class.REQUEST).__bytes__(),
+                    (SERVER_IP, t.node.udp_port))  # fmt: skip
+        await asyncio.wait_for(asyncio.get_running_loop().sock_recv(sock, 2048), 10)
+    finally:
+        sock.close()
+
+
+async def close_all(*closables: Any) -> None:
+    for closable in closables:
+        await closable.close()
+
+
 def udp_socket(local_ip: str) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind((local_ip, 0))
@@ -706,7 +662,6 @@ async def websocket(t: Target, v: Victim, r: Results) -> None:
         {"type": "join", "token": tok(VICTIM, "m")},
         {"type": "resume", "sid": v.a.sid, "resume_token": "x", "token": tok(VICTIM, "alice")},
     ):
-        await asyncio.sleep(0.1)
         await sig.ws.send_str(json.dumps(bad))
         msg = await sig.ws.receive(timeout=5)
         code = json.loads(msg.data).get("code") if msg.type == aiohttp.WSMsgType.TEXT else msg.type
@@ -1169,13 +1124,13 @@ async def rate_limits(t: Target, v: Victim, r: Results) -> None:
                 sock.sendto(request, server)
                 sent += 1
         await asyncio.sleep(0.01)
+    await udp_barrier(t)  # every request read, so every answer is here
     answers = 0
     with contextlib.suppress(BlockingIOError):
         while True:
             sock.recv(2048)
             answers += 1
     sock.close()
-    await asyncio.sleep(0.3)
     after2 = await t.metrics()
     limited = metric(
         after2, "eurelay_relay_dropped_packets_total", reason="stun_rate_limited"
@@ -1188,7 +1143,6 @@ async def rate_limits(t: Target, v: Victim, r: Results) -> None:
     )
     # SRTP from unlatched addresses of one IP (moves)
     sock = udp_socket(attacker_ip(13))
-    ssrcs = [s for s in ((v.a.joined and []) or [])]
     sent = 0
     started = time.monotonic()
     while time.monotonic() - started < 2.0:
@@ -1201,7 +1155,7 @@ async def rate_limits(t: Target, v: Victim, r: Results) -> None:
                 sent += 1
         await asyncio.sleep(0.01)
     sock.close()
-    await asyncio.sleep(0.3)
+    await udp_barrier(t)
     after3 = await t.metrics()
     moved = metric(
         after3, "eurelay_relay_dropped_packets_total", reason="move_rate_limited"
@@ -1212,7 +1166,6 @@ async def rate_limits(t: Target, v: Victim, r: Results) -> None:
         moved > 0,
         f"{moved:.0f} move_rate_limited",
     )
-    del ssrcs
 
 
 async def udp_garbage(t: Target, v: Victim, r: Results) -> None:
@@ -1286,7 +1239,7 @@ async def handover(t: Target, v: Victim, r: Results) -> None:
         forged[-14:] = os.urandom(14)  # SRTCP index and tag
         with contextlib.suppress(BlockingIOError):
             sock2.sendto(bytes(forged), ("127.0.0.1", t.node.udp_port))
-    await asyncio.sleep(1.0)
+    await udp_barrier(t)  # replays and forgeries read: none authenticates, so no check starts
     after = await t.metrics()
     moved = metric(after, "eurelay_relay_address_changes_total") - changes
     r.add(
@@ -1316,7 +1269,7 @@ async def handover(t: Target, v: Victim, r: Results) -> None:
     assert peer.dtls is not None
     for _ in range(3):  # receiver reports from where it is: the relay learns its SSRC
         peer.send_raw(peer.dtls.tx_srtp.protect_rtcp(rtcp_rr(1)))
-        await asyncio.sleep(0.2)
+    await udp_barrier(t)
     # Stand-ins for spoofed sources, which never answer the relay's checks: one sends an
     # SRTCP packet the leg's keys authenticate; once the relay gave up on that one (a leg
     # has one check at a time), the other a binding request with the leg's credentials.
@@ -1350,10 +1303,7 @@ async def handover(t: Target, v: Victim, r: Results) -> None:
             f"{media} SRTP/SRTCP datagrams to it ({checks} STUN: {stun_sent})",
         )
         spoofed.close()
-    await sig.close()
-    await pub.sig.close()
-    await peer.close()
-    await pub.peer.close()
+    await close_all(sig, pub.sig, peer, pub.peer)
 
 
 async def red_rtx(t: Target, v: Victim, r: Results) -> None:
@@ -1388,7 +1338,7 @@ async def red_rtx(t: Target, v: Victim, r: Results) -> None:
     for ssrc in [*ssrcs, 0, 4294967295]:
         for pid in (0, 65535, 32768):
             sub.send_raw(sub.dtls.tx_srtp.protect_rtcp(rtcp_nack(1, ssrc, pid, 0xFFFF)))
-    await asyncio.sleep(0.5)
+    await udp_barrier(t)
     after = await t.metrics()
     r.add(
         c,
@@ -1397,10 +1347,7 @@ async def red_rtx(t: Target, v: Victim, r: Results) -> None:
         > metric(before, "eurelay_relay_dropped_packets_total", reason="red_malformed"),
     )
     r.add(c, "node healthy after RED/RTX abuse", await t.healthy())
-    await sig.close()
-    await pub.sig.close()
-    await sub.close()
-    await pub.peer.close()
+    await close_all(sig, pub.sig, sub, pub.peer)
 
 
 async def rtcp_floods(t: Target, v: Victim, r: Results) -> None:
@@ -1428,8 +1375,8 @@ async def rtcp_floods(t: Target, v: Victim, r: Results) -> None:
                 sent += 2
         pub.rtp(pub.video_ssrc, 96, b"\x10\x01" + os.urandom(200), marker=True)
         await asyncio.sleep(0.002)
+    await udp_barrier(t)  # the relay read all the PLIs and NACKs
     elapsed = time.monotonic() - started
-    await asyncio.sleep(0.3)
     after = await t.metrics()
     plis = len(pub.peer.keyframe_requests_at)
     r.add(
@@ -1447,11 +1394,7 @@ async def rtcp_floods(t: Target, v: Victim, r: Results) -> None:
         await t.healthy(),
         f"{nacks:.0f} NACKs received",
     )
-    for sig, peer, _ in subs:
-        await sig.close()
-        await peer.close()
-    await pub.sig.close()
-    await pub.peer.close()
+    await close_all(*(x for sig, peer, _ in subs for x in (sig, peer)), pub.sig, pub.peer)
 
 
 async def slow_clients(t: Target, v: Victim, r: Results) -> None:
@@ -1566,7 +1509,7 @@ async def slow_clients(t: Target, v: Victim, r: Results) -> None:
         with contextlib.suppress(ConnectionError, TimeoutError):
             await asyncio.wait_for(reader.read(1000), 5)
         writer.close()
-    await asyncio.sleep(0.5)
+    # no wait: each request's record was written before its answer was read
     errors = t.log.read_text().count(" ERROR ") - before_errors
     r.add(
         c,
@@ -1603,7 +1546,8 @@ async def slow_clients(t: Target, v: Victim, r: Results) -> None:
         writer.write(frame('{"type":"ping","timestamp":1}'))
     with contextlib.suppress(ConnectionError):
         await asyncio.wait_for(writer.drain(), 20)
-    await asyncio.sleep(1)
+    # wait for the one log line (or its absence) rather than a fixed time
+    await wait_for(lambda: t.log.read_text().count("too slow to read") > before_log, 10)
     lines = t.log.read_text().count("too slow to read") - before_log
     r.add(
         c,

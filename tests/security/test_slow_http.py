@@ -54,16 +54,20 @@ async def test_a_request_whose_headers_never_end_is_closed(
         writer.close()
 
 
+def _offer_head(room: str) -> bytes:
+    """A WHIP POST announcing a 60 KB offer, and its first line only."""
+    return (
+        f"POST /whip/{room} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token(room, 'm')}\r\n"
+        "Content-Type: application/sdp\r\nContent-Length: 60000\r\n\r\nv=0\r\n"
+    ).encode()
+
+
 async def test_a_body_sent_too_slowly_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     """A WHIP offer announced as 60 KB and sent a byte a second held its handler forever."""
     monkeypatch.setattr(errors, "BODY_TIMEOUT", 0.5, raising=False)
     async with running_node() as rn:
         reader, writer = await asyncio.open_connection(*_address(rn))
-        writer.write(
-            b"POST /whip/slow HTTP/1.1\r\nHost: x\r\n"
-            + f"Authorization: Bearer {token('slow', 'm')}\r\n".encode()
-            + b"Content-Type: application/sdp\r\nContent-Length: 60000\r\n\r\nv=0\r\n"
-        )
+        writer.write(_offer_head("slow"))
         answer = await _closed_within(reader, 5)
         assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
         assert b'"request_timeout"' in answer
@@ -79,11 +83,7 @@ async def test_a_client_gone_mid_body_is_not_a_server_error(
     caplog.set_level(logging.DEBUG, logger="signaling.errors")
     async with running_node() as rn:
         _, writer = await asyncio.open_connection(*_address(rn))
-        writer.write(
-            b"POST /whip/gone HTTP/1.1\r\nHost: x\r\n"
-            + f"Authorization: Bearer {token('gone', 'm')}\r\n".encode()
-            + b"Content-Type: application/sdp\r\nContent-Length: 60000\r\n\r\nv=0\r\n"
-        )
+        writer.write(_offer_head("gone"))
         await writer.drain()
         writer.transport.abort()
 
